@@ -1,0 +1,26 @@
+# Echo2ECG: echo studies and 12-lead ECGs -> an ECG encoder that knows cardiac morphology.
+# The stages and their outputs are described in README.md ("Architecture").
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+
+
+if config["demo"]["enabled"]:
+
+    include: "rules/demo.smk"
+
+
+include: "rules/data.smk"
+
+
+rule all:
+    input:
+        data_stage_outputs(),
+    default_target: True

@@ -1,0 +1,89 @@
+"""The ``echo2ecg`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _extract_echo(args: argparse.Namespace) -> int:
+    from .data_stage import extract_echo_shard, inputs_from_paths
+
+    options = {"n_out": args.frames, "stride": args.stride, "size": args.size, "zoom": args.zoom}
+    ledger = extract_echo_shard(inputs_from_paths(args.files), args.out, options)
+    return _report(ledger, Path(args.out) / "clips.zarr")
+
+
+def _prep_ecg(args: argparse.Namespace) -> int:
+    from .data_stage import inputs_from_paths, prep_ecg_shard
+
+    reader = {k: v for k, v in (("fmt", args.format), ("fs", args.fs)) if v is not None}
+    ledger = prep_ecg_shard(inputs_from_paths(args.files, **reader), args.out)
+    return _report(ledger, Path(args.out) / "ecg.zarr")
+
+
+def _demo_cohort(args: argparse.Namespace) -> int:
+    from .synth.cohort import demo_specs, generate_demo
+
+    internal, external = demo_specs(seed=args.seed, scale=args.scale)
+    manifests = generate_demo(args.out, internal, external)
+    for name, path in sorted(manifests.items()):
+        print(f"{name}: {path}")
+    return 0
+
+
+def _report(ledger, store: Path) -> int:
+    n_ok = int((ledger["status"] == "ok").sum())
+    print(f"{n_ok} ok, {len(ledger) - n_ok} rejected -> {store} (ledger: {store.parent / 'ledger.csv'})")
+    for reason, count in ledger.loc[ledger["status"] != "ok", "reason"].value_counts().items():
+        print(f"  rejected x{count}: {reason}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="echo2ecg", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"echo2ecg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    echo = commands.add_parser("extract-echo", help="DICOM echo views -> DIR/clips.zarr + DIR/ledger.csv")
+    echo.add_argument("--out", required=True, help="output folder")
+    echo.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    echo.add_argument("--stride", type=int, default=2, help="frame stride from frame 0 (default 2)")
+    echo.add_argument("--size", type=int, default=224, help="output side in pixels (default 224)")
+    echo.add_argument("--zoom", type=float, default=0.1, help="fraction cut from each edge (default 0.1)")
+    echo.add_argument("files", nargs="+", help="DICOM ultrasound multi-frame files")
+    echo.set_defaults(run=_extract_echo)
+
+    ecg = commands.add_parser("prep-ecg", help="12-lead ECGs -> DIR/ecg.zarr + DIR/ledger.csv")
+    ecg.add_argument("--out", required=True, help="output folder")
+    ecg.add_argument("--format", choices=("wfdb", "dicom", "numpy"),
+                     help="file format (default: from the suffix: .hea, .dcm, .npy/.npz)")
+    ecg.add_argument("--fs", type=float, help="sampling rate in Hz, for bare .npy arrays")
+    ecg.add_argument("files", nargs="+", help="ECG files (WFDB by the .hea path)")
+    ecg.set_defaults(run=_prep_ecg)
+
+    demo = commands.add_parser("demo-cohort", help="write the synthetic demo cohort and its manifests")
+    demo.add_argument("--out", required=True, help="output folder")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--scale", type=float, default=1.0,
+                      help="multiply the number of patients (default 1.0)")
+    demo.set_defaults(run=_demo_cohort)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        import logging
+
+        from .runlog import FORMAT
+        logging.basicConfig(level=logging.INFO, format=FORMAT)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Configuration checking: one clear message that names the offending key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that does not match the schema."""
+
+
+def _key_name(path) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+def check_config(config: dict, schema_path: str | Path) -> None:
+    """Validate ``config`` against the JSON schema (YAML) at ``schema_path``.
+
+    Raises ConfigError with one line per problem, most relevant first, e.g.
+    ``config key echo.stride: 'two' is not of type 'integer'``.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=jsonschema.exceptions.relevance)
+    if not errors:
+        return
+    lines = []
+    for error in errors:
+        if error.validator == "additionalProperties":
+            allowed = ", ".join(sorted(error.schema.get("properties", {})))
+            unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            for key in unknown:
+                where = _key_name([*error.absolute_path, key])
+                lines.append(f"config key {where}: unknown key (allowed here: {allowed})")
+        else:
+            lines.append(f"config key {_key_name(error.absolute_path)}: {error.message}")
+    raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))

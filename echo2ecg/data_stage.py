@@ -1,0 +1,141 @@
+"""The data stage for one shard: every input file becomes a store row or a ledger reason.
+
+``extract_echo_shard`` turns DICOM clips into ``clips.zarr`` (array ``clips``, uint8
+(N, 16, 224, 224, 3) RGB, unnormalised); ``prep_ecg_shard`` turns ECG files into
+``ecg.zarr`` (array ``signals``, float32 (N, 12, 5000), 500 Hz). Both write ``ledger.csv``
+with one row per input: ``source, status (ok | rejected), reason, row`` plus the input's
+carried fields (pseudonymised ids, manifest row). A bad file never stops the shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .echo import extract_clip
+from .ecg import prepare_ecg
+from .ecg_formats import read_ecg
+from .errors import InputRejected
+from .store import LEDGER_COLUMNS, ShardWriter, write_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardInput:
+    """One input file of a shard.
+
+    ``path`` is where to read it; ``source`` is what the ledger shows for it (the path as
+    given, or its pseudonym); ``fields`` are carried into its ledger row; ``options`` are
+    per-file reader options (an ECG's format and sampling rate).
+    """
+
+    path: str
+    source: str
+    fields: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+
+def inputs_from_paths(paths: Iterable[str], **options) -> list[ShardInput]:
+    """Inputs named on a command line: the ledger shows each path as given."""
+    return [ShardInput(path=str(p), source=str(p), options=dict(options)) for p in paths]
+
+
+def rejection_reason(error: Exception) -> str:
+    """The ledger's reason for a failed file: the reader's own words, or the error's kind."""
+    if isinstance(error, InputRejected):
+        return error.reason
+    if isinstance(error, FileNotFoundError):
+        return "file not found"
+    if isinstance(error, MemoryError):
+        return "too large to decode in memory"
+    return f"unexpected error ({type(error).__name__}): {str(error)[:200]}"
+
+
+def run_shard(inputs: list[ShardInput], process: Callable[[ShardInput], np.ndarray],
+              writer: ShardWriter, what: str, progress_every_s: float = 10.0) -> pd.DataFrame:
+    """Apply ``process`` to every input, append results to ``writer``, return the ledger.
+
+    The store is committed before the ledger is returned, so a ledger on disk always
+    describes a finished store.
+    """
+    rows = []
+    started = last_report = time.monotonic()
+    for i, item in enumerate(inputs, 1):
+        try:
+            row_index, status, reason = writer.append(process(item)), "ok", ""
+        except Exception as error:  # one bad file must never stop the shard
+            row_index, status, reason = None, "rejected", rejection_reason(error)
+            log.warning("%s %d/%d rejected: %s", what, i, len(inputs), reason)
+        rows.append({"source": item.source, "status": status, "reason": reason,
+                     "row": row_index, **item.fields})
+        now = time.monotonic()
+        if now - last_report >= progress_every_s or i == len(inputs):
+            log.info("%s %d/%d done (%.2f files/s)", what, i, len(inputs),
+                     i / max(now - started, 1e-9))
+            last_report = now
+    writer.commit()
+    ledger = pd.DataFrame(rows, columns=list(LEDGER_COLUMNS) + _field_names(inputs))
+    ledger["row"] = ledger["row"].astype("Int64")
+    n_ok = int((ledger["status"] == "ok").sum())
+    log.info("%s shard finished: %d ok, %d rejected", what, n_ok, len(ledger) - n_ok)
+    return ledger
+
+
+def _field_names(inputs: list[ShardInput]) -> list[str]:
+    names: dict[str, None] = {}
+    for item in inputs:
+        names.update(dict.fromkeys(item.fields))
+    return list(names)
+
+
+def extract_echo_shard(inputs: list[ShardInput], out_dir: str | Path,
+                       clip_options: dict | None = None) -> pd.DataFrame:
+    """DICOM echo views → ``out_dir/clips.zarr`` + ``out_dir/ledger.csv`` (one view per chunk).
+
+    ``clip_options`` are keyword arguments of :func:`echo2ecg.echo.extract_clip`.
+    """
+    out_dir = Path(out_dir)
+    clip_options = dict(clip_options or {})
+    size = clip_options.get("size", 224)
+    n_frames = clip_options.get("n_out", 16)
+    writer = ShardWriter(out_dir / "clips.zarr", "clips", (n_frames, size, size, 3), np.uint8,
+                         capacity=len(inputs), rows_per_chunk=1,
+                         attributes={"layout": "N, frames, height, width, RGB; uint8, unnormalised",
+                                     "recipe": clip_options, "echo2ecg_version": __version__})
+    with writer:
+        ledger = run_shard(inputs, lambda item: extract_clip(item.path, **clip_options),
+                           writer, "echo view")
+    write_table(ledger, out_dir / "ledger.csv")
+    return ledger
+
+
+def prep_ecg_shard(inputs: list[ShardInput], out_dir: str | Path,
+                   ecg_options: dict | None = None, rows_per_chunk: int = 32) -> pd.DataFrame:
+    """ECG files → ``out_dir/ecg.zarr`` (float32 (N, 12, 5000)) + ``out_dir/ledger.csv``.
+
+    ``ecg_options`` are keyword arguments of :func:`echo2ecg.ecg.prepare_ecg`; an input's
+    ``options`` (``fmt``, ``fs``) go to :func:`echo2ecg.ecg_formats.read_ecg`.
+    """
+    out_dir = Path(out_dir)
+    ecg_options = dict(ecg_options or {})
+    n_samples = int(round(ecg_options.get("fs_out", 500) * ecg_options.get("duration_s", 10.0)))
+
+    def process(item: ShardInput) -> np.ndarray:
+        return prepare_ecg(read_ecg(item.path, **item.options), **ecg_options)
+
+    writer = ShardWriter(out_dir / "ecg.zarr", "signals", (12, n_samples), np.float32,
+                         capacity=len(inputs), rows_per_chunk=rows_per_chunk,
+                         attributes={"layout": "N, leads (I, II, III, aVR, aVL, aVF, V1-V6), samples",
+                                     "recipe": ecg_options, "echo2ecg_version": __version__})
+    with writer:
+        ledger = run_shard(inputs, process, writer, "ECG")
+    write_table(ledger, out_dir / "ledger.csv")
+    return ledger

@@ -1,0 +1,108 @@
+# Helpers shared by the rules: config checking, manifests, shard plans, parameters.
+# The logic lives in the echo2ecg package; these functions only connect it to the rules.
+
+import functools
+import os
+
+from snakemake.exceptions import WorkflowError
+
+from echo2ecg.config import ConfigError, check_config
+from echo2ecg.manifest import load_echo_views, load_ecgs
+from echo2ecg.provenance import module_digest
+from echo2ecg.pseudonym import resolve_key
+from echo2ecg.shards import existing_paths, plan_ecg_shards, plan_echo_shards, shard_label
+
+try:
+    check_config(config, workflow.source_path("schemas/config.schema.yaml"))
+except ConfigError as error:
+    raise WorkflowError(str(error))
+
+PSEUDONYM_KEY = resolve_key(config["privacy"]["pseudonym_key"])
+COHORTS = config["cohorts"]
+ECHO_COHORTS = [name for name, cohort in COHORTS.items() if "echo_views" in cohort]
+
+
+wildcard_constraints:
+    cohort="[A-Za-z0-9_-]+",
+    shard=r"\d{4}",
+
+
+def demo_manifests():
+    """The manifests the demo rule writes (empty when the demo is off)."""
+    if not config["demo"]["enabled"]:
+        return {}
+    out = config["demo"]["out"]
+    return {
+        "internal_views": f"{out}/internal/echo_views.csv",
+        "internal_ecgs": f"{out}/internal/ecgs.csv",
+        "internal_labels": f"{out}/internal/labels.csv",
+        "external_ecgs": f"{out}/external/ecgs.csv",
+        "external_labels": f"{out}/external/labels.csv",
+    }
+
+
+def manifest_path(cohort, table):
+    """A cohort's manifest; waits for the demo checkpoint when the demo writes it."""
+    path = COHORTS[cohort][table]
+    if os.path.normpath(path) in {os.path.normpath(p) for p in demo_manifests().values()}:
+        checkpoints.demo_cohort.get()
+    return path
+
+
+@functools.cache
+def echo_plan(cohort):
+    views = load_echo_views(manifest_path(cohort, "echo_views"))
+    return plan_echo_shards(views, COHORTS[cohort]["echo_shards"], PSEUDONYM_KEY,
+                            config["privacy"]["hash_paths"])
+
+
+@functools.cache
+def ecg_plan(cohort):
+    ecgs = load_ecgs(manifest_path(cohort, "ecgs"))
+    return plan_ecg_shards(ecgs, COHORTS[cohort]["ecg_shards"], PSEUDONYM_KEY,
+                           config["privacy"]["hash_paths"])
+
+
+def echo_shard_files(wildcards):
+    return existing_paths(echo_plan(wildcards.cohort)[wildcards.shard])
+
+
+def echo_shard_inputs(wildcards):
+    return echo_plan(wildcards.cohort)[wildcards.shard]
+
+
+def ecg_shard_files(wildcards):
+    return existing_paths(ecg_plan(wildcards.cohort)[wildcards.shard])
+
+
+def ecg_shard_inputs(wildcards):
+    return ecg_plan(wildcards.cohort)[wildcards.shard]
+
+
+def clip_recipe():
+    """Keyword arguments of echo2ecg.echo.extract_clip, from config `echo`."""
+    echo = config["echo"]
+    return {"n_out": echo["frames"], "stride": echo["stride"], "size": echo["size"],
+            "zoom": echo["zoom"], "max_bytes": int(echo["max_decoded_gib"] * 2**30)}
+
+
+def ecg_recipe():
+    """Keyword arguments of echo2ecg.ecg.prepare_ecg, from config `ecg`."""
+    ecg = config["ecg"]
+    return {"fs_out": ecg["fs"], "duration_s": ecg["duration_s"], "n_sigma": ecg["clip_sigma"],
+            "lam": ecg["asls_lam"], "p": ecg["asls_p"], "max_iter": ecg["asls_iterations"],
+            "eps": ecg["zscore_eps"]}
+
+
+def echo_ledgers():
+    return [f"results/data/{cohort}/echo/shard_{shard_label(i)}/ledger.csv"
+            for cohort in ECHO_COHORTS for i in range(COHORTS[cohort]["echo_shards"])]
+
+
+def ecg_ledgers():
+    return [f"results/data/{cohort}/ecg/shard_{shard_label(i)}/ledger.csv"
+            for cohort in COHORTS for i in range(COHORTS[cohort]["ecg_shards"])]
+
+
+def data_stage_outputs():
+    return echo_ledgers() + ecg_ledgers() + ["results/tables/ledger_summary.csv"]

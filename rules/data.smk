@@ -1,0 +1,74 @@
+# The data stage: DICOM echo views -> clip shards, ECG files -> signal shards, ledgers.
+
+
+rule extract_echo:
+    input:
+        views=echo_shard_files,
+    output:
+        clips=directory("results/data/{cohort}/echo/shard_{shard}/clips.zarr"),
+        ledger="results/data/{cohort}/echo/shard_{shard}/ledger.csv",
+    params:
+        inputs=echo_shard_inputs,
+        recipe=clip_recipe(),
+        code=module_digest("echo", "dicom", "data_stage", "store"),
+    log:
+        "logs/extract_echo/{cohort}/shard_{shard}.log",
+    benchmark:
+        "benchmarks/extract_echo/{cohort}/shard_{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=120,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/extract_echo.py"
+
+
+rule prep_ecg:
+    input:
+        ecgs=ecg_shard_files,
+    output:
+        signals=directory("results/data/{cohort}/ecg/shard_{shard}/ecg.zarr"),
+        ledger="results/data/{cohort}/ecg/shard_{shard}/ledger.csv",
+    params:
+        inputs=ecg_shard_inputs,
+        recipe=ecg_recipe(),
+        code=module_digest("ecg", "ecg_formats", "data_stage", "store"),
+    log:
+        "logs/prep_ecg/{cohort}/shard_{shard}.log",
+    benchmark:
+        "benchmarks/prep_ecg/{cohort}/shard_{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/prep_ecg.py"
+
+
+rule ledger_summary:
+    input:
+        echo=echo_ledgers(),
+        ecg=ecg_ledgers(),
+    output:
+        table=report(
+            "results/tables/ledger_summary.csv",
+            category="Data",
+            labels={"table": "ledger summary"},
+        ),
+        markdown="results/tables/ledger_summary.md",
+    log:
+        "logs/ledger_summary/ledger_summary.log",
+    benchmark:
+        "benchmarks/ledger_summary/ledger_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/ledger_summary.py"

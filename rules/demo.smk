@@ -1,0 +1,25 @@
+# The embedded demo cohort: a synthetic hospital in real file formats.
+# A checkpoint, because which files each shard reads is known only once it has run.
+
+
+checkpoint demo_cohort:
+    output:
+        **demo_manifests(),
+    params:
+        out=config["demo"]["out"],
+        seed=config["demo"]["seed"],
+        scale=config["demo"]["scale"],
+        code=module_digest("synth.cohort", "synth.echo_views", "synth.echo_dicom",
+                           "synth.ecg_signals", "synth.ecg_files", "synth.phenotypes"),
+    log:
+        "logs/demo_cohort/demo_cohort.log",
+    benchmark:
+        "benchmarks/demo_cohort/demo_cohort.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/demo_cohort.py"

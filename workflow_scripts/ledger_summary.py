@@ -1,0 +1,11 @@
+"""ledger_summary: count ok and rejected files per stage, cohort and reason."""
+
+from echo2ecg.ledger import summarise_ledgers
+from echo2ecg.tables import write_markdown
+from echo2ecg.runlog import log_to
+from echo2ecg.store import write_table
+
+with log_to(snakemake.log[0]):
+    summary = summarise_ledgers({"echo": snakemake.input.echo, "ecg": snakemake.input.ecg})
+    write_table(summary, snakemake.output.table)
+    write_markdown(summary, snakemake.output.markdown, "Data stage: files per outcome")
