@@ -1,0 +1,458 @@
+"""Rendering of synthetic echo clips: a fan-shaped scan sector with speckle, beating
+chambers, valves, burned-in text, a toolbar and a sweeping ECG strip.
+
+What each view shows (so that no single view sees everything):
+
+- apical views (A4C, A2C): the LV cavity, its size following LVEDV at end-diastole and
+  LVESV at end-systole, plus a static end-systolic endocardial border;
+- parasternal views (PLAX, PSAX): valve leaflets, thickened, bright and calcified with
+  SHD; an LV whose size is patient-specific but not tied to the volumes;
+- every view: myocardial brightness rises with LVEF, and the cavity contracts by the
+  stroke fraction over the cardiac cycle.
+
+Every phenotype is visible in a single frame as well as in motion: the cavity size of
+any frame lies between the ESV and EDV sizes and the ESV border is drawn in every frame;
+myocardial and valve brightness are static. Anatomy is laid out in sector units: ``u``
+lateral and ``v`` depth, both divided by the sector radius, with the transducer at
+``(0, 0)``. The anatomy is computed at half resolution and multiplied by full-resolution
+speckle.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .ecg_signals import lead_ii_trace, r_peak_times
+from .phenotypes import Phenotype
+
+VIEWS = ("A4C", "A2C", "PLAX", "PSAX")
+APICAL_VIEWS = ("A4C", "A2C")
+PARASTERNAL_VIEWS = ("PLAX", "PSAX")
+
+BLOOD_LEVEL = 0.05
+TISSUE_LEVEL = 0.28
+TOOLBAR_WIDTH = 28
+ECG_SWEEP_S = 2.5
+_ECG_GREEN = (0, 215, 0)
+_TEXT_COLOUR = (225, 225, 225)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_SUBPIXEL_BITS = 4  # cv2 drawing with fixed-point coordinates (1/16 pixel)
+
+
+@dataclass(frozen=True)
+class ScanSector:
+    """The fan: transducer (apex) at pixel ``(apex_x, apex_y)``, ``radius`` px, opening
+    ``half_angle`` radians each side of vertical; ``depth_cm`` is the radius in cm."""
+
+    apex_x: float
+    apex_y: float
+    radius: float
+    half_angle: float
+    depth_cm: float
+
+    def bounding_box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) pixels, inclusive, of the scan region."""
+        half_width = self.radius * np.sin(self.half_angle)
+        return (int(np.floor(self.apex_x - half_width)), int(np.floor(self.apex_y)),
+                int(np.ceil(self.apex_x + half_width)), int(np.ceil(self.apex_y + self.radius)))
+
+    def mask(self, rows: int, cols: int) -> np.ndarray:
+        """Bool (rows, cols): pixels inside the fan."""
+        y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+        dx, dy = x - self.apex_x, y - self.apex_y
+        in_reach = np.hypot(dx, dy) <= self.radius
+        return in_reach & (np.abs(np.arctan2(dx, dy)) <= self.half_angle) & (dy >= 0)
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    """``frames`` uint8 (F, rows, cols, 3) RGB and the scan ``sector`` they show."""
+
+    frames: np.ndarray
+    sector: ScanSector
+
+
+class _Canvas:
+    """Half-resolution anatomy intensities (F, h, w) in [0, 1] and their sector coordinates."""
+
+    def __init__(self, n_frames: int, rows: int, cols: int, sector: ScanSector):
+        self.sector = sector
+        self.h, self.w = (rows + 1) // 2, (cols + 1) // 2
+        # Half-resolution pixel j covers full-resolution pixel centre 2j + 0.5.
+        full_x = 2 * np.arange(self.w, dtype=np.float32) + 0.5
+        full_y = 2 * np.arange(self.h, dtype=np.float32) + 0.5
+        self.u_axis = (full_x - sector.apex_x) / sector.radius
+        self.v_axis = (full_y - sector.apex_y) / sector.radius
+        self.image = np.full((n_frames, self.h, self.w), TISSUE_LEVEL, dtype=np.float32)
+
+    def to_pixels(self, u: float, v: float) -> tuple[int, int]:
+        """Fixed-point half-resolution pixel coordinates of sector point (u, v) for cv2."""
+        scale = 1 << _SUBPIXEL_BITS
+        x = (self.sector.apex_x + u * self.sector.radius - 0.5) / 2.0
+        y = (self.sector.apex_y + v * self.sector.radius - 0.5) / 2.0
+        return int(round(x * scale)), int(round(y * scale))
+
+    def paint_ellipse(self, centre_u, centre_v, semi_long, semi_short, angle: float,
+                      level: float) -> None:
+        """Paint a soft ellipse with intensity ``level`` into every frame.
+
+        ``centre_u``, ``centre_v``, ``semi_long``, ``semi_short``: scalars or (F,) arrays in
+        sector units; the long axis points down (+v) when ``angle`` (radians) is 0 and turns
+        towards +u as it grows. Only the bounding box over all frames is computed.
+        """
+        n_frames = len(self.image)
+        cu, cv, a, b = (np.broadcast_to(np.asarray(x, dtype=np.float32), (n_frames,))[:, None, None]
+                        for x in (centre_u, centre_v, semi_long, semi_short))
+        reach = float(a.max())
+        cols = self._span(self.u_axis, float(cu.min()) - reach, float(cu.max()) + reach)
+        rows = self._span(self.v_axis, float(cv.min()) - reach, float(cv.max()) + reach)
+        if cols.start >= cols.stop or rows.start >= rows.stop:
+            return
+        du = self.u_axis[None, None, cols] - cu
+        dv = self.v_axis[None, rows, None] - cv
+        sin, cos = np.float32(np.sin(angle)), np.float32(np.cos(angle))
+        along = (du * sin + dv * cos) / a
+        across = (du * cos - dv * sin) / b
+        # Edge about one half-resolution pixel wide: scale (1 - r^2) by the short axis in pixels.
+        sharpness = b * self.sector.radius / 4.0
+        weight = np.clip((1.0 - along * along - across * across) * sharpness, 0.0, 1.0)
+        region = self.image[:, rows, cols]
+        region += weight * (level - region)
+
+    def paint_chamber(self, centre_u, centre_v, semi_long, semi_short, angle: float, wall,
+                      wall_level: float) -> None:
+        """A blood-filled cavity (see :meth:`paint_ellipse`) inside a wall ``wall`` thick."""
+        self.paint_ellipse(centre_u, centre_v, np.add(semi_long, wall), np.add(semi_short, wall),
+                           angle, wall_level)
+        self.paint_ellipse(centre_u, centre_v, semi_long, semi_short, angle, BLOOD_LEVEL)
+
+    def paint_strokes(self, strokes_per_frame: list[list[tuple]], thickness: int,
+                      level: float) -> None:
+        """Paint anti-aliased segments; ``strokes_per_frame[f]`` = [((u0, v0), (u1, v1)), ...]."""
+        for frame, strokes in zip(self.image, strokes_per_frame):
+            ink = np.zeros((self.h, self.w), dtype=np.uint8)
+            for start, end in strokes:
+                cv2.line(ink, self.to_pixels(*start), self.to_pixels(*end), 255, thickness,
+                         cv2.LINE_AA, _SUBPIXEL_BITS)
+            weight = ink.astype(np.float32) / 255.0
+            frame += weight * (level - frame)
+
+    def paint_static(self, ink: np.ndarray, level: float) -> None:
+        """Paint a uint8 (h, w) drawing into every frame with intensity ``level``."""
+        weight = ink.astype(np.float32) / 255.0
+        self.image += weight[None] * (level - self.image)
+
+    @staticmethod
+    def _span(axis: np.ndarray, low: float, high: float) -> slice:
+        return slice(int(np.searchsorted(axis, low)), int(np.searchsorted(axis, high)))
+
+
+def contraction(t: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
+    """Systolic contraction (T,) in [0, 1] at times ``t`` s: 0 at end-diastole (the R peak),
+    1 at end-systole about a third of the RR interval later."""
+    index = np.clip(np.searchsorted(r_peaks, t, side="right") - 1, 0, len(r_peaks) - 2)
+    phase = (t - r_peaks[index]) / (r_peaks[index + 1] - r_peaks[index])
+    return np.exp(-(((phase - 0.33) / 0.15) ** 2))
+
+
+def lv_volumes(phenotype: Phenotype, squeeze: np.ndarray) -> np.ndarray:
+    """LV volume (ml) per frame for contraction ``squeeze`` (F,) in [0, 1]."""
+    return phenotype.lvedv - phenotype.lvsv * squeeze
+
+
+def _ef_scale(phenotype: Phenotype) -> float:
+    """LVEF mapped to [0, 1]: 0 at 15 %, 1 at 70 %."""
+    return float(np.clip((phenotype.lvef - 15.0) / 55.0, 0.0, 1.0))
+
+
+def myocardium_level(phenotype: Phenotype) -> float:
+    """Myocardial brightness: 0.4 (LVEF 15 %) to 0.95 (LVEF 70 %)."""
+    return 0.4 + 0.55 * _ef_scale(phenotype)
+
+
+def wall_thickness(phenotype: Phenotype, squeeze: np.ndarray) -> np.ndarray:
+    """LV wall thickness (F,) in sector units: thin in failing, dilated hearts, and
+    thickening by a third as the cavity empties."""
+    return (0.03 + 0.035 * _ef_scale(phenotype)) * (1.0 + 0.35 * squeeze)
+
+
+def lv_semi_axes(volume_ml: np.ndarray, elongation: float) -> tuple[np.ndarray, np.ndarray]:
+    """Apical LV semi-axes (sector units): the drawn area is proportional to the volume."""
+    semi_long = 0.21 * np.sqrt(np.asarray(volume_ml, dtype=float) / 150.0)
+    return semi_long, semi_long / elongation
+
+
+def _apical(canvas: _Canvas, phenotype: Phenotype, squeeze: np.ndarray,
+            rng: np.random.Generator, four_chamber: bool) -> None:
+    """A4C / A2C: LV hanging from the apex, atria below the base, RV/RA on the left in A4C."""
+    tilt = rng.normal(0.17 if four_chamber else 0.05, 0.03)
+    axis = np.array([np.sin(tilt), np.cos(tilt)])[:, None]
+    apex = np.array([0.05 if four_chamber else 0.0, 0.10]) + rng.normal(0.0, 0.01, size=2)
+    elongation = 2.3 if four_chamber else 2.1
+    myo = myocardium_level(phenotype)
+
+    if four_chamber:
+        rv_tilt = -0.25
+        rv_axis = np.array([np.sin(rv_tilt), np.cos(rv_tilt)])[:, None]
+        rv_apex = np.array([-0.05, 0.16])[:, None]
+        rv_long = rng.uniform(0.17, 0.19) * (1.0 - 0.12 * squeeze)
+        rv_centre = rv_apex + rv_axis * rv_long
+        canvas.paint_chamber(*rv_centre, rv_long, rv_long / 2.4, rv_tilt, 0.025, myo)
+        ra_size = rng.uniform(0.08, 0.09) * (1.0 + 0.1 * squeeze)
+        ra_centre = rv_apex + rv_axis * (2 * rv_long + ra_size + 0.02)
+        canvas.paint_chamber(*ra_centre, ra_size, ra_size * 0.9, rv_tilt, 0.02, myo * 0.8)
+
+    semi_long, semi_short = lv_semi_axes(lv_volumes(phenotype, squeeze), elongation)
+    la_size = rng.uniform(0.085, 0.095) * (1.0 + 0.1 * squeeze)  # atria fill while the LV ejects
+    la_centre = apex[:, None] + axis * (2 * semi_long + la_size + 0.02)
+    canvas.paint_chamber(*la_centre, la_size, la_size * 0.95, tilt, 0.02, myo * 0.8)
+    canvas.paint_chamber(*(apex[:, None] + axis * semi_long), semi_long, semi_short, tilt,
+                         wall_thickness(phenotype, squeeze), myo)
+    border = _end_systolic_border(canvas, phenotype, apex, axis[:, 0], tilt, elongation)
+    canvas.paint_static(border, 0.5)
+
+
+def _end_systolic_border(canvas: _Canvas, phenotype: Phenotype, apex: np.ndarray, axis: np.ndarray,
+                         tilt: float, elongation: float) -> np.ndarray:
+    """uint8 (h, w) drawing of the LV outline at end-systole: a static trace of LVESV."""
+    semi_long, semi_short = (float(x) for x in lv_semi_axes(phenotype.lvesv, elongation))
+    centre = apex + axis * semi_long
+    scale = (1 << _SUBPIXEL_BITS) * canvas.sector.radius / 2.0
+    ink = np.zeros((canvas.h, canvas.w), dtype=np.uint8)
+    cv2.ellipse(ink, canvas.to_pixels(*centre), (int(semi_short * scale), int(semi_long * scale)),
+                -np.degrees(tilt), 0, 360, 255, 1, cv2.LINE_AA, _SUBPIXEL_BITS)
+    return ink
+
+
+def _valve_look(phenotype: Phenotype, rng: np.random.Generator) -> tuple[int, float]:
+    """Leaflet thickness (half-resolution px) and brightness: thick and bright with SHD."""
+    if phenotype.shd:
+        return 4, float(rng.uniform(0.95, 1.0))
+    return 2, float(rng.uniform(0.6, 0.7))
+
+
+def _calcium(canvas: _Canvas, spots: list[tuple[float, float]],
+             rng: np.random.Generator) -> np.ndarray:
+    """uint8 (h, w) drawing of calcified nodules at the given sector points."""
+    ink = np.zeros((canvas.h, canvas.w), dtype=np.uint8)
+    for u, v in spots:
+        radius = int(rng.uniform(1.5, 2.5) * (1 << _SUBPIXEL_BITS))
+        cv2.circle(ink, canvas.to_pixels(u, v), radius, 255, -1, cv2.LINE_AA, _SUBPIXEL_BITS)
+    return ink
+
+
+def _leaflet(hinge: tuple[float, float], length: float, angle: float) -> tuple[tuple, tuple]:
+    """A leaflet from its hinge, ``angle`` radians from +u towards +v."""
+    tip = (hinge[0] + length * np.cos(angle), hinge[1] + length * np.sin(angle))
+    return hinge, tip
+
+
+def _parasternal_long_axis(canvas: _Canvas, phenotype: Phenotype, squeeze: np.ndarray,
+                           rng: np.random.Generator) -> None:
+    """PLAX: RV on top, LV across the middle, aortic root and LA to the right, mitral and
+    aortic leaflets between them."""
+    myo = myocardium_level(phenotype)
+    u0, v0 = rng.normal(0.0, 0.01, size=2)
+    horizontal = np.pi / 2
+    for cu, cv, semi_u, semi_v in ((-0.02, 0.28, 0.33, 0.05),   # RV
+                                   (0.31, 0.66, 0.11, 0.10),    # LA
+                                   (0.30, 0.40, 0.17, 0.055)):  # aortic root
+        canvas.paint_chamber(u0 + cu, v0 + cv, semi_u, semi_v, horizontal, 0.02, myo * 0.8)
+    stroke_fraction = phenotype.lvsv / phenotype.lvedv
+    lv_scale = rng.uniform(0.9, 1.1) * np.sqrt(1.0 - stroke_fraction * squeeze)
+    canvas.paint_chamber(u0 - 0.15, v0 + 0.52, 0.26 * lv_scale, 0.12 * lv_scale, horizontal,
+                         wall_thickness(phenotype, squeeze), myo)
+    # Outflow tract (LV to aortic root) and mitral inflow (LA to LV), where the valves sit.
+    canvas.paint_ellipse(u0 + 0.10, v0 + 0.43, 0.09, 0.045, horizontal, BLOOD_LEVEL)
+    canvas.paint_ellipse(u0 + 0.14, v0 + 0.56, 0.10, 0.065, horizontal, BLOOD_LEVEL)
+
+    thickness, brightness = _valve_look(phenotype, rng)
+    anterior_hinge, posterior_hinge = (u0 + 0.17, v0 + 0.495), (u0 + 0.21, v0 + 0.61)
+    aortic_top, aortic_bottom = (u0 + 0.16, v0 + 0.35), (u0 + 0.16, v0 + 0.45)
+    strokes = []
+    for s in squeeze:  # the mitral valve opens in diastole, the aortic valve in systole
+        mitral_open, aortic_open = 1.0 - s, s
+        strokes.append([
+            _leaflet(anterior_hinge, 0.09, np.radians(125 + 60 * mitral_open)),
+            _leaflet(posterior_hinge, 0.10, np.radians(207 - 57 * mitral_open)),
+            _leaflet(aortic_top, 0.055, np.radians(60 - 60 * aortic_open)),
+            _leaflet(aortic_bottom, 0.055, np.radians(-60 + 60 * aortic_open)),
+        ])
+    canvas.paint_strokes(strokes, thickness, brightness)
+    if phenotype.shd:
+        hinges = [anterior_hinge, posterior_hinge, aortic_top, aortic_bottom]
+        canvas.paint_static(_calcium(canvas, hinges, rng), 1.0)
+
+
+def _parasternal_short_axis(canvas: _Canvas, phenotype: Phenotype, squeeze: np.ndarray,
+                            rng: np.random.Generator) -> None:
+    """PSAX at mitral level: LV ring with the mitral 'fish mouth', RV crescent on top."""
+    myo = myocardium_level(phenotype)
+    cu, cv = rng.normal(0.0, 0.01), 0.54 + rng.normal(0.0, 0.01)
+    canvas.paint_chamber(cu - 0.08, cv - 0.22, 0.22, 0.07, np.pi / 2, 0.02, myo * 0.8)
+    stroke_fraction = phenotype.lvsv / phenotype.lvedv
+    radius = rng.uniform(0.15, 0.18) * np.sqrt(1.0 - stroke_fraction * squeeze)
+    canvas.paint_chamber(cu, cv, radius, radius, 0.0, 1.2 * wall_thickness(phenotype, squeeze), myo)
+
+    thickness, brightness = _valve_look(phenotype, rng)
+    left, right = (cu - 0.09, cv), (cu + 0.09, cv)
+    strokes = []
+    for s, r in zip(squeeze, radius):
+        gap = 0.5 * r * (1.0 - s)  # open in diastole
+        top, bottom = (cu, cv - gap), (cu, cv + gap)
+        strokes.append([(left, top), (top, right), (left, bottom), (bottom, right)])
+    canvas.paint_strokes(strokes, thickness, brightness)
+    if phenotype.shd:
+        canvas.paint_static(_calcium(canvas, [left, right], rng), 1.0)
+
+
+_VIEW_PAINTERS = {
+    "A4C": functools.partial(_apical, four_chamber=True),
+    "A2C": functools.partial(_apical, four_chamber=False),
+    "PLAX": _parasternal_long_axis,
+    "PSAX": _parasternal_short_axis,
+}
+
+
+def scan_sector(rows: int, cols: int, rng: np.random.Generator) -> ScanSector:
+    """A fan that fits above the ECG strip and left of the toolbar, with a little variation."""
+    half_angle = np.radians(rng.uniform(38.0, 41.0))
+    apex_y = 0.07 * rows
+    widest = (cols / 2 - TOOLBAR_WIDTH - 4) / np.sin(half_angle)
+    radius = min(0.78 * rows, widest) * rng.uniform(0.97, 1.0)
+    return ScanSector(apex_x=cols / 2.0, apex_y=apex_y, radius=radius, half_angle=half_angle,
+                      depth_cm=float(rng.choice([14.0, 15.0, 16.0, 18.0])))
+
+
+def _speckle(rows: int, cols: int, margin: int, rng: np.random.Generator) -> np.ndarray:
+    """Rayleigh speckle (rows + margin, cols + margin), mean 1: the magnitude of blurred
+    complex noise, elongated laterally like a real point-spread function."""
+    shape = (rows + margin, cols + margin)
+    real = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 1.3, sigmaY=0.8)
+    imag = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 1.3, sigmaY=0.8)
+    magnitude = np.hypot(real, imag)
+    return magnitude / magnitude.mean()
+
+
+def _depth_gain(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    """Static (h, w) gain: near-field clutter, depth attenuation, coarse tissue texture."""
+    v = canvas.v_axis[:, None]
+    noise = rng.standard_normal((canvas.h, canvas.w)).astype(np.float32)
+    texture = cv2.GaussianBlur(noise, (0, 0), 5.0)
+    texture *= 0.12 / max(float(texture.std()), 1e-6)
+    return (1.05 - 0.3 * v) * (1.0 + texture) + 0.6 * np.exp(-np.clip(v, 0.0, None) / 0.04)
+
+
+def _to_gray(canvas: _Canvas, sector: ScanSector, rows: int, cols: int,
+             rng: np.random.Generator) -> np.ndarray:
+    """uint8 (F, rows, cols): anatomy upsampled, times static gain and per-frame speckle
+    (the speckle pattern changes every frame, as it does on a scanner)."""
+    margin = 16
+    speckle = _speckle(rows, cols, margin, rng)
+    inside = sector.mask(rows, cols)
+    gain = cv2.resize(_depth_gain(canvas, rng), (cols, rows), interpolation=cv2.INTER_LINEAR)
+    gain *= 255.0 * rng.uniform(0.9, 1.1) * inside
+    offsets = rng.integers(0, margin + 1, size=(len(canvas.image), 2))
+    gray = np.empty((len(canvas.image), rows, cols), dtype=np.uint8)
+    for f, (dy, dx) in enumerate(offsets):
+        frame = cv2.resize(canvas.image[f], (cols, rows), interpolation=cv2.INTER_LINEAR)
+        frame *= gain
+        frame *= speckle[dy:dy + rows, dx:dx + cols]
+        np.clip(frame, 0.0, 255.0, out=frame)
+        gray[f] = frame
+    return gray
+
+
+def _static_overlay(rows: int, cols: int, sector: ScanSector, hospital: str, fps: float,
+                    view: str) -> np.ndarray:
+    """RGB (rows, cols, 3) of everything a scanner burns in that never changes: text,
+    toolbar, depth marks, orientation marker. Black where nothing is drawn."""
+    overlay = np.zeros((rows, cols, 3), dtype=np.uint8)
+    scale = max(0.25, rows / 850.0)
+    line = max(8, int(round(rows / 26)))
+    right = cols - TOOLBAR_WIDTH - int(cols * 0.22)
+    texts = ((hospital.upper(), (4, line)), ("S5-1  ADULT ECHO", (4, 2 * line)),
+             (f"FR {fps:.0f} Hz", (right, line)), (f"{sector.depth_cm:.0f} cm", (right, 2 * line)),
+             ("2D 58%", (right, 3 * line)))
+    for text, origin in texts:
+        cv2.putText(overlay, text, origin, _FONT, scale, _TEXT_COLOUR, 1, cv2.LINE_AA)
+    cv2.putText(overlay, "HR", (4, rows - 4), _FONT, scale, _ECG_GREEN, 1, cv2.LINE_AA)
+
+    toolbar = overlay[:, cols - TOOLBAR_WIDTH:]
+    toolbar[:] = (48, 48, 52)
+    icon_colours = ((0, 170, 220), (230, 200, 0), (200, 200, 200), (220, 80, 60), (90, 200, 90))
+    for i, colour in enumerate(icon_colours):
+        top = 8 + i * (TOOLBAR_WIDTH + 6)
+        cv2.rectangle(toolbar, (5, top), (TOOLBAR_WIDTH - 6, top + TOOLBAR_WIDTH - 11), colour, -1)
+
+    for depth in np.arange(1.0, sector.depth_cm + 0.5, 1.0):  # depth marks beside the fan
+        r = sector.radius * depth / sector.depth_cm
+        x = sector.apex_x + r * np.sin(sector.half_angle) + 6
+        y = sector.apex_y + r * np.cos(sector.half_angle)
+        cv2.circle(overlay, (int(x), int(y)), 2 if depth % 5 == 0 else 1, _TEXT_COLOUR, -1)
+    marker = (int(sector.apex_x - sector.radius * 0.12 - 10), int(sector.apex_y + 4))
+    cv2.circle(overlay, marker, 3, (240, 140, 0) if view in PARASTERNAL_VIEWS else (0, 140, 240),
+               -1)
+    return overlay
+
+
+def _ecg_strip_geometry(rows: int, cols: int, sector: ScanSector) -> tuple[int, int, float, float]:
+    """(x0, x1, baseline y, pixels per mV) of the ECG strip below the fan."""
+    top = sector.apex_y + sector.radius + 3
+    baseline = (top + rows) / 2.0 + 0.1 * (rows - top)
+    return 24, cols - TOOLBAR_WIDTH - 8, baseline, max(2.0, 0.3 * (rows - top))
+
+
+def _draw_ecg_sweep(frames: np.ndarray, times: np.ndarray, trace_t: np.ndarray,
+                    trace_mv: np.ndarray, sector: ScanSector) -> None:
+    """Draw, in place, the thin green lead-II trace a scanner sweeps left to right.
+
+    Column x shows the most recent sample written there: the sweep head moves across the
+    strip every ``ECG_SWEEP_S`` seconds and erases a short gap ahead of itself.
+    """
+    rows, cols = frames.shape[1:3]
+    x0, x1, baseline, px_per_mv = _ecg_strip_geometry(rows, cols, sector)
+    width = x1 - x0
+    columns = np.arange(width)
+    gap = max(3, width // 40)
+    for frame, t in zip(frames, times):
+        head = (t % ECG_SWEEP_S) / ECG_SWEEP_S * width
+        age = ((head - columns) % width) / width * ECG_SWEEP_S
+        y = baseline - px_per_mv * np.interp(t - age, trace_t, trace_mv)
+        y = np.clip(y, sector.apex_y + sector.radius + 2, rows - 2)
+        points = np.stack([x0 + columns, y], axis=1).round().astype(np.int32)
+        head_index = int(head)
+        before_head = points[:head_index + 1]
+        after_gap = points[min(width, head_index + gap):]
+        pieces = [p for p in (before_head, after_gap) if len(p) > 1]
+        cv2.polylines(frame, pieces, False, _ECG_GREEN, 1, cv2.LINE_8)
+
+
+def render_clip(phenotype: Phenotype, view: str, rng: np.random.Generator, *, n_frames: int,
+                rows: int, cols: int, fps: float, heart_rate_bpm: float,
+                hospital: str) -> RenderedClip:
+    """Render one echo view of a heart as RGB uint8 frames (F, rows, cols, 3).
+
+    The cardiac cycle follows R peaks at ``heart_rate_bpm``; the ECG strip shows lead II
+    of the same beats, so the trace and the wall motion are in step.
+    """
+    if view not in _VIEW_PAINTERS:
+        raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    sector = scan_sector(rows, cols, rng)
+    times = np.arange(n_frames) / fps + rng.uniform(ECG_SWEEP_S, 2 * ECG_SWEEP_S)
+    r_peaks = r_peak_times(rng, heart_rate_bpm, times[0] - ECG_SWEEP_S, times[-1])
+    canvas = _Canvas(n_frames, rows, cols, sector)
+    _VIEW_PAINTERS[view](canvas, phenotype, contraction(times, r_peaks), rng)
+    gray = _to_gray(canvas, sector, rows, cols, rng)
+
+    frames = np.repeat(gray[..., None], 3, axis=-1)
+    overlay = _static_overlay(rows, cols, sector, hospital, fps, view)
+    drawn = overlay.any(axis=-1)
+    frames[:, drawn] = overlay[drawn]
+    trace_t = np.arange(times[0] - ECG_SWEEP_S - 0.1, times[-1] + 0.1, 1.0 / 250.0)
+    _draw_ecg_sweep(frames, times, trace_t, lead_ii_trace(phenotype, r_peaks, trace_t, rng), sector)
+    return RenderedClip(frames=frames, sector=sector)
