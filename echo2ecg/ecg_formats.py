@@ -18,8 +18,10 @@ Declared sizes are checked before any signal data is read.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,9 +184,19 @@ def millivolt_factor(unit: str | None) -> float:
 
 # --- WFDB ---------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _quiet_wfdb():
+    """wfdb 4.3 calls pandas' deprecated ``inplace=`` keywords on every read; the warnings
+    concern wfdb's own code, so they are kept out of the pipeline's logs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
 def _read_wfdb(path: Path) -> RawEcg:
     """A WFDB record (header + signal files) in physical units, converted to mV."""
-    import wfdb  # here, not at module level: it pulls in pandas, needed only for this format
+    with _quiet_wfdb():
+        import wfdb  # here, not at module level: it pulls in pandas, needed only for this format
 
     record_name = str(path.with_suffix("") if path.suffix.lower() in (".hea", ".dat") else path)
     if not Path(record_name + ".hea").is_file():
@@ -212,7 +224,8 @@ def _wfdb_call(function, *args, **kwargs):
     only the kind of failure is reported.
     """
     try:
-        return function(*args, **kwargs)
+        with _quiet_wfdb():
+            return function(*args, **kwargs)
     except FileNotFoundError as error:
         raise InputRejected("unreadable WFDB record: a signal file it names is missing") \
             from error

@@ -18,6 +18,7 @@ evaluation cohort may leave out ``echo_views``.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -76,13 +77,16 @@ def _parse_times(table: pd.DataFrame, source: Path) -> pd.Series:
 
 
 def _resolve_paths(table: pd.DataFrame, source: Path) -> pd.Series:
-    base = source.parent
-    resolved = [str(p) if Path(p).is_absolute() else str(base / p) for p in table["path"]]
-    duplicated = pd.Series(resolved).duplicated()
+    """Paths relative to the manifest's folder joined to it; absolute ones kept.
+    String operations, not pathlib: a manifest may list hundreds of thousands of files."""
+    base = os.path.join(os.path.dirname(str(source)), "")
+    paths = table["path"]
+    resolved = paths.where(paths.str.startswith("/"), base + paths)
+    duplicated = resolved.duplicated()
     if duplicated.any():
-        first = resolved[int(duplicated.to_numpy().argmax())]
-        raise ManifestError(f"{source}: file listed twice: {Path(first).name}")
-    return pd.Series(resolved, index=table.index, dtype="string")
+        first = resolved[duplicated].iloc[0]
+        raise ManifestError(f"{source}: file listed twice: {os.path.basename(first)}")
+    return resolved.astype("string")
 
 
 def load_echo_views(path: str | Path) -> pd.DataFrame:

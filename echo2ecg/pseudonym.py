@@ -8,7 +8,6 @@ between stages still work; without the key the mapping cannot be reversed or reb
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 
@@ -33,4 +32,11 @@ def resolve_key(configured: str | None) -> bytes:
 
 def pseudonymise(raw: str, key: bytes) -> str:
     """16 hex digits that stand for ``raw`` under ``key`` (HMAC-SHA256, truncated)."""
-    return hmac.new(key, str(raw).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+    return hmac.digest(key, str(raw).encode("utf-8"), "sha256").hex()[:16]
+
+
+def pseudonymise_all(raws, key: bytes) -> list[str]:
+    """:func:`pseudonymise` over a sequence, hashing each distinct value once (patient and
+    study ids repeat on every view of a large manifest)."""
+    cache: dict[str, str] = {}
+    return [cache[r] if r in cache else cache.setdefault(r, pseudonymise(r, key)) for r in raws]

@@ -12,7 +12,7 @@ import os
 import pandas as pd
 
 from .manifest import shard_of
-from .pseudonym import pseudonymise
+from .pseudonym import pseudonymise_all
 
 
 def shard_label(index: int) -> str:
@@ -20,56 +20,72 @@ def shard_label(index: int) -> str:
     return f"{index:04d}"
 
 
-def _source(row, key: bytes, hash_paths: bool) -> str:
-    """What a ledger shows for a file: its pseudonym, or its path as the manifest lists it."""
-    return f"file-{pseudonymise(row.path, key)}" if hash_paths else row.listed_path
+def _sources(table: pd.DataFrame, key: bytes, hash_paths: bool) -> list[str]:
+    """What a ledger shows for each file: its pseudonym, or its path as the manifest lists it."""
+    if not hash_paths:
+        return list(table["listed_path"])
+    return ["file-" + p for p in pseudonymise_all(table["path"], key)]
+
+
+def _shard_labels(keys: pd.Series, n_shards: int) -> list[str]:
+    """Shard label per row, hashing each distinct key once."""
+    labels = {k: shard_label(shard_of(k, n_shards)) for k in keys.unique()}
+    return [labels[k] for k in keys]
+
+
+def _plan(table: pd.DataFrame, shard_key: str, n_shards: int, fields: dict[str, list],
+          sources: list[str], options: list[dict] | None = None) -> dict[str, list[dict]]:
+    plan: dict[str, list[dict]] = {shard_label(i): [] for i in range(n_shards)}
+    names = list(fields)
+    rows = zip(_shard_labels(table[shard_key], n_shards), table["path"], sources,
+               table["manifest_row"], *fields.values())
+    for i, (shard, path, source, manifest_row, *values) in enumerate(rows):
+        item = {"path": path, "source": source,
+                "fields": {"manifest_row": int(manifest_row), **dict(zip(names, values))}}
+        if options is not None:
+            item["options"] = options[i]
+        plan[shard].append(item)
+    return plan
 
 
 def plan_echo_shards(views: pd.DataFrame, n_shards: int, key: bytes,
                      hash_paths: bool = True) -> dict[str, list[dict]]:
     """Shard label → the shard's inputs as plain dicts (``ShardInput`` fields).
 
-    ``views`` is a loaded echo-view manifest (:func:`echo2ecg.manifest.load_echo_views`).
-    Every shard 0..n_shards-1 is present, empty ones too, so the set of jobs is fixed by the
-    config alone.
+    ``views`` is a loaded echo-view manifest (:func:`echo2ecg.manifest.load_echo_views`);
+    views are sharded by study, so a study's views stay together. Every shard
+    0..n_shards-1 is present, empty ones too, so the set of jobs is fixed by the config.
     """
-    plan: dict[str, list[dict]] = {shard_label(i): [] for i in range(n_shards)}
-    for view in views.itertuples(index=False):
-        plan[shard_label(shard_of(view.study_id, n_shards))].append({
-            "path": view.path,
-            "source": _source(view, key, hash_paths),
-            "fields": {
-                "manifest_row": int(view.manifest_row),
-                "patient": pseudonymise(view.patient_id, key),
-                "study": pseudonymise(view.study_id, key),
-                "view": pseudonymise(view.view_id, key),
-            },
-        })
-    return plan
+    fields = {"patient": pseudonymise_all(views["patient_id"], key),
+              "study": pseudonymise_all(views["study_id"], key),
+              "view": pseudonymise_all(views["view_id"], key)}
+    return _plan(views, "study_id", n_shards, fields, _sources(views, key, hash_paths))
 
 
 def plan_ecg_shards(ecgs: pd.DataFrame, n_shards: int, key: bytes,
                     hash_paths: bool = True) -> dict[str, list[dict]]:
     """Shard label → the shard's ECG inputs, with each file's format and rate as options."""
-    plan: dict[str, list[dict]] = {shard_label(i): [] for i in range(n_shards)}
-    for ecg in ecgs.itertuples(index=False):
-        options = {"fmt": ecg.format}
-        if pd.notna(ecg.fs):
-            options["fs"] = float(ecg.fs)
-        plan[shard_label(shard_of(ecg.ecg_id, n_shards))].append({
-            "path": ecg.path,
-            "source": _source(ecg, key, hash_paths),
-            "fields": {
-                "manifest_row": int(ecg.manifest_row),
-                "patient": pseudonymise(ecg.patient_id, key),
-                "ecg": pseudonymise(ecg.ecg_id, key),
-            },
-            "options": options,
-        })
-    return plan
+    fields = {"patient": pseudonymise_all(ecgs["patient_id"], key),
+              "ecg": pseudonymise_all(ecgs["ecg_id"], key)}
+    options = [{"fmt": fmt} if pd.isna(fs) else {"fmt": fmt, "fs": float(fs)}
+               for fmt, fs in zip(ecgs["format"], ecgs["fs"])]
+    return _plan(ecgs, "ecg_id", n_shards, fields, _sources(ecgs, key, hash_paths), options)
 
 
-def existing_paths(inputs: list[dict]) -> list[str]:
-    """The inputs' paths that exist now: what a job can declare as input files. Missing
-    ones still reach the job, which records them in its ledger as not found."""
-    return [item["path"] for item in inputs if os.path.exists(item["path"])]
+def file_states(inputs: list[dict]) -> list[str]:
+    """Size and modification time of each input file ("missing" when absent).
+
+    A shard rule carries these as a parameter instead of declaring its files as inputs:
+    a changed, added or removed file changes the parameter and reruns just that shard,
+    while the workflow's job graph holds one node per shard rather than one per file
+    (what keeps planning 200,000 views quick).
+    """
+    states = []
+    for item in inputs:
+        try:
+            stat = os.stat(item["path"])
+        except OSError:
+            states.append("missing")
+        else:
+            states.append(f"{stat.st_size}-{stat.st_mtime_ns}")
+    return states

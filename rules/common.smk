@@ -10,7 +10,7 @@ from echo2ecg.config import ConfigError, check_config
 from echo2ecg.manifest import load_echo_views, load_ecgs
 from echo2ecg.provenance import module_digest
 from echo2ecg.pseudonym import resolve_key
-from echo2ecg.shards import existing_paths, plan_ecg_shards, plan_echo_shards, shard_label
+from echo2ecg.shards import file_states, plan_ecg_shards, plan_echo_shards, shard_label
 
 try:
     check_config(config, workflow.source_path("schemas/config.schema.yaml"))
@@ -41,12 +41,27 @@ def demo_manifests():
     }
 
 
+def written_by_demo(path):
+    return os.path.normpath(path) in {os.path.normpath(p) for p in demo_manifests().values()}
+
+
 def manifest_path(cohort, table):
     """A cohort's manifest; waits for the demo checkpoint when the demo writes it."""
     path = COHORTS[cohort][table]
-    if os.path.normpath(path) in {os.path.normpath(p) for p in demo_manifests().values()}:
+    if written_by_demo(path):
         checkpoints.demo_cohort.get()
     return path
+
+
+def demo_dependency(table):
+    """Input function: the demo manifest a shard job waits for (nothing for real cohorts,
+    whose files are tracked through the shard's file states)."""
+
+    def dependency(wildcards):
+        path = COHORTS[wildcards.cohort][table]
+        return [manifest_path(wildcards.cohort, table)] if written_by_demo(path) else []
+
+    return dependency
 
 
 @functools.cache
@@ -63,20 +78,20 @@ def ecg_plan(cohort):
                            config["privacy"]["hash_paths"])
 
 
-def echo_shard_files(wildcards):
-    return existing_paths(echo_plan(wildcards.cohort)[wildcards.shard])
-
-
 def echo_shard_inputs(wildcards):
     return echo_plan(wildcards.cohort)[wildcards.shard]
 
 
-def ecg_shard_files(wildcards):
-    return existing_paths(ecg_plan(wildcards.cohort)[wildcards.shard])
+def echo_shard_states(wildcards):
+    return file_states(echo_shard_inputs(wildcards))
 
 
 def ecg_shard_inputs(wildcards):
     return ecg_plan(wildcards.cohort)[wildcards.shard]
+
+
+def ecg_shard_states(wildcards):
+    return file_states(ecg_shard_inputs(wildcards))
 
 
 def clip_recipe():

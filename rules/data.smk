@@ -3,12 +3,13 @@
 
 rule extract_echo:
     input:
-        views=echo_shard_files,
+        manifest=demo_dependency("echo_views"),
     output:
         clips=directory("results/data/{cohort}/echo/shard_{shard}/clips.zarr"),
         ledger="results/data/{cohort}/echo/shard_{shard}/ledger.csv",
     params:
         inputs=echo_shard_inputs,
+        file_states=echo_shard_states,
         recipe=clip_recipe(),
         code=module_digest("echo", "dicom", "data_stage", "store"),
     log:
@@ -27,12 +28,13 @@ rule extract_echo:
 
 rule prep_ecg:
     input:
-        ecgs=ecg_shard_files,
+        manifest=demo_dependency("ecgs"),
     output:
         signals=directory("results/data/{cohort}/ecg/shard_{shard}/ecg.zarr"),
         ledger="results/data/{cohort}/ecg/shard_{shard}/ledger.csv",
     params:
         inputs=ecg_shard_inputs,
+        file_states=ecg_shard_states,
         recipe=ecg_recipe(),
         code=module_digest("ecg", "ecg_formats", "data_stage", "store"),
     log:

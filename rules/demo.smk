@@ -6,7 +6,6 @@ checkpoint demo_cohort:
     output:
         **demo_manifests(),
     params:
-        out=config["demo"]["out"],
         seed=config["demo"]["seed"],
         scale=config["demo"]["scale"],
         code=module_digest("synth.cohort", "synth.echo_views", "synth.echo_dicom",

@@ -7,7 +7,7 @@ import yaml
 from echo2ecg.config import ConfigError, check_config
 from echo2ecg.provenance import module_digest
 from echo2ecg.pseudonym import KEY_ENV, pseudonymise, resolve_key
-from echo2ecg.shards import existing_paths, plan_ecg_shards, plan_echo_shards
+from echo2ecg.shards import file_states, plan_ecg_shards, plan_echo_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "rules/schemas/config.schema.yaml"
@@ -77,7 +77,9 @@ def test_echo_plan_keeps_studies_together_and_carries_no_raw_ids(tmp_path):
     text = repr([{k: v for k, v in i.items() if k != "path"} for i in items])
     for raw in ("MRN0001", "ACC1", "1.2.840", "a.dcm"):
         assert raw not in text
-    assert existing_paths(items) == [str(tmp_path / "a.dcm")]
+    states = dict(zip((i["path"] for i in items), file_states(items)))
+    assert states[str(tmp_path / "missing.dcm")] == "missing"
+    assert states[str(tmp_path / "a.dcm")].startswith("1-")  # one byte, then its mtime
 
 
 def test_unhashed_plan_shows_listed_paths(tmp_path):

@@ -1,0 +1,192 @@
+"""The data stage end to end through Snakemake, on a tiny demo cohort."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+import yaml
+import zarr
+
+from echo2ecg.store import read_ledger
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, config: str = "config.yaml") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--directory", str(workdir), "--configfile", str(workdir / config),
+               "--cores", "2", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def planned_jobs(run: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's job-stats table."""
+    jobs = {}
+    for line in run.stdout.splitlines():
+        match = re.fullmatch(r"\s*([a-z_]+)\s+(\d+)\s*", line)
+        if match and match.group(1) != "total":
+            jobs[match.group(1)] = int(match.group(2))
+    return jobs
+
+
+def tiny_config(**demo) -> dict:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["demo"].update({"scale": 0.08, **demo})
+    config["cohorts"]["internal"].update({"echo_shards": 3, "ecg_shards": 2})
+    config["cohorts"]["external"].update({"ecg_shards": 1})
+    return config
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo_run")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    run = snakemake(workdir)
+    assert run.returncode == 0, run.stderr[-5000:]
+    return workdir
+
+
+def manifest(workdir, cohort, table):
+    return pd.read_csv(workdir / "demo_data" / cohort / f"{table}.csv", dtype=str)
+
+
+def ledgers(workdir, cohort, stage):
+    paths = sorted((workdir / "results/data" / cohort / stage).glob("shard_*/ledger.csv"))
+    return paths, pd.concat([read_ledger(p) for p in paths], ignore_index=True)
+
+
+def test_every_echo_file_is_accounted_for(demo_run):
+    views = manifest(demo_run, "internal", "echo_views")
+    paths, ledger = ledgers(demo_run, "internal", "echo")
+    assert len(paths) == 3
+    assert sorted(ledger["manifest_row"]) == list(range(len(views)))
+    assert (ledger["status"] == "ok").sum() >= len(views) - 3
+    rejected = ledger[ledger["status"] == "rejected"]
+    assert len(rejected) >= 1 and rejected["reason"].str.len().gt(5).all()
+    for path in paths:
+        shard = read_ledger(path)
+        clips = zarr.open_group(path.parent / "clips.zarr", mode="r")["clips"]
+        ok = shard[shard["status"] == "ok"]
+        assert clips.shape == (len(ok), 16, 224, 224, 3) and clips.dtype == np.uint8
+        assert sorted(ok["row"]) == list(range(len(ok)))
+        if len(ok):
+            clip = clips[int(ok["row"].iloc[0])]
+            assert clip[0].max() > 50           # the scan sector is there
+            assert clip[:, :8, :8].max() == 0   # the corners outside the sector are masked
+
+
+def test_every_ecg_file_is_accounted_for(demo_run):
+    for cohort in ("internal", "external"):
+        ecgs = manifest(demo_run, cohort, "ecgs")
+        paths, ledger = ledgers(demo_run, cohort, "ecg")
+        assert sorted(ledger["manifest_row"]) == list(range(len(ecgs)))
+        n_ok = 0
+        for path in paths:
+            signals = zarr.open_group(path.parent / "ecg.zarr", mode="r")["signals"]
+            shard = read_ledger(path)
+            assert signals.shape == ((shard["status"] == "ok").sum(), 12, 5000)
+            n_ok += signals.shape[0]
+            if signals.shape[0]:
+                x = signals[0]
+                assert np.isfinite(x).all() and abs(float(x[6:].mean())) < 1e-3
+        assert n_ok >= len(ecgs) - 1
+    summary = pd.read_csv(demo_run / "results/tables/ledger_summary.csv")
+    total = summary.groupby(["stage", "cohort"])["files"].sum()
+    assert total[("ecg", "external")] == len(manifest(demo_run, "external", "ecgs"))
+    assert total[("echo", "internal")] == len(manifest(demo_run, "internal", "echo_views"))
+
+
+def test_finished_run_has_nothing_to_do(demo_run):
+    run = snakemake(demo_run, "-n")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Nothing to be done" in run.stdout + run.stderr
+
+
+def test_no_identifiers_in_outputs_or_logs(demo_run):
+    views = manifest(demo_run, "internal", "echo_views")
+    secrets = set(views["patient_id"]) | set(views["study_id"])
+    for cohort in ("internal", "external"):
+        secrets |= set(manifest(demo_run, cohort, "ecgs")["patient_id"])
+        secrets |= set(manifest(demo_run, cohort, "ecgs")["ecg_id"])
+    for path in views["path"][:6]:
+        header = pydicom.dcmread(demo_run / "demo_data/internal" / path, stop_before_pixels=True,
+                                 force=True)
+        secrets |= {str(header.PatientName), str(header.PatientID), str(header.SOPInstanceUID),
+                    str(header.StudyInstanceUID), str(getattr(header, "PatientBirthDate", ""))}
+        secrets.add(Path(path).name)
+    secrets = {s for s in secrets if len(s) >= 6}
+    assert len(secrets) > 20
+    checked = 0
+    for folder in ("results", "logs"):
+        for file in (demo_run / folder).rglob("*"):
+            if file.is_file() and file.suffix in (".csv", ".md", ".log", ".json"):
+                text = file.read_text(errors="replace")
+                leaked = [s for s in secrets if s in text]
+                assert not leaked, f"{file.relative_to(demo_run)} contains {leaked[:3]}"
+                checked += 1
+    assert checked >= 8
+
+
+def test_later_stage_parameter_does_not_rerun_extraction(demo_run):
+    config = tiny_config()
+    config["ecg"]["asls_lam"] = 1.0e6
+    (demo_run / "changed.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(demo_run, "-n", config="changed.yaml"))
+    assert jobs.get("prep_ecg") == 3          # 2 internal + 1 external ECG shards
+    assert "extract_echo" not in jobs and "demo_cohort" not in jobs
+
+
+@pytest.fixture(scope="module")
+def manifest_run(tmp_path_factory):
+    """A real-cohort style run: manifests written beforehand, demo rule off."""
+    from echo2ecg.synth.cohort import demo_specs, generate_demo
+
+    workdir = tmp_path_factory.mktemp("manifest_run")
+    generate_demo(workdir / "demo_data", *demo_specs(seed=3, scale=0.08))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(enabled=False)))
+    run = snakemake(workdir)
+    assert run.returncode == 0, run.stderr[-5000:]
+    return workdir
+
+
+def test_adding_one_study_reruns_one_shard(manifest_run):
+    views_csv = manifest_run / "demo_data/internal/echo_views.csv"
+    views = pd.read_csv(views_csv, dtype=str)
+    first = views.iloc[0]
+    new_file = Path(first["path"]).with_name("added_study_view.dcm")
+    shutil.copy(manifest_run / "demo_data/internal" / first["path"],
+                manifest_run / "demo_data/internal" / new_file)
+    added = first.copy()
+    added["path"], added["study_id"], added["view_id"] = str(new_file), "ADDED-STUDY-1", "ADDED-VIEW-1"
+    pd.concat([views, added.to_frame().T]).to_csv(views_csv, index=False)
+
+    jobs = planned_jobs(snakemake(manifest_run, "-n"))
+    assert jobs.get("extract_echo") == 1, jobs
+    assert "prep_ecg" not in jobs
+    run = snakemake(manifest_run)
+    assert run.returncode == 0, run.stderr[-3000:]
+    _, ledger = ledgers(manifest_run, "internal", "echo")
+    assert len(ledger) == len(views) + 1
+    assert "Nothing to be done" in snakemake(manifest_run, "-n").stdout
+
+
+def test_changed_file_reruns_its_shard_and_missing_file_is_ledgered(manifest_run):
+    ecgs_csv = manifest_run / "demo_data/internal/ecgs.csv"
+    ecgs = pd.read_csv(ecgs_csv, dtype=str)
+    gone = ecgs.iloc[0].copy()
+    gone["path"], gone["ecg_id"], gone["format"] = "ecg/never_written.hea", "ECG-MISSING-1", "wfdb"
+    pd.concat([ecgs, gone.to_frame().T]).to_csv(ecgs_csv, index=False)
+    jobs = planned_jobs(snakemake(manifest_run, "-n"))
+    assert jobs.get("prep_ecg") == 1 and "extract_echo" not in jobs, jobs
+    assert snakemake(manifest_run).returncode == 0
+    _, ledger = ledgers(manifest_run, "internal", "ecg")
+    missing = ledger[ledger["manifest_row"] == len(ecgs)]
+    assert missing["status"].tolist() == ["rejected"]
+    assert "not found" in missing["reason"].iloc[0]
