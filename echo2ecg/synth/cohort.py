@@ -142,7 +142,13 @@ class CohortSpec:
 
 def demo_specs(seed: int = 7, scale: float = 1.0) -> tuple[CohortSpec, CohortSpec]:
     """The embedded demo: (internal, external) specs; ``scale`` multiplies the patient counts."""
-    internal = CohortSpec(n_patients=max(4, round(64 * scale)), seed=seed)
+    # One study of 2-4 views per patient keeps the frozen-encoder pass (about 1.4 s per view
+    # on a 2-core CPU) inside the demo's time budget while every study stays multi-view.
+    internal = CohortSpec(
+        n_patients=max(4, round(64 * scale)), seed=seed, studies_per_patient=(1, 1),
+        views_per_study=(2, 4), ecgs_per_patient=(1, 3), frames_per_clip=36,
+        echo_encoding_mix={"jpeg_ybr": 0.8, "mono_rle": 0.15, "rgb": 0.025, "mono_raw": 0.025},
+    )
     external = CohortSpec(
         n_patients=max(4, round(60 * scale)), seed=seed + 1, write_echo=False, n_corrupt=0,
         ecg_format_mix={"dicom": 0.5, "wfdb": 0.3, "numpy": 0.2}, ecg_fs_mix={250: 0.6, 1000: 0.4},
