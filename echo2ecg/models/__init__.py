@@ -1,0 +1,21 @@
+"""Models (METHOD.md section 5).
+
+- :mod:`~echo2ecg.models.echo_encoder`: the frozen EchoPrime MViTv2-S, clip normalisation.
+- :mod:`~echo2ecg.models.ecg_encoder`: the OTiS-style ECG ViT and OTiS weight loading.
+- :mod:`~echo2ecg.models.aggregators`: view pools (attention, mean, CLS).
+- :mod:`~echo2ecg.models.echo2ecg`: the contrastive model and its loss.
+- :mod:`~echo2ecg.models.torchvision_ops`: importing torchvision beside a CPU-only torch.
+"""
+
+from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMeanPool
+from echo2ecg.models.echo2ecg import POOLINGS, Echo2ECG, clip_loss, count_parameters
+from echo2ecg.models.echo_encoder import (ECHO_MEAN, ECHO_STD, build_echo_encoder,
+                                          normalise_clips)
+from echo2ecg.models.ecg_encoder import ECGEncoder, OtisLoadReport, load_otis_checkpoint
+from echo2ecg.models.torchvision_ops import import_torchvision
+
+__all__ = [
+    "ECHO_MEAN", "ECHO_STD", "POOLINGS", "ECGEncoder", "Echo2ECG", "OtisLoadReport",
+    "ViewAttentionPool", "ViewClsPool", "ViewMeanPool", "build_echo_encoder", "clip_loss",
+    "count_parameters", "import_torchvision", "load_otis_checkpoint", "normalise_clips",
+]

@@ -1,0 +1,82 @@
+"""View aggregators: a study's view embeddings → one study vector (METHOD.md section 5).
+
+Every pool takes ``views`` (B, V, in_dim) float, V ≤ 128 views per study padded to a common
+V, and ``mask`` (B, V) bool, True where a view is real. Each view is first projected by
+Linear(in_dim → dim, bias); the pools differ in how the projected views are combined into
+(B, dim). Padded views have no influence on the result, whatever they hold (NaN included):
+they are zeroed before projection and masked out of every mean and attention.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of (B, V, D) where mask (B, V) is True → (B, D)."""
+    weights = mask.to(x.dtype).unsqueeze(-1)
+    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class _ViewPool(nn.Module):
+    """Shared part: check the mask, zero padded views, project each view."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.view_proj = nn.Linear(in_dim, dim)
+
+    def project(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, V, in_dim), (B, V) → (B, V, dim) projected views, padded ones from zeros."""
+        if mask.shape != views.shape[:2] or mask.dtype != torch.bool:
+            raise ValueError(f"mask must be bool of shape {tuple(views.shape[:2])}, "
+                             f"got {mask.dtype} {tuple(mask.shape)}")
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError("every study needs at least one valid view")
+        return self.view_proj(views.masked_fill(~mask.unsqueeze(-1), 0.0))
+
+
+class ViewMeanPool(_ViewPool):
+    """Mean of the projected valid views → (B, dim)."""
+
+    def __init__(self, in_dim: int = 512, dim: int = 1024):
+        super().__init__(in_dim, dim)
+
+    def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(self.project(views, mask), mask)
+
+
+class ViewAttentionPool(_ViewPool):
+    """Attention pooling: the mean of the valid projected views queries all of them.
+
+    query = masked mean (B, 1, dim); keys = values = projected views with a key-padding mask;
+    nn.MultiheadAttention(dim, num_heads) → (B, dim).
+    """
+
+    def __init__(self, in_dim: int = 512, dim: int = 1024, num_heads: int = 4):
+        super().__init__(in_dim, dim)
+        self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+
+    def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        projected = self.project(views, mask)
+        query = masked_mean(projected, mask).unsqueeze(1)
+        attended, _ = self.attention(query, projected, projected, key_padding_mask=~mask,
+                                     need_weights=False)
+        return attended.squeeze(1)
+
+
+class ViewClsPool(_ViewPool):
+    """CLS pooling: a learned (1, 1, dim) token queries the projected valid views → (B, dim)."""
+
+    def __init__(self, in_dim: int = 512, dim: int = 1024, num_heads: int = 4):
+        super().__init__(in_dim, dim)
+        self.cls_token = nn.Parameter(torch.empty(1, 1, dim))
+        nn.init.normal_(self.cls_token, std=0.02)
+        self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+
+    def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        projected = self.project(views, mask)
+        query = self.cls_token.expand(projected.shape[0], -1, -1)
+        attended, _ = self.attention(query, projected, projected, key_padding_mask=~mask,
+                                     need_weights=False)
+        return attended.squeeze(1)
