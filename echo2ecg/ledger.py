@@ -16,6 +16,22 @@ def cohort_of(ledger_path: str | Path) -> str:
     return Path(ledger_path).parents[2].name
 
 
+def shard_of_ledger(ledger_path: str | Path) -> str:
+    """The shard label of a shard ledger: .../shard_0007/ledger.csv → "0007"."""
+    return Path(ledger_path).parent.name.removeprefix("shard_")
+
+
+def read_shard_ledgers(paths: list[str]) -> pd.DataFrame:
+    """Several shard ledgers as one table, with a ``shard`` column."""
+    parts = [read_ledger(p).assign(shard=shard_of_ledger(p)) for p in paths]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["shard"])
+
+
+def usable_views_per_study(echo_ledger: pd.DataFrame) -> pd.Series:
+    """Study pseudonym → number of views extracted without error."""
+    return echo_ledger[echo_ledger["status"] == "ok"].groupby("study").size()
+
+
 def summarise_ledgers(ledgers: dict[str, list[str]]) -> pd.DataFrame:
     """Count files per stage, cohort, status and reason.
 
