@@ -42,8 +42,8 @@ def normalise_clips(clips: np.ndarray | torch.Tensor) -> torch.Tensor:
     clips = torch.as_tensor(clips)
     if clips.ndim != 5 or clips.shape[-1] != 3:
         raise ValueError(f"expected clips of shape (B, frames, H, W, 3), got {tuple(clips.shape)}")
-    mean = torch.tensor(ECHO_MEAN, dtype=torch.float32)
-    std = torch.tensor(ECHO_STD, dtype=torch.float32)
+    mean = torch.tensor(ECHO_MEAN, dtype=torch.float32, device=clips.device)
+    std = torch.tensor(ECHO_STD, dtype=torch.float32, device=clips.device)
     normalised = (clips.to(torch.float32) - mean) / std
     return normalised.permute(0, 4, 1, 2, 3).contiguous()
 

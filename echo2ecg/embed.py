@@ -1,0 +1,169 @@
+"""View embeddings from the frozen echo encoder (METHOD.md section 5), computed once per clip.
+
+A clip shard (``clips.zarr``, array ``clips`` uint8 (N, 16, 224, 224, 3)) becomes an
+embedding shard (array ``embeddings`` float32 (N, 512), row i = clip row i). Clips travel to
+the device as uint8 (a quarter of float32's bytes) and are normalised there. On CUDA the
+encoder runs under bf16 autocast; on the CPU in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from echo2ecg.models.echo_encoder import ECHO_EMBED_DIM, normalise_clips
+from echo2ecg.store import ShardWriter, open_rows
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "fp32")
+EMBEDDINGS_PER_CHUNK = 1024
+
+
+class ClipDataset(Dataset):
+    """Item i = clip row i of a clip store: a (16, 224, 224, 3) uint8 tensor.
+
+    The Zarr array is opened lazily in whichever process reads, so each DataLoader worker
+    opens the store itself instead of sharing the parent's handle.
+    """
+
+    def __init__(self, clips_store: str | Path):
+        self.clips_store = str(clips_store)
+        self.n_clips = open_rows(self.clips_store, "clips").shape[0]
+        self._clips = None
+
+    def __len__(self) -> int:
+        return self.n_clips
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if self._clips is None:
+            self._clips = open_rows(self.clips_store, "clips")
+        return torch.from_numpy(np.asarray(self._clips[index]))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_clips": None}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" / "bf16" / "fp32" → the precision used on ``device``: "bf16" or "fp32".
+
+    bf16 is for CUDA only: "auto" takes it where the GPU supports it natively; on the CPU
+    (or a GPU without bf16) every choice becomes fp32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    if precision == "bf16" and not bf16_ok:
+        log.warning("bf16 is not available on %s; embedding in fp32", device)
+    return "bf16" if precision in ("auto", "bf16") and bf16_ok else "fp32"
+
+
+def _encode_batch(encoder: nn.Module, clips: torch.Tensor, precision: str) -> torch.Tensor:
+    """uint8 (B, 16, 224, 224, 3) on the encoder's device → float32 (B, 512) on the CPU."""
+    autocast = (torch.autocast(clips.device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    with torch.inference_mode():
+        inputs = normalise_clips(clips)
+        with autocast:
+            embeddings = encoder(inputs)
+    return embeddings.float().cpu()
+
+
+def _prepare_encoder(encoder: nn.Module, device: torch.device) -> None:
+    """Move the encoder to ``device`` in eval mode (its head has dropout)."""
+    encoder.to(device).eval()
+
+
+def embed_clips(encoder: nn.Module, clips: np.ndarray, device: str = "cpu",
+                precision: str = "auto") -> np.ndarray:
+    """Embed a small in-memory batch: uint8 (B, 16, 224, 224, 3) → float32 (B, 512).
+
+    Moves ``encoder`` to ``device`` in eval mode. All B clips go through in one forward pass.
+    """
+    device = torch.device(device)
+    _prepare_encoder(encoder, device)
+    batch = torch.as_tensor(clips).to(device)
+    return _encode_batch(encoder, batch, resolve_precision(precision, device)).numpy()
+
+
+def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn.Module,
+                     device: str = "cpu", batch_size: int = 8, num_workers: int = 2,
+                     precision: str = "auto", progress_every_s: float = 10.0) -> int:
+    """Embed every clip of ``clips_store`` into a new store ``out_store``; returns N.
+
+    ``out_store`` gets array ``embeddings`` float32 (N, 512), row i from clip row i, and the
+    attributes ``encoder_pretrained``, ``encoder_weights`` (file name, or None for random
+    init), ``precision`` ("bf16"/"fp32", as used) and ``device_type`` ("cuda"/"cpu"). The
+    store appears only when complete: if anything fails, nothing is left at ``out_store``.
+
+    device: torch device string (see :func:`echo2ecg.devices.choose_device`); the encoder is
+        moved there and put in eval mode. On CUDA, cuDNN autotuning is switched on for the
+        whole process.
+    batch_size: clips per forward pass. num_workers: DataLoader processes reading clips.
+    precision: "auto" (bf16 autocast on CUDA, fp32 on the CPU), "bf16" or "fp32".
+    progress_every_s: seconds between progress log lines.
+    """
+    device = torch.device(device)
+    precision = resolve_precision(precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one clip shape throughout: tune once
+    _prepare_encoder(encoder, device)
+    dataset = ClipDataset(clips_store)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    attributes = _store_attributes(encoder, precision, device)
+    log.info("embedding %d clips of %s on %s (%s, batch %d, %d workers)", len(dataset),
+             clips_store, device, precision, batch_size, num_workers)
+    progress = _Progress(len(dataset), progress_every_s)
+    with ShardWriter(out_store, "embeddings", (ECHO_EMBED_DIM,), np.float32,
+                     capacity=len(dataset), rows_per_chunk=EMBEDDINGS_PER_CHUNK,
+                     attributes=attributes) as writer:
+        for clips in loader:
+            clips = clips.to(device, non_blocking=True)
+            for row in _encode_batch(encoder, clips, precision).numpy():
+                writer.append(row)
+            progress.update(len(clips))
+        writer.commit()
+    progress.finish()
+    return len(dataset)
+
+
+def _store_attributes(encoder: nn.Module, precision: str, device: torch.device) -> dict:
+    """Provenance of an embedding store; the weights by file name, not by local path."""
+    weights_path = getattr(encoder, "weights_path", None)
+    return {
+        "encoder_pretrained": bool(getattr(encoder, "pretrained", False)),
+        "encoder_weights": Path(weights_path).name if weights_path else None,
+        "precision": precision,
+        "device_type": device.type,
+    }
+
+
+class _Progress:
+    """Logs clips done and clips/s at most every ``every_s`` seconds, and a final summary."""
+
+    def __init__(self, total: int, every_s: float):
+        self.total = total
+        self.every_s = every_s
+        self.done = 0
+        self.start = self.last_log = time.monotonic()
+
+    def update(self, n_clips: int) -> None:
+        self.done += n_clips
+        now = time.monotonic()
+        if now - self.last_log >= self.every_s:
+            self.last_log = now
+            log.info("embedded %d/%d clips, %.2f clips/s", self.done, self.total,
+                     self.done / (now - self.start))
+
+    def finish(self) -> None:
+        elapsed = time.monotonic() - self.start
+        log.info("embedded %d clips in %.1f s (%.2f clips/s)", self.done, elapsed,
+                 self.done / elapsed if elapsed > 0 else float("nan"))
