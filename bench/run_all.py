@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ("bench_echo_extract", "bench_ecg_prep", "bench_dryrun")
+BENCHES = ("bench_echo_extract", "bench_ecg_prep", "bench_dryrun", "bench_embed", "bench_train")
 
 if __name__ == "__main__":
     out = ROOT / "bench/out"
