@@ -18,9 +18,12 @@ if config["demo"]["enabled"]:
 
 
 include: "rules/data.smk"
+include: "rules/embed.smk"
+include: "rules/train.smk"
 
 
 rule all:
     input:
         data_stage_outputs(),
+        training_outputs(),
     default_target: True

@@ -20,11 +20,18 @@ except ConfigError as error:
 PSEUDONYM_KEY = resolve_key(config["privacy"]["pseudonym_key"])
 COHORTS = config["cohorts"]
 ECHO_COHORTS = [name for name, cohort in COHORTS.items() if "echo_views" in cohort]
+TRAIN_COHORT = config["pairing"]["train_cohort"]
+if TRAIN_COHORT not in ECHO_COHORTS:
+    raise WorkflowError(
+        f"config key pairing.train_cohort: {TRAIN_COHORT!r} is not a cohort with echo_views "
+        f"(cohorts with echo: {', '.join(ECHO_COHORTS) or 'none'})"
+    )
 
 
 wildcard_constraints:
     cohort="[A-Za-z0-9_-]+",
     shard=r"\d{4}",
+    variant="[A-Za-z0-9_-]+",
 
 
 def demo_manifests():
@@ -109,15 +116,71 @@ def ecg_recipe():
             "eps": ecg["zscore_eps"]}
 
 
+SHARD_DIRS = {
+    "echo": "results/data/{cohort}/echo/shard_{shard}",
+    "ecg": "results/data/{cohort}/ecg/shard_{shard}",
+    "embeddings": "results/embeddings/{cohort}/shard_{shard}",
+}
+
+
+def shard_paths(cohort, stage, name):
+    """`name` (ledger.csv, ecg.zarr, ...) in every shard folder of a cohort's stage."""
+    n_shards = COHORTS[cohort]["ecg_shards" if stage == "ecg" else "echo_shards"]
+    return [f"{SHARD_DIRS[stage].format(cohort=cohort, shard=shard_label(i))}/{name}"
+            for i in range(n_shards)]
+
+
+def cohort_manifest(table):
+    """Input function: a cohort's manifest file (`ecgs`, `labels`)."""
+    return lambda wildcards: COHORTS[wildcards.cohort][table]
+
+
 def echo_ledgers():
-    return [f"results/data/{cohort}/echo/shard_{shard_label(i)}/ledger.csv"
-            for cohort in ECHO_COHORTS for i in range(COHORTS[cohort]["echo_shards"])]
+    return [p for cohort in ECHO_COHORTS for p in shard_paths(cohort, "echo", "ledger.csv")]
 
 
 def ecg_ledgers():
-    return [f"results/data/{cohort}/ecg/shard_{shard_label(i)}/ledger.csv"
-            for cohort in COHORTS for i in range(COHORTS[cohort]["ecg_shards"])]
+    return [p for cohort in COHORTS for p in shard_paths(cohort, "ecg", "ledger.csv")]
+
+
+def cohort_ecg_ledgers(wildcards):
+    return shard_paths(wildcards.cohort, "ecg", "ledger.csv")
+
+
+def cohort_echo_ledgers(wildcards):
+    if wildcards.cohort not in ECHO_COHORTS:
+        return []
+    return shard_paths(wildcards.cohort, "echo", "ledger.csv")
+
+
+def train_ecg_stores():
+    return shard_paths(TRAIN_COHORT, "ecg", "ecg.zarr")
+
+
+def train_echo_ledgers():
+    return shard_paths(TRAIN_COHORT, "echo", "ledger.csv")
+
+
+def train_embedding_stores():
+    return shard_paths(TRAIN_COHORT, "embeddings", "embeddings.zarr")
+
+
+def echo_encoder_weights():
+    """The EchoPrime weights file as an input (a changed file reruns embedding), or none."""
+    weights = config["echo_encoder"]["weights"]
+    return [weights] if weights else []
+
+
+def ecg_encoder_weights():
+    weights = config["ecg_encoder"]["weights"]
+    return [weights] if weights else []
 
 
 def data_stage_outputs():
     return echo_ledgers() + ecg_ledgers() + ["results/tables/ledger_summary.csv"]
+
+
+def training_outputs():
+    return ["results/tables/cohort_splits.csv"] + expand(
+        "results/models/{variant}/best.pt", variant=config["variants"]
+    )

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+import torch
 import yaml
 import zarr
 
@@ -38,9 +39,10 @@ def planned_jobs(run: subprocess.CompletedProcess) -> dict[str, int]:
 
 def tiny_config(**demo) -> dict:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["demo"].update({"scale": 0.08, **demo})
+    config["demo"].update({"scale": 0.12, **demo})
     config["cohorts"]["internal"].update({"echo_shards": 3, "ecg_shards": 2})
     config["cohorts"]["external"].update({"ecg_shards": 1})
+    config["train"].update({"epochs": 2, "batch_size": 4})
     return config
 
 
@@ -134,13 +136,51 @@ def test_no_identifiers_in_outputs_or_logs(demo_run):
     assert checked >= 8
 
 
+def test_embeddings_align_with_clips(demo_run):
+    for ledger_path in sorted((demo_run / "results/data/internal/echo").glob("shard_*/ledger.csv")):
+        shard = ledger_path.parent.name
+        clips = zarr.open_group(ledger_path.parent / "clips.zarr", mode="r")["clips"]
+        store = zarr.open_group(demo_run / "results/embeddings/internal" / shard / "embeddings.zarr", mode="r")
+        embeddings = store["embeddings"]
+        assert embeddings.shape == (clips.shape[0], 512) and embeddings.dtype == np.float32
+        assert store.attrs["encoder_pretrained"] is False  # no weights given: said so, not hidden
+        assert np.isfinite(embeddings[:]).all()
+
+
+def test_pairs_split_and_every_variant_trained(demo_run):
+    pairs = pd.read_csv(demo_run / "results/pairs/internal/pairs.csv")
+    assert len(pairs) > 0 and (pairs["days_apart"].abs() <= 7).all()
+    assert pairs.groupby("patient")["split"].nunique().max() == 1  # no patient in two splits
+    table = pd.read_csv(demo_run / "results/tables/cohort_splits.csv")
+    assert set(table["cohort"]) == {"internal", "external"}
+    assert table.loc[table["cohort"] == "internal", "pairs"].sum() == len(pairs)
+    for variant in ("echo2ecg", "mean_pool", "cls_pool", "single_view", "no_align"):
+        folder = demo_run / "results/models" / variant
+        checkpoint = torch.load(folder / "best.pt", map_location="cpu", weights_only=False)
+        assert checkpoint["extra"]["variant"] == variant and "model" in checkpoint
+        history = pd.read_csv(folder / "history.csv")
+        assert len(history) == (0 if variant == "no_align" else 2)
+        assert (folder / "loss.png").stat().st_size > 1000
+
+
+def test_training_parameter_reruns_only_training(demo_run):
+    config = tiny_config()
+    config["variants"]["mean_pool"]["pooling"] = "cls"
+    (demo_run / "variant.yaml").write_text(yaml.safe_dump(config))
+    assert planned_jobs(snakemake(demo_run, "-n", config="variant.yaml")) == {"pretrain": 1, "all": 1}
+    config["train"]["epochs"] = 3
+    (demo_run / "epochs.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(demo_run, "-n", config="epochs.yaml"))
+    assert jobs.get("pretrain") == 5 and set(jobs) == {"pretrain", "all"}
+
+
 def test_later_stage_parameter_does_not_rerun_extraction(demo_run):
     config = tiny_config()
     config["ecg"]["asls_lam"] = 1.0e6
     (demo_run / "changed.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(demo_run, "-n", config="changed.yaml"))
     assert jobs.get("prep_ecg") == 3          # 2 internal + 1 external ECG shards
-    assert "extract_echo" not in jobs and "demo_cohort" not in jobs
+    assert not {"extract_echo", "embed_echo", "demo_cohort"} & set(jobs)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +208,7 @@ def test_adding_one_study_reruns_one_shard(manifest_run):
     pd.concat([views, added.to_frame().T]).to_csv(views_csv, index=False)
 
     jobs = planned_jobs(snakemake(manifest_run, "-n"))
-    assert jobs.get("extract_echo") == 1, jobs
+    assert jobs.get("extract_echo") == 1 and jobs.get("embed_echo") == 1, jobs
     assert "prep_ecg" not in jobs
     run = snakemake(manifest_run)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -1,0 +1,125 @@
+"""One model variant's pretraining, from the pipeline's stores to its checkpoints.
+
+Reads only cached artefacts: the pairs table, the ECG shards and the view-embedding
+shards. The echo encoder is never run here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .ledger import shard_of_ledger
+from .models import ECGEncoder, Echo2ECG, load_otis_checkpoint
+from .store import open_rows
+from .train import (HISTORY_COLUMNS, PairData, TrainSettings, plot_history, save_checkpoint,
+                    train, write_history)
+
+log = logging.getLogger(__name__)
+
+
+def stores_by_shard(paths: list[str]) -> dict[str, str]:
+    """Shard label → store path, for stores laid out as .../shard_XXXX/NAME.zarr."""
+    return {shard_of_ledger(p): p for p in paths}
+
+
+def read_rows(stores: dict[str, str], name: str, shards: pd.Series, rows: pd.Series) -> np.ndarray:
+    """Rows of array ``name`` gathered across shard stores, in the order given."""
+    out = None
+    for shard, index in pd.DataFrame({"shard": shards.to_numpy(), "row": rows.to_numpy()}) \
+            .groupby("shard").groups.items():
+        array = open_rows(stores[shard], name)
+        wanted = rows.to_numpy()[np.asarray(index)].astype(int)
+        values = array.get_orthogonal_selection((wanted,) + (slice(None),) * (array.ndim - 1))
+        if out is None:
+            out = np.empty((len(rows), *array.shape[1:]), array.dtype)
+        out[np.asarray(index)] = values
+    return out if out is not None else np.empty((0,), np.float32)
+
+
+def load_pair_data(pairs: pd.DataFrame, split: str, ecg_stores: dict[str, str],
+                   echo_ledger: pd.DataFrame, embedding_stores: dict[str, str],
+                   max_views: int = 128) -> PairData:
+    """The ``split``'s pairs as in-memory training data.
+
+    ECGs: (N_ecg, 12, T) float32 from the ECG shards; studies: each study's view
+    embeddings (V, 512) float32 from the embedding shards, at most ``max_views`` kept
+    (the first in ledger order); pairs: (P, 2) int64 (ECG index, study index).
+    """
+    part = pairs[pairs["split"] == split]
+    ecgs = part.drop_duplicates("ecg")[["ecg", "ecg_shard", "ecg_row"]].reset_index(drop=True)
+    ecg_signals = read_rows(ecg_stores, "signals", ecgs["ecg_shard"].astype(str).str.zfill(4),
+                            ecgs["ecg_row"])
+    studies = part["study"].drop_duplicates().reset_index(drop=True)
+    views = echo_ledger[(echo_ledger["status"] == "ok") & echo_ledger["study"].isin(studies)]
+    embeddings = read_rows(embedding_stores, "embeddings", views["shard"], views["row"])
+    by_study: dict[str, list[int]] = {}
+    for position, study in enumerate(views["study"]):
+        by_study.setdefault(study, []).append(position)
+    study_views = [embeddings[by_study[s][:max_views]] for s in studies]
+    ecg_index = pd.Series(range(len(ecgs)), index=ecgs["ecg"])
+    study_index = pd.Series(range(len(studies)), index=studies)
+    pair_array = np.stack([ecg_index[part["ecg"]].to_numpy(),
+                           study_index[part["study"]].to_numpy()], axis=1).astype(np.int64)
+    return PairData(ecgs=ecg_signals, study_views=study_views, pairs=pair_array)
+
+
+def build_model(encoder: dict, pooling: str) -> Echo2ECG:
+    """An Echo2ECG model from the config's ``ecg_encoder`` section and a pooling name;
+    the ECG encoder starts from the OTiS checkpoint when ``encoder["weights"]`` is set."""
+    ecg_encoder = ECGEncoder(embed_dim=encoder["embed_dim"], depth=encoder["depth"],
+                             num_heads=encoder["num_heads"], mlp_ratio=encoder["mlp_ratio"],
+                             patch_size=encoder["patch_size"], n_samples=encoder["n_samples"],
+                             drop_path=encoder["drop_path"])
+    if encoder.get("weights"):
+        report = load_otis_checkpoint(ecg_encoder, encoder["weights"])
+        log.info("ECG encoder from OTiS checkpoint: %s", report)
+    return Echo2ECG(ecg_encoder, pooling=pooling)
+
+
+def train_settings(train: dict, encoder: dict, pooling: str) -> TrainSettings:
+    """TrainSettings from the config's ``train`` section (unknown keys are an error)."""
+    known = {f.name for f in fields(TrainSettings)}
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in train.items()}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"train settings not understood: {', '.join(sorted(unknown))}")
+    return TrainSettings(**values, n_samples=encoder["n_samples"], single_view=pooling == "single")
+
+
+def pretrain_variant(variant: str, spec: dict, encoder: dict, train_config: dict,
+                     train_data: PairData, val_data: PairData, out_dir: str | Path,
+                     device: str = "cpu", extra: dict | None = None) -> pd.DataFrame:
+    """Train (or, with ``spec["train"]`` false, only initialise) one variant.
+
+    Writes ``best.pt``, ``last.pt``, ``history.csv`` and ``loss.png`` into ``out_dir``;
+    returns the history (empty for an untrained variant).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = train_settings(train_config, encoder, spec["pooling"])
+    torch.manual_seed(settings.seed)
+    model = build_model(encoder, spec["pooling"])
+    extra = {"variant": variant, "variant_spec": spec, "ecg_encoder": encoder, **(extra or {})}
+    if spec.get("train", True):
+        history = train(model, train_data, val_data, settings, out_dir, device=device, extra=extra)
+    else:
+        history = untrained_checkpoints(model, settings, out_dir, extra)
+    plot_history(history, out_dir / "loss.png", f"{variant}: contrastive loss")
+    return history
+
+
+def untrained_checkpoints(model: Echo2ECG, settings: TrainSettings, out_dir: Path,
+                          extra: dict) -> pd.DataFrame:
+    """The unimodal baseline: the model at its initialisation, saved as best and last,
+    with an empty history."""
+    for name in ("best.pt", "last.pt"):
+        save_checkpoint(model, settings, 0, float("nan"), extra, out_dir / name)
+    history = pd.DataFrame(columns=HISTORY_COLUMNS)
+    write_history(history, out_dir / "history.csv")
+    return history

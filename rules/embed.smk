@@ -1,0 +1,27 @@
+# The frozen echo encoder, run once per view: clip shards -> 512-d view embeddings.
+
+
+rule embed_echo:
+    input:
+        clips="results/data/{cohort}/echo/shard_{shard}/clips.zarr",
+        weights=echo_encoder_weights(),
+    output:
+        embeddings=directory("results/embeddings/{cohort}/shard_{shard}/embeddings.zarr"),
+    params:
+        batch_size=config["echo_encoder"]["batch_size"],
+        workers=config["echo_encoder"]["loader_workers"],
+        precision=config["echo_encoder"]["precision"],
+        code=module_digest("embed", "devices", "models.echo_encoder", "store"),
+    log:
+        "logs/embed_echo/{cohort}/shard_{shard}.log",
+    benchmark:
+        "benchmarks/embed_echo/{cohort}/shard_{shard}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=6000,
+        runtime=240,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/embed_echo.py"

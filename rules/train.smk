@@ -1,0 +1,90 @@
+# Pairs and splits, then contrastive training of each model variant on cached embeddings.
+
+
+rule pair_split:
+    input:
+        ecgs=cohort_manifest("ecgs"),
+        labels=cohort_manifest("labels"),
+        ecg_ledgers=cohort_ecg_ledgers,
+        echo_ledgers=cohort_echo_ledgers,
+    output:
+        pairs="results/pairs/{cohort}/pairs.csv",
+        splits="results/pairs/{cohort}/splits.csv",
+    params:
+        window_days=config["pairing"]["window_days"],
+        fractions=config["pairing"]["splits"],
+        seed=config["pairing"]["seed"],
+        code=module_digest("pairs", "ledger"),
+    log:
+        "logs/pair_split/{cohort}.log",
+    benchmark:
+        "benchmarks/pair_split/{cohort}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/pair_split.py"
+
+
+rule cohort_table:
+    input:
+        splits=expand("results/pairs/{cohort}/splits.csv", cohort=COHORTS),
+    output:
+        table=report(
+            "results/tables/cohort_splits.csv",
+            category="Data",
+            labels={"table": "cohorts and splits"},
+        ),
+        markdown="results/tables/cohort_splits.md",
+    log:
+        "logs/cohort_table/cohort_table.log",
+    benchmark:
+        "benchmarks/cohort_table/cohort_table.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/cohort_table.py"
+
+
+rule pretrain:
+    input:
+        pairs=f"results/pairs/{TRAIN_COHORT}/pairs.csv",
+        ecg_stores=train_ecg_stores(),
+        echo_ledgers=train_echo_ledgers(),
+        embeddings=train_embedding_stores(),
+        ecg_weights=ecg_encoder_weights(),
+    output:
+        best="results/models/{variant}/best.pt",
+        last="results/models/{variant}/last.pt",
+        history="results/models/{variant}/history.csv",
+        plot=report(
+            "results/models/{variant}/loss.png",
+            category="Training",
+            labels={"variant": "{variant}", "figure": "loss"},
+        ),
+    params:
+        variant=lambda w: config["variants"][w.variant],
+        encoder=config["ecg_encoder"],
+        train=config["train"],
+        code=module_digest("pretrain", "train", "augment", "devices", "models.ecg_encoder",
+                           "models.aggregators", "models.echo2ecg"),
+    log:
+        "logs/pretrain/{variant}.log",
+    benchmark:
+        "benchmarks/pretrain/{variant}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=600,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/pretrain.py"

@@ -1,0 +1,40 @@
+"""The shipped configurations: the demo default and the paper preset."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from echo2ecg.config import check_config
+from echo2ecg.models import count_parameters
+from echo2ecg.pretrain import build_model, train_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "rules/schemas/config.schema.yaml"
+
+
+def load(name):
+    config = yaml.safe_load((ROOT / name).read_text())
+    check_config(config, SCHEMA)
+    return config
+
+
+def test_paper_preset_builds_the_papers_model():
+    config = load("config.paper.yaml")
+    model = build_model(config["ecg_encoder"], config["variants"]["echo2ecg"]["pooling"])
+    assert count_parameters(model.ecg_encoder) == pytest.approx(7.1e6, rel=0.01)
+    assert count_parameters(model) == pytest.approx(12.5e6, rel=0.01)
+    settings = train_settings(config["train"], config["ecg_encoder"], "attention")
+    assert (settings.epochs, settings.batch_size, settings.lr, settings.layer_decay,
+            settings.weight_decay, settings.warmup_epochs, settings.temperature, settings.seed) == \
+        (50, 256, 5e-4, 0.75, 1e-7, 2, 0.5, 42)
+
+
+def test_demo_and_paper_differ_only_in_scale_and_data():
+    demo, paper = load("config.yaml"), load("config.paper.yaml")
+    assert demo["ecg"] == paper["ecg"] and demo["echo"] == paper["echo"]
+    assert demo["pairing"] == paper["pairing"] and demo["variants"] == paper["variants"]
+    for key in ("lr", "layer_decay", "weight_decay", "warmup_epochs", "temperature", "seed"):
+        assert demo["train"][key] == paper["train"][key]
+    assert demo["ecg_encoder"]["depth"] < paper["ecg_encoder"]["depth"]  # demo scale, labelled so
+    assert "DEMO SCALE" in (ROOT / "config.yaml").read_text()

@@ -1,0 +1,15 @@
+"""embed_echo: one clip shard -> 512-d view embeddings with the frozen MViTv2-S."""
+
+from echo2ecg.devices import choose_device
+from echo2ecg.embed import embed_clip_store
+from echo2ecg.models import build_echo_encoder
+from echo2ecg.runlog import log_to
+
+with log_to(snakemake.log[0]) as log:
+    weights = snakemake.input.weights[0] if snakemake.input.weights else None
+    encoder = build_echo_encoder(weights)
+    with choose_device() as lease:
+        log.info("embedding on %s", lease.device)
+        embed_clip_store(snakemake.input.clips, snakemake.output.embeddings, encoder,
+                         device=lease.device, batch_size=snakemake.params.batch_size,
+                         num_workers=snakemake.params.workers, precision=snakemake.params.precision)

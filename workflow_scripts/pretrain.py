@@ -1,0 +1,23 @@
+"""pretrain: contrastive training of one model variant on the cached embeddings."""
+
+import pandas as pd
+
+from echo2ecg.devices import choose_device
+from echo2ecg.ledger import read_shard_ledgers
+from echo2ecg.pretrain import load_pair_data, pretrain_variant, stores_by_shard
+from echo2ecg.runlog import log_to
+
+with log_to(snakemake.log[0]) as log:
+    pairs = pd.read_csv(snakemake.input.pairs, dtype={"ecg_shard": str})
+    ecg_stores = stores_by_shard(snakemake.input.ecg_stores)
+    embedding_stores = stores_by_shard(snakemake.input.embeddings)
+    echo_ledger = read_shard_ledgers(snakemake.input.echo_ledgers)
+    max_views = snakemake.params.train["max_views"]
+    data = {split: load_pair_data(pairs, split, ecg_stores, echo_ledger, embedding_stores, max_views)
+            for split in ("train", "val")}
+    with choose_device() as lease:
+        log.info("variant %s on %s: %d train pairs, %d val pairs", snakemake.wildcards.variant,
+                 lease.device, len(data["train"].pairs), len(data["val"].pairs))
+        pretrain_variant(snakemake.wildcards.variant, snakemake.params.variant,
+                         snakemake.params.encoder, snakemake.params.train, data["train"],
+                         data["val"], snakemake.output.best.rsplit("/", 1)[0], device=lease.device)
