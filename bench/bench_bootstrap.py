@@ -19,6 +19,8 @@ from sklearn.metrics import roc_auc_score
 
 from echo2ecg.evaluate import knn_scores, macro_auroc
 
+from figures import write_figures
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -50,9 +52,7 @@ def main() -> None:
               "reference_seconds": round(reference_s, 3), "vectorised_seconds": round(fast_s, 3),
               "speedup": round(reference_s / fast_s, 1), "max_abs_difference": max_diff}
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    write_figures(result, args.json)
 
 
 if __name__ == "__main__":

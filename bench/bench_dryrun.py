@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from figures import write_figures
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -71,9 +73,7 @@ def main() -> None:
     result = {"views": args.views, "echo_shards": args.shards, "ecgs": args.ecgs,
               "dry_run_seconds": round(seconds, 2), "goal_seconds": 15}
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    write_figures(result, args.json)
 
 
 if __name__ == "__main__":

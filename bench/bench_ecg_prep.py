@@ -19,7 +19,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_variable] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,6 +32,7 @@ from scipy.sparse.linalg import spsolve  # noqa: E402
 from echo2ecg.ecg import (LEAD_GROUPS, clip_outliers, crop_or_pad, groupwise_zscore,  # noqa: E402
                           prepare_ecg, remove_baseline)
 from echo2ecg.ecg_formats import RawEcg  # noqa: E402
+from figures import write_figures  # noqa: E402
 
 FS, N_SAMPLES = 500.0, 5000
 LAM, P, N_SOLVES = 1e7, 0.3, 5
@@ -144,9 +144,7 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     result = run(args.n_ecgs, args.repeats)
     print_table(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_figures(result, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy loads its BLAS
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,6 +33,8 @@ import pydicom  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
 from echo2ecg.echo import extract_clip  # noqa: E402
+
+from figures import write_figures  # noqa: E402
 
 CLIPS = ["examples_ybr_color.dcm", "color3d_jpeg_baseline.dcm"]
 
@@ -152,10 +153,7 @@ def main() -> None:
     for row in rows:
         print(f"{row['file']:<28}{row['frames']:>7}{row['ref_views_per_s']:>13.2f}"
               f"{row['fast_views_per_s']:>14.2f}{row['speedup']:>9.2f}x")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"threads": 1, "repeats": args.repeats, "clips": rows},
-                                        indent=2) + "\n")
+    write_figures({"threads": 1, "repeats": args.repeats, "clips": rows}, args.json)
 
 
 if __name__ == "__main__":

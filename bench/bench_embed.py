@@ -37,6 +37,7 @@ from echo2ecg.devices import choose_device  # noqa: E402
 from echo2ecg.embed import embed_clip_store  # noqa: E402
 from echo2ecg.models import build_echo_encoder, normalise_clips  # noqa: E402
 from echo2ecg.store import ShardWriter, open_rows  # noqa: E402
+from figures import write_figures  # noqa: E402
 
 CLIP_SHAPE = (16, 224, 224, 3)
 DEFAULTS = {"cpu": {"n_clips": 6, "batch_size": 2, "workers": 1},
@@ -138,9 +139,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     result = run(args.n_clips, args.batch_size, args.workers, args.precision)
     print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_figures(result, args.json)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -39,6 +38,7 @@ import torch  # noqa: E402
 from echo2ecg.models import ECGEncoder, Echo2ECG, build_echo_encoder  # noqa: E402
 from echo2ecg.train import (PairBatches, PairData, TrainSettings, batch_loss,  # noqa: E402
                             param_groups)
+from figures import write_figures  # noqa: E402
 
 PAPER_PAIRS, PAPER_VIEWS = 11_859, 179_571
 VIEWS_PER_STUDY = 15  # ≈ PAPER_VIEWS / PAPER_PAIRS
@@ -148,9 +148,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     result = run(args.steps, args.batch_size, args.clips, args.repeats)
     print_table(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_figures(result, args.json)
 
 
 if __name__ == "__main__":

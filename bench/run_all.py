@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ("bench_echo_extract", "bench_ecg_prep", "bench_dryrun", "bench_embed", "bench_train")
+BENCHES = ("bench_echo_extract", "bench_ecg_prep", "bench_dryrun", "bench_bootstrap",
+           "bench_train", "bench_embed")
 
 if __name__ == "__main__":
     out = ROOT / "bench/out"
