@@ -20,10 +20,12 @@ if config["demo"]["enabled"]:
 include: "rules/data.smk"
 include: "rules/embed.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
     input:
         data_stage_outputs(),
         training_outputs(),
+        evaluation_outputs(),
     default_target: True

@@ -35,6 +35,29 @@ def _demo_cohort(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_ecg(args: argparse.Namespace) -> int:
+    from .extractor import embed_ecg_files
+
+    table = embed_ecg_files(args.checkpoint, args.files, args.device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        table.to_csv(out, index=False)
+    else:
+        table.to_parquet(out, index=False)
+    n_ok = int((table["status"] == "ok").sum())
+    print(f"{n_ok} ok, {len(table) - n_ok} rejected -> {out}")
+    return 0
+
+
+def _retrieve(args: argparse.Namespace) -> int:
+    from .extractor import retrieve_studies
+
+    print(retrieve_studies(args.checkpoint, args.ecg, args.gallery, args.k, args.device)
+          .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
 def _report(ledger, store: Path) -> int:
     n_ok = int((ledger["status"] == "ok").sum())
     print(f"{n_ok} ok, {len(ledger) - n_ok} rejected -> {store} (ledger: {store.parent / 'ledger.csv'})")
@@ -65,6 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     ecg.add_argument("--fs", type=float, help="sampling rate in Hz, for bare .npy arrays")
     ecg.add_argument("files", nargs="+", help="ECG files (WFDB by the .hea path)")
     ecg.set_defaults(run=_prep_ecg)
+
+    embed = commands.add_parser("embed-ecg", help="ECG files -> features (one row per file)")
+    embed.add_argument("--checkpoint", required=True, help="a trained variant's best.pt")
+    embed.add_argument("--out", required=True, help="output table (.parquet, or .csv)")
+    embed.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    embed.add_argument("files", nargs="+", help="ECG files (WFDB .hea, DICOM, .npy/.npz)")
+    embed.set_defaults(run=_embed_ecg)
+
+    retrieve = commands.add_parser("retrieve", help="the echo studies most similar to an ECG")
+    retrieve.add_argument("--checkpoint", required=True, help="a trained variant's best.pt")
+    retrieve.add_argument("--ecg", required=True, help="one ECG file")
+    retrieve.add_argument("--gallery", required=True,
+                          help="study embeddings: a feature file results/features/VARIANT/COHORT.npz")
+    retrieve.add_argument("-k", type=int, default=5, help="studies to list (default 5)")
+    retrieve.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    retrieve.set_defaults(run=_retrieve)
 
     demo = commands.add_parser("demo-cohort", help="write the synthetic demo cohort and its manifests")
     demo.add_argument("--out", required=True, help="output folder")

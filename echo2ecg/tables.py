@@ -30,3 +30,19 @@ def write_markdown(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     tmp.write_text(f"# {title}\n\n{markdown_table(table)}", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def write_report_table(table: pd.DataFrame, csv_path: str | Path, title: str,
+                       provenance: dict) -> None:
+    """``X.csv``, ``X.md`` and ``X.provenance.json`` side by side, each written by rename."""
+    import json
+
+    from .store import write_table
+
+    csv_path = Path(csv_path)
+    write_table(table, csv_path)
+    write_markdown(table, csv_path.with_suffix(".md"), title)
+    record = csv_path.with_name(csv_path.stem + ".provenance.json")
+    tmp = record.with_name(f".{record.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, record)

@@ -21,6 +21,7 @@ PSEUDONYM_KEY = resolve_key(config["privacy"]["pseudonym_key"])
 COHORTS = config["cohorts"]
 ECHO_COHORTS = [name for name, cohort in COHORTS.items() if "echo_views" in cohort]
 TRAIN_COHORT = config["pairing"]["train_cohort"]
+VARIANTS = list(config["variants"])
 if TRAIN_COHORT not in ECHO_COHORTS:
     raise WorkflowError(
         f"config key pairing.train_cohort: {TRAIN_COHORT!r} is not a cohort with echo_views "
@@ -153,6 +154,27 @@ def cohort_echo_ledgers(wildcards):
     return shard_paths(wildcards.cohort, "echo", "ledger.csv")
 
 
+def cohort_ecg_stores(wildcards):
+    return shard_paths(wildcards.cohort, "ecg", "ecg.zarr")
+
+
+def cohort_embedding_stores(wildcards):
+    if wildcards.cohort not in ECHO_COHORTS:
+        return []
+    return shard_paths(wildcards.cohort, "embeddings", "embeddings.zarr")
+
+
+def evaluation_settings(*keys):
+    """The `evaluation` config keys a table depends on (its params and its provenance)."""
+    return {key: config["evaluation"][key] for key in keys}
+
+
+def encoders_pretrained():
+    """Whether each encoder started from given weights; every report carries this."""
+    return {"echo_encoder": bool(config["echo_encoder"]["weights"]),
+            "ecg_encoder": bool(config["ecg_encoder"]["weights"])}
+
+
 def train_ecg_stores():
     return shard_paths(TRAIN_COHORT, "ecg", "ecg.zarr")
 
@@ -178,6 +200,10 @@ def ecg_encoder_weights():
 
 def data_stage_outputs():
     return echo_ledgers() + ecg_ledgers() + ["results/tables/ledger_summary.csv"]
+
+
+def evaluation_outputs():
+    return [f"results/tables/{name}.csv" for name in ("lvef_knn", "shd_scaling", "retrieval", "ablation")]
 
 
 def training_outputs():

@@ -73,6 +73,7 @@ rule pretrain:
         variant=lambda w: config["variants"][w.variant],
         encoder=config["ecg_encoder"],
         train=config["train"],
+        ecg_recipe=ecg_recipe(),
         code=module_digest("pretrain", "train", "augment", "devices", "models.ecg_encoder",
                            "models.aggregators", "models.echo2ecg"),
     log:

@@ -20,4 +20,5 @@ with log_to(snakemake.log[0]) as log:
                  lease.device, len(data["train"].pairs), len(data["val"].pairs))
         pretrain_variant(snakemake.wildcards.variant, snakemake.params.variant,
                          snakemake.params.encoder, snakemake.params.train, data["train"],
-                         data["val"], snakemake.output.best.rsplit("/", 1)[0], device=lease.device)
+                         data["val"], snakemake.output.best.rsplit("/", 1)[0], device=lease.device,
+                         extra={"ecg_recipe": snakemake.params.ecg_recipe})

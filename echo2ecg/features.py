@@ -1,0 +1,71 @@
+"""Features of a trained variant: what evaluation and users read.
+
+A feature file (``.npz``) holds, for one variant and one cohort:
+``ecg`` (N,) ECG pseudonyms, ``ecg_features`` (N, D) float32 — the encoder's embedding
+(mean patch token → LayerNorm; D = 192 for the paper's encoder), first ``n_samples``
+samples, no augmentation — and ``ecg_joint`` (N, 512) float32, the ECG projection into the
+joint space; ``study`` (S,) study pseudonyms and ``study_joint`` (S, 512) float32, the
+aggregated-and-projected echo studies (empty for cohorts without echo files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .models import Echo2ECG
+from .pretrain import build_model, read_rows
+from .train import embed_ecgs, embed_studies, project_ecgs
+
+
+def load_variant(checkpoint_path: str | Path, device: str = "cpu") -> tuple[Echo2ECG, dict]:
+    """A trained variant (eval mode) and its checkpoint dict, from ``best.pt``/``last.pt``."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    extra = checkpoint["extra"]
+    model = build_model({**extra["ecg_encoder"], "weights": None}, extra["variant_spec"]["pooling"])
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval(), checkpoint
+
+
+def cohort_features(model: Echo2ECG, n_samples: int, pairs: pd.DataFrame,
+                    ecg_stores: dict[str, str], echo_ledger: pd.DataFrame | None,
+                    embedding_stores: dict[str, str], max_views: int = 128,
+                    device: str = "cpu") -> dict[str, np.ndarray]:
+    """Feature arrays (see module docstring) for every paired ECG and study of a cohort."""
+    ecgs = pairs.drop_duplicates("ecg")[["ecg", "ecg_shard", "ecg_row"]].reset_index(drop=True)
+    signals = read_rows(ecg_stores, "signals", ecgs["ecg_shard"], ecgs["ecg_row"])
+    out = {"ecg": ecgs["ecg"].to_numpy(str),
+           "ecg_features": embed_ecgs(model, signals, n_samples=n_samples, device=device),
+           "ecg_joint": project_ecgs(model, signals, n_samples=n_samples, device=device)}
+    studies = np.array([], str)
+    study_joint = np.empty((0, model.echo_proj.out_features), np.float32)
+    if echo_ledger is not None and embedding_stores:
+        views = echo_ledger[(echo_ledger["status"] == "ok")
+                            & echo_ledger["study"].isin(set(pairs["study"]))]
+        if len(views):
+            embeddings = read_rows(embedding_stores, "embeddings", views["shard"], views["row"])
+            groups = views.reset_index(drop=True).groupby("study", sort=True).indices
+            studies = np.array(list(groups), str)
+            study_joint = embed_studies(model, [embeddings[groups[s]] for s in studies],
+                                        max_views=max_views, device=device)
+    out.update(study=studies, study_joint=study_joint.astype(np.float32))
+    return out
+
+
+def save_features(features: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write a feature file by rename (numpy adds no suffix to an open file handle)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.savez(handle, **features)
+    partial.replace(path)
+    return path
+
+
+def load_features(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
