@@ -89,12 +89,18 @@ def _resolve_paths(table: pd.DataFrame, source: Path) -> pd.Series:
     return resolved.astype("string")
 
 
-def load_echo_views(path: str | Path) -> pd.DataFrame:
-    """Validated echo-view manifest.
+def _with_files_resolved(table: pd.DataFrame, source: Path) -> pd.DataFrame:
+    """Times parsed, paths resolved (``listed_path`` keeps them as written), and
+    ``manifest_row`` (0-based data row) added for audits."""
+    table["acquisition_time"] = _parse_times(table, source)
+    table["listed_path"] = table["path"]
+    table["path"] = _resolve_paths(table, source)
+    table["manifest_row"] = range(len(table))
+    return table
 
-    ``path`` is resolved against the manifest's folder (``listed_path`` keeps it as
-    written), times are parsed, and ``manifest_row`` (0-based data row) is added for audits.
-    """
+
+def load_echo_views(path: str | Path) -> pd.DataFrame:
+    """Validated echo-view manifest, paths resolved against the manifest's folder."""
     source = Path(path)
     table = read_table(source)
     _check_columns(table, ECHO_VIEW_COLUMNS, source)
@@ -102,11 +108,7 @@ def load_echo_views(path: str | Path) -> pd.DataFrame:
     if "view_id" not in table:
         table["view_id"] = table["path"]
     table["view_id"] = table["view_id"].fillna(table["path"])
-    table["acquisition_time"] = _parse_times(table, source)
-    table["listed_path"] = table["path"]
-    table["path"] = _resolve_paths(table, source)
-    table["manifest_row"] = range(len(table))
-    return table
+    return _with_files_resolved(table, source)
 
 
 def load_ecgs(path: str | Path) -> pd.DataFrame:
@@ -124,11 +126,7 @@ def load_ecgs(path: str | Path) -> pd.DataFrame:
     if table["ecg_id"].duplicated().any():
         raise ManifestError(f"{source}: ecg_id is not unique")
     table["fs"] = pd.to_numeric(table["fs"], errors="coerce") if "fs" in table else float("nan")
-    table["acquisition_time"] = _parse_times(table, source)
-    table["listed_path"] = table["path"]
-    table["path"] = _resolve_paths(table, source)
-    table["manifest_row"] = range(len(table))
-    return table
+    return _with_files_resolved(table, source)
 
 
 def load_labels(path: str | Path) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """The data stage end to end through Snakemake, on a tiny demo cohort."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -9,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pydicom
+import pydicom.data
 import pytest
 import torch
 import yaml
 import zarr
 
+from echo2ecg.provenance import file_checksum
 from echo2ecg.store import read_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +46,7 @@ def tiny_config(**demo) -> dict:
     config["cohorts"]["internal"].update({"echo_shards": 3, "ecg_shards": 2})
     config["cohorts"]["external"].update({"ecg_shards": 1})
     config["train"].update({"epochs": 2, "batch_size": 4})
+    config["evaluation"]["bootstrap_resamples"] = 50
     return config
 
 
@@ -163,15 +167,78 @@ def test_pairs_split_and_every_variant_trained(demo_run):
         assert (folder / "loss.png").stat().st_size > 1000
 
 
+def test_every_table_has_markdown_and_provenance(demo_run):
+    tables = demo_run / "results/tables"
+    columns = {"lvef_knn": ["model", "cohort", "auroc", "ci_low", "ci_high", "n_train", "n_test"],
+               "shd_scaling": ["model", "fraction", "n_train", "auroc", "ci_low", "ci_high"],
+               "retrieval": ["model", "phenotype", "p_at_1", "mean_rank", "n_queries"],
+               "ablation": ["model"]}
+    for name, expected in columns.items():
+        table = pd.read_csv(tables / f"{name}.csv")
+        assert list(table.columns[:len(expected)]) == expected
+        assert (tables / f"{name}.md").read_text().startswith("# ")
+        record = json.loads((tables / f"{name}.provenance.json").read_text())
+        assert record["encoders_pretrained"] == {"echo_encoder": False, "ecg_encoder": False}
+        for path, checksum in record["inputs_sha256"].items():
+            assert checksum == file_checksum(demo_run / path), path
+    retrieval = pd.read_csv(tables / "retrieval.csv")
+    assert set(retrieval.loc[retrieval["model"] == "random", "phenotype"]) == {"lvedv", "lvesv", "lvsv", "lvef"}
+    assert (tables / "shd_scaling.png").stat().st_size > 1000
+
+
+def test_report_holds_tables_and_plots(demo_run):
+    run = snakemake(demo_run, "--report", "results/report.html")
+    assert run.returncode == 0, run.stderr[-3000:]
+    html = (demo_run / "results/report.html").read_text(errors="replace")
+    for name in ("lvef_knn.csv", "shd_scaling.csv", "retrieval.csv", "ablation.csv",
+                 "cohort_splits.csv", "ledger_summary.csv", "shd_scaling.png", "loss.png"):
+        assert name in html, name
+
+
+def test_feature_extractor_on_a_real_dicom_ecg(demo_run, tmp_path):
+    checkpoint = demo_run / "results/models/echo2ecg/best.pt"
+    real = pydicom.data.get_testdata_file("waveform_ecg.dcm")
+    broken = tmp_path / "broken.hea"
+    broken.write_text("not a header\n")
+    out = tmp_path / "features.parquet"
+    run = subprocess.run([sys.executable, "-m", "echo2ecg.cli", "embed-ecg", "--checkpoint",
+                          str(checkpoint), "--out", str(out), real, str(broken)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    table = pd.read_parquet(out)
+    assert table["status"].tolist() == ["ok", "rejected"]
+    features = table.filter(like="feature_").to_numpy()
+    assert features.shape[1] == yaml.safe_load((ROOT / "config.yaml").read_text())["ecg_encoder"]["embed_dim"]
+    assert np.isfinite(features[0]).all() and np.isnan(features[1]).all()
+    gallery = demo_run / "results/features/echo2ecg/internal.npz"
+    run = subprocess.run([sys.executable, "-m", "echo2ecg.cli", "retrieve", "--checkpoint",
+                          str(checkpoint), "--ecg", real, "--gallery", str(gallery), "-k", "3"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[0].split() == ["rank", "study", "similarity"] and len(lines) == 4
+
+
 def test_training_parameter_reruns_only_training(demo_run):
     config = tiny_config()
     config["variants"]["mean_pool"]["pooling"] = "cls"
     (demo_run / "variant.yaml").write_text(yaml.safe_dump(config))
-    assert planned_jobs(snakemake(demo_run, "-n", config="variant.yaml")) == {"pretrain": 1, "all": 1}
+    jobs = planned_jobs(snakemake(demo_run, "-n", config="variant.yaml"))
+    assert jobs.get("pretrain") == 1 and jobs.get("features") == 2  # mean_pool x 2 cohorts
+    assert not {"extract_echo", "prep_ecg", "embed_echo", "pair_split"} & set(jobs), jobs
     config["train"]["epochs"] = 3
     (demo_run / "epochs.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(demo_run, "-n", config="epochs.yaml"))
-    assert jobs.get("pretrain") == 5 and set(jobs) == {"pretrain", "all"}
+    assert jobs.get("pretrain") == 5
+    assert not {"extract_echo", "prep_ecg", "embed_echo", "pair_split"} & set(jobs), jobs
+
+
+def test_evaluation_parameter_reruns_only_evaluation(demo_run):
+    config = tiny_config()
+    config["evaluation"]["knn_k"] = 3
+    (demo_run / "knn.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(demo_run, "-n", config="knn.yaml"))
+    assert set(jobs) == {"lvef_knn", "shd_scaling", "ablation", "all"}, jobs
 
 
 def test_later_stage_parameter_does_not_rerun_extraction(demo_run):
@@ -183,15 +250,18 @@ def test_later_stage_parameter_does_not_rerun_extraction(demo_run):
     assert not {"extract_echo", "embed_echo", "demo_cohort"} & set(jobs)
 
 
+DATA_STAGE = "results/tables/ledger_summary.csv"  # the data stage's final target
+
+
 @pytest.fixture(scope="module")
 def manifest_run(tmp_path_factory):
-    """A real-cohort style run: manifests written beforehand, demo rule off."""
+    """A real-cohort style run of the data stage: manifests written beforehand, demo off."""
     from echo2ecg.synth.cohort import demo_specs, generate_demo
 
     workdir = tmp_path_factory.mktemp("manifest_run")
     generate_demo(workdir / "demo_data", *demo_specs(seed=3, scale=0.08))
     (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(enabled=False)))
-    run = snakemake(workdir)
+    run = snakemake(workdir, DATA_STAGE)
     assert run.returncode == 0, run.stderr[-5000:]
     return workdir
 
@@ -207,14 +277,14 @@ def test_adding_one_study_reruns_one_shard(manifest_run):
     added["path"], added["study_id"], added["view_id"] = str(new_file), "ADDED-STUDY-1", "ADDED-VIEW-1"
     pd.concat([views, added.to_frame().T]).to_csv(views_csv, index=False)
 
-    jobs = planned_jobs(snakemake(manifest_run, "-n"))
-    assert jobs.get("extract_echo") == 1 and jobs.get("embed_echo") == 1, jobs
+    jobs = planned_jobs(snakemake(manifest_run, "-n", DATA_STAGE))
+    assert jobs.get("extract_echo") == 1, jobs
     assert "prep_ecg" not in jobs
-    run = snakemake(manifest_run)
+    run = snakemake(manifest_run, DATA_STAGE)
     assert run.returncode == 0, run.stderr[-3000:]
     _, ledger = ledgers(manifest_run, "internal", "echo")
     assert len(ledger) == len(views) + 1
-    assert "Nothing to be done" in snakemake(manifest_run, "-n").stdout
+    assert "Nothing to be done" in snakemake(manifest_run, "-n", DATA_STAGE).stdout
 
 
 def test_changed_file_reruns_its_shard_and_missing_file_is_ledgered(manifest_run):
@@ -223,9 +293,9 @@ def test_changed_file_reruns_its_shard_and_missing_file_is_ledgered(manifest_run
     gone = ecgs.iloc[0].copy()
     gone["path"], gone["ecg_id"], gone["format"] = "ecg/never_written.hea", "ECG-MISSING-1", "wfdb"
     pd.concat([ecgs, gone.to_frame().T]).to_csv(ecgs_csv, index=False)
-    jobs = planned_jobs(snakemake(manifest_run, "-n"))
+    jobs = planned_jobs(snakemake(manifest_run, "-n", DATA_STAGE))
     assert jobs.get("prep_ecg") == 1 and "extract_echo" not in jobs, jobs
-    assert snakemake(manifest_run).returncode == 0
+    assert snakemake(manifest_run, DATA_STAGE).returncode == 0
     _, ledger = ledgers(manifest_run, "internal", "ecg")
     missing = ledger[ledger["manifest_row"] == len(ecgs)]
     assert missing["status"].tolist() == ["rejected"]
