@@ -38,3 +38,29 @@ def check_config(config: dict, schema_path: str | Path) -> None:
         else:
             lines.append(f"config key {_key_name(error.absolute_path)}: {error.message}")
     raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def check_cohort_references(config: dict) -> None:
+    """Keys that name cohorts must name cohorts that exist (and, for training, have echo).
+
+    Raises ConfigError naming the key, e.g. ``config key evaluation.shd_cohort: 'echonext'
+    is not a cohort (cohorts: internal, external)``.
+    """
+    cohorts = config["cohorts"]
+    with_echo = [name for name, cohort in cohorts.items() if "echo_views" in cohort]
+    known = ", ".join(cohorts)
+    problems = []
+    train = config["pairing"]["train_cohort"]
+    if train not in with_echo:
+        problems.append(f"config key pairing.train_cohort: {train!r} is not a cohort with "
+                        f"echo_views (cohorts with echo: {', '.join(with_echo) or 'none'})")
+    evaluation = config["evaluation"]
+    for i, name in enumerate(evaluation["lvef_cohorts"]):
+        if name not in cohorts:
+            problems.append(f"config key evaluation.lvef_cohorts.{i}: {name!r} is not a cohort "
+                            f"(cohorts: {known})")
+    if evaluation["shd_cohort"] not in cohorts:
+        problems.append(f"config key evaluation.shd_cohort: {evaluation['shd_cohort']!r} is not "
+                        f"a cohort (cohorts: {known})")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

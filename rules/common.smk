@@ -6,7 +6,7 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
-from echo2ecg.config import ConfigError, check_config
+from echo2ecg.config import ConfigError, check_cohort_references, check_config
 from echo2ecg.manifest import load_echo_views, load_ecgs
 from echo2ecg.provenance import module_digest
 from echo2ecg.pseudonym import resolve_key
@@ -14,6 +14,7 @@ from echo2ecg.shards import file_states, plan_ecg_shards, plan_echo_shards, shar
 
 try:
     check_config(config, workflow.source_path("schemas/config.schema.yaml"))
+    check_cohort_references(config)
 except ConfigError as error:
     raise WorkflowError(str(error))
 
@@ -22,11 +23,6 @@ COHORTS = config["cohorts"]
 ECHO_COHORTS = [name for name, cohort in COHORTS.items() if "echo_views" in cohort]
 TRAIN_COHORT = config["pairing"]["train_cohort"]
 VARIANTS = list(config["variants"])
-if TRAIN_COHORT not in ECHO_COHORTS:
-    raise WorkflowError(
-        f"config key pairing.train_cohort: {TRAIN_COHORT!r} is not a cohort with echo_views "
-        f"(cohorts with echo: {', '.join(ECHO_COHORTS) or 'none'})"
-    )
 
 
 wildcard_constraints:

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from echo2ecg.config import ConfigError, check_config
+from echo2ecg.config import ConfigError, check_cohort_references, check_config
 from echo2ecg.provenance import module_digest
 from echo2ecg.pseudonym import KEY_ENV, pseudonymise, resolve_key
 from echo2ecg.shards import file_states, plan_ecg_shards, plan_echo_shards
@@ -40,6 +40,17 @@ def test_echo_views_need_a_shard_count():
     del config["cohorts"]["internal"]["echo_shards"]
     with pytest.raises(ConfigError, match="echo_shards"):
         check_config(config, SCHEMA)
+
+
+def test_keys_naming_cohorts_must_name_real_ones():
+    config = shipped_config()
+    check_cohort_references(config)
+    config["evaluation"]["shd_cohort"] = "echonext"
+    config["pairing"]["train_cohort"] = "external"  # has no echo views
+    with pytest.raises(ConfigError) as error:
+        check_cohort_references(config)
+    assert "evaluation.shd_cohort: 'echonext' is not a cohort" in str(error.value)
+    assert "pairing.train_cohort: 'external' is not a cohort with echo_views" in str(error.value)
 
 
 def test_pseudonyms_are_keyed_and_stable(monkeypatch):
