@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluate import (balanced_subset, bootstrap_auroc, cosine_similarity, knn_scores,
+from .evaluate import (balanced_subset, bootstrap_auroc, bootstrap_aurocs, cosine_similarity, knn_scores,
                        lvef_class, macro_auroc, phenotype_matches, random_retrieval_metrics,
                        retrieval_metrics, stratified_subset)
 
@@ -73,7 +73,7 @@ def shd_scaling(features: dict, pairs: pd.DataFrame, fractions: list[float], n_s
                 continue
             scores = knn_scores(train_x[subset], train_y[subset], test_x, k, 2)
             points.append(macro_auroc(scores, test_y)[0])
-            pooled.append(_bootstrap_values(scores, test_y, n_resamples, seed + s))
+            pooled.append(bootstrap_aurocs(scores, test_y, n_resamples, seed + s))
         values = np.concatenate(pooled) if pooled else np.array([np.nan])
         low, high = (np.nanpercentile(values, [2.5, 97.5]) if np.isfinite(values).any()
                      else (np.nan, np.nan))
@@ -81,13 +81,6 @@ def shd_scaling(features: dict, pairs: pd.DataFrame, fractions: list[float], n_s
                      "auroc": float(np.mean(points)) if points else np.nan,
                      "ci_low": float(low), "ci_high": float(high), "n_seeds": len(points)})
     return rows
-
-
-def _bootstrap_values(scores, labels, n_resamples, seed) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_resamples)])
-    return macro_auroc(scores, labels, counts.astype(np.float64))
 
 
 def retrieval(features: dict, pairs: pd.DataFrame, tolerance_sd: float,

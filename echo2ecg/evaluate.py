@@ -99,6 +99,18 @@ def macro_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | No
     return np.mean(per_class, axis=0)
 
 
+def bootstrap_aurocs(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 1000,
+                     seed: int = 0) -> np.ndarray:
+    """Macro AUROC of each of ``n_resamples`` seeded resamples of the test set, (B,).
+
+    A resample is scored as row weights (each row's count in it), so no copy is made.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_resamples)])
+    return macro_auroc(scores, labels, counts.astype(np.float64))
+
+
 def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 1000,
                     seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """Macro AUROC with a percentile bootstrap CI over resamples of the test set.
@@ -106,10 +118,7 @@ def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 1
     Returns (auroc, ci_low, ci_high). Resamples where the AUROC is undefined (a class
     drawn without positives or negatives) are left out of the percentiles.
     """
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_resamples)])
-    values = macro_auroc(scores, labels, counts.astype(np.float64))
+    values = bootstrap_aurocs(scores, labels, n_resamples, seed)
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(values, [tail, 100 - tail])
     return float(macro_auroc(scores, labels)[0]), float(low), float(high)

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from .models import Echo2ECG
-from .pretrain import build_model, read_rows
+from .pretrain import build_model, paired_ecg_signals, study_view_embeddings
 from .train import embed_ecgs, embed_studies, project_ecgs
 
 
@@ -35,22 +35,18 @@ def cohort_features(model: Echo2ECG, n_samples: int, pairs: pd.DataFrame,
                     embedding_stores: dict[str, str], max_views: int = 128,
                     device: str = "cpu") -> dict[str, np.ndarray]:
     """Feature arrays (see module docstring) for every paired ECG and study of a cohort."""
-    ecgs = pairs.drop_duplicates("ecg")[["ecg", "ecg_shard", "ecg_row"]].reset_index(drop=True)
-    signals = read_rows(ecg_stores, "signals", ecgs["ecg_shard"], ecgs["ecg_row"])
-    out = {"ecg": ecgs["ecg"].to_numpy(str),
+    ecg_ids, signals = paired_ecg_signals(pairs, ecg_stores)
+    out = {"ecg": ecg_ids.to_numpy(str),
            "ecg_features": embed_ecgs(model, signals, n_samples=n_samples, device=device),
            "ecg_joint": project_ecgs(model, signals, n_samples=n_samples, device=device)}
     studies = np.array([], str)
     study_joint = np.empty((0, model.echo_proj.out_features), np.float32)
     if echo_ledger is not None and embedding_stores:
-        views = echo_ledger[(echo_ledger["status"] == "ok")
-                            & echo_ledger["study"].isin(set(pairs["study"]))]
-        if len(views):
-            embeddings = read_rows(embedding_stores, "embeddings", views["shard"], views["row"])
-            groups = views.reset_index(drop=True).groupby("study", sort=True).indices
-            studies = np.array(list(groups), str)
-            study_joint = embed_studies(model, [embeddings[groups[s]] for s in studies],
-                                        max_views=max_views, device=device)
+        with_views = echo_ledger.loc[echo_ledger["status"] == "ok", "study"]
+        studies = np.array(sorted(set(pairs["study"]) & set(with_views)), str)
+        if len(studies):
+            views = study_view_embeddings(studies, echo_ledger, embedding_stores, max_views)
+            study_joint = embed_studies(model, views, max_views=max_views, device=device)
     out.update(study=studies, study_joint=study_joint.astype(np.float32))
     return out
 

@@ -42,6 +42,26 @@ def read_rows(stores: dict[str, str], name: str, shards: pd.Series, rows: pd.Ser
     return out if out is not None else np.empty((0,), np.float32)
 
 
+def paired_ecg_signals(pairs: pd.DataFrame, ecg_stores: dict[str, str]
+                       ) -> tuple[pd.Series, np.ndarray]:
+    """The distinct ECGs of ``pairs`` (pseudonyms, in order of appearance) and their
+    preprocessed signals, (N, 12, T) float32, read from the ECG shards."""
+    ecgs = pairs.drop_duplicates("ecg")[["ecg", "ecg_shard", "ecg_row"]].reset_index(drop=True)
+    signals = read_rows(ecg_stores, "signals", ecgs["ecg_shard"].astype(str).str.zfill(4),
+                        ecgs["ecg_row"])
+    return ecgs["ecg"], signals
+
+
+def study_view_embeddings(studies, echo_ledger: pd.DataFrame, embedding_stores: dict[str, str],
+                          max_views: int = 128) -> list[np.ndarray]:
+    """Each study's cached view embeddings, (V, 512) float32, the first ``max_views`` in
+    ledger order; ``studies`` must each have at least one ``ok`` view in the ledger."""
+    views = echo_ledger[(echo_ledger["status"] == "ok") & echo_ledger["study"].isin(set(studies))]
+    embeddings = read_rows(embedding_stores, "embeddings", views["shard"], views["row"])
+    positions = views.reset_index(drop=True).groupby("study").indices
+    return [embeddings[positions[s][:max_views]] for s in studies]
+
+
 def load_pair_data(pairs: pd.DataFrame, split: str, ecg_stores: dict[str, str],
                    echo_ledger: pd.DataFrame, embedding_stores: dict[str, str],
                    max_views: int = 128) -> PairData:
@@ -52,17 +72,10 @@ def load_pair_data(pairs: pd.DataFrame, split: str, ecg_stores: dict[str, str],
     (the first in ledger order); pairs: (P, 2) int64 (ECG index, study index).
     """
     part = pairs[pairs["split"] == split]
-    ecgs = part.drop_duplicates("ecg")[["ecg", "ecg_shard", "ecg_row"]].reset_index(drop=True)
-    ecg_signals = read_rows(ecg_stores, "signals", ecgs["ecg_shard"].astype(str).str.zfill(4),
-                            ecgs["ecg_row"])
+    ecg_ids, ecg_signals = paired_ecg_signals(part, ecg_stores)
     studies = part["study"].drop_duplicates().reset_index(drop=True)
-    views = echo_ledger[(echo_ledger["status"] == "ok") & echo_ledger["study"].isin(studies)]
-    embeddings = read_rows(embedding_stores, "embeddings", views["shard"], views["row"])
-    by_study: dict[str, list[int]] = {}
-    for position, study in enumerate(views["study"]):
-        by_study.setdefault(study, []).append(position)
-    study_views = [embeddings[by_study[s][:max_views]] for s in studies]
-    ecg_index = pd.Series(range(len(ecgs)), index=ecgs["ecg"])
+    study_views = study_view_embeddings(studies, echo_ledger, embedding_stores, max_views)
+    ecg_index = pd.Series(range(len(ecg_ids)), index=ecg_ids)
     study_index = pd.Series(range(len(studies)), index=studies)
     pair_array = np.stack([ecg_index[part["ecg"]].to_numpy(),
                            study_index[part["study"]].to_numpy()], axis=1).astype(np.int64)
