@@ -57,6 +57,21 @@ def test_random_echo_encoder_is_flagged_frozen_and_sized(random_echo_encoder):
     assert count_parameters(random_echo_encoder, trainable_only=False) == 34_623_872
 
 
+def test_random_init_is_the_same_network_in_every_job(random_echo_encoder):
+    # Shards are embedded by separate jobs: each must rebuild the identical random network.
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    with pytest.warns(UserWarning, match="random init"):
+        again = build_echo_encoder(None, init_seed=0)
+        other = build_echo_encoder(None, init_seed=1)
+    assert torch.equal(torch.rand(3), expected_next)  # the caller's RNG stream is untouched
+    reference = random_echo_encoder.state_dict()
+    assert all(torch.equal(reference[k], v) for k, v in again.state_dict().items())
+    assert not torch.equal(reference["head.1.weight"], other.state_dict()["head.1.weight"])
+    assert again.init_seed == 0
+
+
 def test_echoprime_state_dict_reproduces_the_forward_pass(random_echo_encoder, echo_weights):
     loaded = build_echo_encoder(echo_weights)
     assert loaded.pretrained is True and loaded.weights_path == str(echo_weights)

@@ -48,20 +48,25 @@ def normalise_clips(clips: np.ndarray | torch.Tensor) -> torch.Tensor:
     return normalised.permute(0, 4, 1, 2, 3).contiguous()
 
 
-def build_echo_encoder(weights: str | Path | None = None) -> nn.Module:
+def build_echo_encoder(weights: str | Path | None = None, init_seed: int = 0) -> nn.Module:
     """MViTv2-S with a 512-d head, frozen and in eval mode.
 
     weights: path to an EchoPrime-format state dict (``torch.load(..., weights_only=True)``),
         loaded strictly: a missing, extra or misshapen key raises. None → random init, with a
         ``UserWarning`` and a log warning.
+    init_seed: seeds the random init. Every embedding job of a run must build the same
+        network, or views embedded in different shards land in unrelated spaces. The global
+        torch RNG is left as it was.
 
     The returned module carries ``pretrained`` (bool: weights were loaded) and
     ``weights_path`` (str or None) for provenance. Input (B, 3, 16, 224, 224) from
     :func:`normalise_clips`; output (B, 512).
     """
     video_models = import_torchvision().models.video
-    encoder = video_models.mvit_v2_s(weights=None)
-    encoder.head[-1] = nn.Linear(encoder.head[-1].in_features, ECHO_EMBED_DIM)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        encoder = video_models.mvit_v2_s(weights=None)
+        encoder.head[-1] = nn.Linear(encoder.head[-1].in_features, ECHO_EMBED_DIM)
     if weights is None:
         warnings.warn(RANDOM_INIT_WARNING, UserWarning, stacklevel=2)
         log.warning(RANDOM_INIT_WARNING)
@@ -70,5 +75,6 @@ def build_echo_encoder(weights: str | Path | None = None) -> nn.Module:
         encoder.load_state_dict(state_dict, strict=True)
     encoder.pretrained = weights is not None
     encoder.weights_path = None if weights is None else str(weights)
+    encoder.init_seed = None if weights is not None else init_seed
     encoder.requires_grad_(False)
     return encoder.eval()
