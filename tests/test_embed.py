@@ -78,7 +78,7 @@ def test_rows_follow_the_clip_store(tmp_path, tiny_encoder, caplog):
     clips = write_clip_store(tmp_path / "clips.zarr", 5)
     with caplog.at_level(logging.INFO, logger="echo2ecg.embed"):
         n = embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder,
-                             batch_size=2, num_workers=0)
+                             batch_size=2, num_workers=0, precision="fp32")
     embeddings = open_rows(tmp_path / "embeddings.zarr", "embeddings")
     assert n == 5
     assert embeddings.shape == (5, 512) and embeddings.dtype == np.float32
@@ -98,7 +98,7 @@ def test_worker_processes_give_the_same_rows(tmp_path, tiny_encoder):
 
 def test_in_memory_clips_embed_like_the_store(tmp_path, tiny_encoder):
     clips = write_clip_store(tmp_path / "clips.zarr", 3)
-    embedded = embed_clips(tiny_encoder, clips, device="cpu", precision="auto")
+    embedded = embed_clips(tiny_encoder, clips, device="cpu", precision="fp32")
     assert embedded.shape == (3, 512) and embedded.dtype == np.float32
     np.testing.assert_allclose(embedded, reference_rows(tiny_encoder, clips), rtol=1e-5, atol=1e-5)
 
@@ -106,7 +106,7 @@ def test_in_memory_clips_embed_like_the_store(tmp_path, tiny_encoder):
 def test_store_attributes_record_the_encoder(tmp_path, tiny_encoder):
     write_clip_store(tmp_path / "clips.zarr", 1)
     embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder,
-                     num_workers=0)
+                     num_workers=0, precision="fp32")
     assert store_attributes(tmp_path / "embeddings.zarr") == {
         "encoder_pretrained": True, "encoder_weights": "echo_prime_encoder.pt",
         "precision": "fp32", "device_type": "cpu"}
@@ -129,7 +129,8 @@ def test_failing_encoder_leaves_no_store(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clips.zarr"]
 
 
-def test_precision_choice_on_cpu(caplog):
+def test_precision_choice_on_cpu_without_native_bf16(caplog, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == "fp32"
     assert resolve_precision("fp32", cpu) == "fp32"
@@ -140,12 +141,28 @@ def test_precision_choice_on_cpu(caplog):
         resolve_precision("fp16", cpu)
 
 
+def test_amx_cpu_embeds_in_bf16_close_to_fp32(tmp_path, tiny_encoder, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "bf16"
+    assert resolve_precision("fp32", cpu) == "fp32"
+    clips = write_clip_store(tmp_path / "clips.zarr", 3)
+    embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder,
+                     num_workers=0, precision="auto")
+    assert store_attributes(tmp_path / "embeddings.zarr")["precision"] == "bf16"
+    bf16 = open_rows(tmp_path / "embeddings.zarr", "embeddings")[:]
+    fp32 = reference_rows(tiny_encoder, clips)
+    assert not np.array_equal(bf16, fp32)  # autocast really ran
+    cosine = (bf16 * fp32).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cosine.min() > 0.999
+
+
 def test_real_encoder_rows_match_one_clip_at_a_time(tmp_path):
     with pytest.warns(UserWarning, match="random init"):
         encoder = build_echo_encoder()
     clips = write_clip_store(tmp_path / "clips.zarr", 2)
     embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", encoder,
-                     batch_size=2, num_workers=0)
+                     batch_size=2, num_workers=0, precision="fp32")
     stored = open_rows(tmp_path / "embeddings.zarr", "embeddings")[:]
     expected = reference_rows(encoder, clips)
     np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-4)
