@@ -112,7 +112,8 @@ def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn
 
     ``out_store`` gets array ``embeddings`` float32 (N, 512), row i from clip row i, and the
     attributes ``encoder_pretrained``, ``encoder_weights`` (file name, or None for random
-    init), ``precision`` ("bf16"/"fp32", as used) and ``device_type`` ("cuda"/"cpu"). The
+    init), ``encoder_init_seed`` (the random init's seed, None with weights), ``precision``
+    ("bf16"/"fp32", as used) and ``device_type`` ("cuda"/"cpu"). The
     store appears only when complete: if anything fails, nothing is left at ``out_store``.
 
     device: torch device string (see :func:`echo2ecg.devices.choose_device`); the encoder is
@@ -154,6 +155,7 @@ def _store_attributes(encoder: nn.Module, precision: str, device: torch.device) 
     return {
         "encoder_pretrained": bool(getattr(encoder, "pretrained", False)),
         "encoder_weights": Path(weights_path).name if weights_path else None,
+        "encoder_init_seed": getattr(encoder, "init_seed", None),
         "precision": precision,
         "device_type": device.type,
     }

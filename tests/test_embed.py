@@ -109,6 +109,7 @@ def test_store_attributes_record_the_encoder(tmp_path, tiny_encoder):
                      num_workers=0, precision="fp32")
     assert store_attributes(tmp_path / "embeddings.zarr") == {
         "encoder_pretrained": True, "encoder_weights": "echo_prime_encoder.pt",
+        "encoder_init_seed": None,
         "precision": "fp32", "device_type": "cpu"}
 
 
@@ -168,3 +169,4 @@ def test_real_encoder_rows_match_one_clip_at_a_time(tmp_path):
     np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-4)
     attributes = store_attributes(tmp_path / "embeddings.zarr")
     assert attributes["encoder_pretrained"] is False and attributes["encoder_weights"] is None
+    assert attributes["encoder_init_seed"] == 0  # a random network is named by its seed
