@@ -2,8 +2,9 @@
 
 A clip shard (``clips.zarr``, array ``clips`` uint8 (N, 16, 224, 224, 3)) becomes an
 embedding shard (array ``embeddings`` float32 (N, 512), row i = clip row i). Clips travel to
-the device as uint8 (a quarter of float32's bytes) and are normalised there. The encoder runs under bf16 autocast where
-the device computes bf16 natively (CUDA, AMX CPUs), in float32 elsewhere.
+the device as uint8 (a quarter of float32's bytes) and are normalised there. The encoder
+runs under bf16 autocast where the device computes bf16 natively (CUDA, AMX CPUs), in
+float32 elsewhere.
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn
     ``out_store`` gets array ``embeddings`` float32 (N, 512), row i from clip row i, and the
     attributes ``encoder_pretrained``, ``encoder_weights`` (file name, or None for random
     init), ``encoder_init_seed`` (the random init's seed, None with weights), ``precision``
-    ("bf16"/"fp32", as used) and ``device_type`` ("cuda"/"cpu"). The
-    store appears only when complete: if anything fails, nothing is left at ``out_store``.
+    ("bf16"/"fp32", as used) and ``device_type`` ("cuda"/"cpu"). The store appears only
+    when complete: if anything fails, nothing is left at ``out_store``.
 
     device: torch device string (see :func:`echo2ecg.devices.choose_device`); the encoder is
         moved there and put in eval mode. On CUDA, cuDNN autotuning is switched on for the

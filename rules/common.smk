@@ -189,6 +189,12 @@ def echo_encoder_weights():
     return [weights] if weights else []
 
 
+def echo_init_seed():
+    """The random init's seed, a parameter of embedding only without weights (with weights
+    it changes nothing, so it must not rerun anything)."""
+    return None if config["echo_encoder"]["weights"] else config["echo_encoder"]["init_seed"]
+
+
 def ecg_encoder_weights():
     weights = config["ecg_encoder"]["weights"]
     return [weights] if weights else []

@@ -11,7 +11,7 @@ rule embed_echo:
         batch_size=config["echo_encoder"]["batch_size"],
         workers=config["echo_encoder"]["loader_workers"],
         precision=config["echo_encoder"]["precision"],
-        init_seed=config["echo_encoder"]["init_seed"],
+        init_seed=echo_init_seed(),
         code=module_digest("embed", "devices", "models.echo_encoder", "store"),
     log:
         "logs/embed_echo/{cohort}/shard_{shard}.log",

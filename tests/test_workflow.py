@@ -250,6 +250,15 @@ def test_later_stage_parameter_does_not_rerun_extraction(demo_run):
     assert not {"extract_echo", "embed_echo", "demo_cohort"} & set(jobs)
 
 
+def test_random_init_seed_reruns_embedding_not_extraction(demo_run):
+    config = tiny_config()
+    config["echo_encoder"]["init_seed"] = 1
+    (demo_run / "seed.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(demo_run, "-n", config="seed.yaml"))
+    assert jobs.get("embed_echo") == 3 and jobs.get("pretrain") == 5
+    assert not {"extract_echo", "prep_ecg", "demo_cohort"} & set(jobs), jobs
+
+
 DATA_STAGE = "results/tables/ledger_summary.csv"  # the data stage's final target
 
 

@@ -7,7 +7,8 @@ from echo2ecg.runlog import log_to
 
 with log_to(snakemake.log[0]) as log:
     weights = snakemake.input.weights[0] if snakemake.input.weights else None
-    encoder = build_echo_encoder(weights, init_seed=snakemake.params.init_seed)
+    seed = snakemake.params.init_seed  # None when weights are given: the init is overwritten
+    encoder = build_echo_encoder(weights, init_seed=0 if seed is None else seed)
     with choose_device() as lease:
         log.info("embedding on %s", lease.device)
         embed_clip_store(snakemake.input.clips, snakemake.output.embeddings, encoder,
