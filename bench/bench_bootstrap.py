@@ -1,8 +1,10 @@
-"""Bootstrap AUROC: 1,000 resamples of a 3-class, 5,000-sample test set.
+"""Patient-level bootstrap AUROC: 1,000 resamples of 2,000 patients' 5,000 test ECGs, 3 classes.
 
-`echo2ecg.evaluate.macro_auroc` scores every resample at once from one sort (resamples
-as row weights); the reference loops over scikit-learn's `roc_auc_score` on each drawn
-resample. Both see the same draws; their 1,000 AUROCs must agree to 1e-12.
+`echo2ecg.evaluate.bootstrap_aurocs` draws patients with replacement and scores every
+resample at once from one sort (a resample is a row weight per ECG: how often its patient
+was drawn); the reference stacks each resample's ECGs (every drawn patient's, with
+repeats) and calls scikit-learn's `roc_auc_score`. Both see the same draws; their 1,000
+AUROCs must agree to 1e-12.
 
     .venv/bin/python bench/bench_bootstrap.py --json bench/out/bench_bootstrap.json
 """
@@ -17,14 +19,23 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from echo2ecg.evaluate import knn_scores, macro_auroc
+from echo2ecg.evaluate import bootstrap_aurocs, knn_scores
 
 from figures import write_figures
+
+
+def _ecgs_per_patient(rng: np.random.Generator, n_patients: int, n_ecgs: int) -> np.ndarray:
+    """Counts of 1 or more per patient adding up to ``n_ecgs``."""
+    counts = np.ones(n_patients, int)
+    extra = rng.choice(n_patients, n_ecgs - n_patients, replace=True)
+    np.add.at(counts, extra, 1)
+    return counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n-test", type=int, default=5000)
+    parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -34,21 +45,30 @@ def main() -> None:
     train_y = (train_x[:, 0] > 0.4).astype(int) + (train_x[:, 1] > 0).astype(int)
     test_y = (test_x[:, 0] > 0.4).astype(int) + (test_x[:, 1] > 0).astype(int)
     scores = knn_scores(train_x, train_y, test_x, k=5)  # kNN probabilities: heavy ties
-    draws = rng.integers(0, args.n_test, (args.resamples, args.n_test))
+    # 2,000 patients with 1 to 4 ECGs each (5,000 in all), in random order
+    patients = rng.permutation(np.repeat(np.arange(args.patients),
+                                         _ecgs_per_patient(rng, args.patients, args.n_test)))
+    rows_of = [np.flatnonzero(patients == p) for p in range(args.patients)]
+    seed = 11
+    draws = np.random.default_rng(seed).integers(0, args.patients, (args.resamples, args.patients))
 
     started = time.perf_counter()
-    reference = np.array([roc_auc_score(test_y[d], scores[d], multi_class="ovr", average="macro")
-                          for d in draws])
+    reference = []
+    for drawn in draws:
+        rows = np.concatenate([rows_of[p] for p in drawn])
+        reference.append(roc_auc_score(test_y[rows], scores[rows], multi_class="ovr",
+                                       average="macro"))
+    reference = np.array(reference)
     reference_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    counts = np.stack([np.bincount(d, minlength=args.n_test) for d in draws]).astype(np.float64)
-    fast = macro_auroc(scores, test_y, counts)
+    fast = bootstrap_aurocs(scores, test_y, args.resamples, seed, groups=patients)
     fast_s = time.perf_counter() - started
 
     max_diff = float(np.abs(fast - reference).max())
     assert max_diff < 1e-12, f"bootstrap AUROCs differ by {max_diff}"
-    result = {"n_test": args.n_test, "classes": 3, "resamples": args.resamples,
+    result = {"n_test": args.n_test, "patients": args.patients, "classes": 3,
+              "resamples": args.resamples,
               "reference_seconds": round(reference_s, 3), "vectorised_seconds": round(fast_s, 3),
               "speedup": round(reference_s / fast_s, 1), "max_abs_difference": max_diff}
     print(json.dumps(result, indent=2))

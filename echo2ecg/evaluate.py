@@ -99,29 +99,92 @@ def macro_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | No
     return np.mean(per_class, axis=0)
 
 
+def resample_weights(n_rows: int, n_resamples: int, seed: int,
+                     groups: np.ndarray | None = None) -> np.ndarray:
+    """Row weights of ``n_resamples`` bootstrap resamples, (B, n_rows) float64.
+
+    With ``groups`` (n_rows,) (a patient id per row), each resample draws as many patients
+    as there are, with replacement, and a row's weight is the number of times its patient
+    was drawn: a patient's ECGs enter and leave a resample together, as they must when
+    they are correlated. Without groups every row is its own patient. Deterministic in
+    ``seed``; two calls with the same arguments give the same resamples, which is what a
+    paired comparison of two models on one test set needs.
+    """
+    if groups is None:
+        codes, n_groups = np.arange(n_rows), n_rows
+    else:
+        _, codes = np.unique(np.asarray(groups), return_inverse=True)
+        n_groups = int(codes.max()) + 1 if n_rows else 0
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_groups, size=(n_resamples, n_groups))
+    offsets = (np.arange(n_resamples) * n_groups)[:, None]
+    counts = np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_groups)
+    return counts.reshape(n_resamples, n_groups)[:, codes].astype(np.float64)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite ``values`` (NaN, NaN when there are none)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_aurocs(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 1000,
-                     seed: int = 0) -> np.ndarray:
+                     seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
     """Macro AUROC of each of ``n_resamples`` seeded resamples of the test set, (B,).
 
-    A resample is scored as row weights (each row's count in it), so no copy is made.
+    Resamples patients when ``groups`` gives each row's patient (see
+    :func:`resample_weights`); each resample is scored as row weights, so no copy is made.
     """
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_resamples)])
-    return macro_auroc(scores, labels, counts.astype(np.float64))
+    weights = resample_weights(len(labels), n_resamples, seed, groups)
+    return macro_auroc(scores, labels, weights)
 
 
 def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 1000,
-                    seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """Macro AUROC with a percentile bootstrap CI over resamples of the test set.
+                    seed: int = 0, level: float = 0.95,
+                    groups: np.ndarray | None = None) -> tuple[float, float, float]:
+    """Macro AUROC with a percentile bootstrap CI over resamples of the test set
+    (of its patients, with ``groups``).
 
     Returns (auroc, ci_low, ci_high). Resamples where the AUROC is undefined (a class
     drawn without positives or negatives) are left out of the percentiles.
     """
-    values = bootstrap_aurocs(scores, labels, n_resamples, seed)
-    tail = (1 - level) / 2 * 100
-    low, high = np.nanpercentile(values, [tail, 100 - tail])
-    return float(macro_auroc(scores, labels)[0]), float(low), float(high)
+    values = bootstrap_aurocs(scores, labels, n_resamples, seed, groups)
+    low, high = percentile_interval(values, level)
+    return float(macro_auroc(scores, labels)[0]), low, high
+
+
+def paired_auroc_difference(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray,
+                            n_resamples: int = 1000, seed: int = 0,
+                            groups: np.ndarray | None = None,
+                            level: float = 0.95) -> tuple[float, float, float]:
+    """AUROC(a) − AUROC(b) of two models scored on the same test rows, with a paired
+    percentile bootstrap CI: both models are scored on the same resamples (of patients,
+    with ``groups``), so what they share cancels in each resample's difference.
+
+    Returns (difference, ci_low, ci_high).
+    """
+    weights = resample_weights(len(labels), n_resamples, seed, groups)
+    differences = macro_auroc(scores_a, labels, weights) - macro_auroc(scores_b, labels, weights)
+    point = macro_auroc(scores_a, labels)[0] - macro_auroc(scores_b, labels)[0]
+    return (float(point), *percentile_interval(differences, level))
+
+
+def bootstrap_mean(values: np.ndarray, n_resamples: int = 1000, seed: int = 0,
+                   groups: np.ndarray | None = None,
+                   level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-row ``values`` (N,) with a percentile bootstrap CI over resamples of the
+    rows (of their patients, with ``groups``). A paired difference of two models is the
+    mean of their per-row differences. Returns (mean, ci_low, ci_high)."""
+    values = np.asarray(values, dtype=float)
+    weights = resample_weights(len(values), n_resamples, seed, groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = weights @ values / weights.sum(axis=1)
+    return (float(values.mean()), *percentile_interval(means, level))
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -131,29 +194,39 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b.T
 
 
-def retrieval_metrics(similarity: np.ndarray, matches: np.ndarray) -> tuple[float, float]:
-    """P@1 and mean rank of the first match.
+def first_match_ranks(similarity: np.ndarray, matches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: whether the top hit matches, and the rank of the first match.
 
-    similarity (Q, N): query × gallery; matches (Q, N) bool. The rank is 1-based in order
-    of decreasing similarity (ties broken by gallery order); N + 1 when a query has no
-    match. Returns (p_at_1, mean_rank).
+    similarity (Q, N): query × gallery; matches (Q, N) bool. Ranks are 1-based in order of
+    decreasing similarity (ties broken by gallery order); N + 1 when a query has no match.
+    Returns (top_hit (Q,) float 0/1, first_rank (Q,) float).
     """
     order = np.argsort(-similarity, axis=1, kind="stable")
     ranked = np.take_along_axis(matches, order, axis=1)
     has_match = ranked.any(axis=1)
     first = np.where(has_match, ranked.argmax(axis=1) + 1, similarity.shape[1] + 1)
-    return float(ranked[:, 0].mean()), float(first.mean())
+    return ranked[:, 0].astype(float), first.astype(float)
+
+
+def random_first_match(matches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the exact expectation over uniformly random rankings of the top hit
+    matching (m / N for m matches among N) and of the first match's rank ((N + 1) / (m + 1);
+    N + 1 when m = 0, as for a ranked query). Returns ((Q,), (Q,)) float."""
+    n = matches.shape[1]
+    m = matches.sum(axis=1)
+    return m / n, (n + 1) / (m + 1)
+
+
+def retrieval_metrics(similarity: np.ndarray, matches: np.ndarray) -> tuple[float, float]:
+    """P@1 and mean rank of the first match (see :func:`first_match_ranks`)."""
+    top_hit, first = first_match_ranks(similarity, matches)
+    return float(top_hit.mean()), float(first.mean())
 
 
 def random_retrieval_metrics(matches: np.ndarray) -> tuple[float, float]:
-    """Expected P@1 and mean rank of the first match over uniformly random rankings.
-
-    For a query with m matches among N: P(top hit matches) = m / N, and the expected rank
-    of the first match is (N + 1) / (m + 1) (N + 1 when m = 0, as for a ranked query).
-    """
-    n = matches.shape[1]
-    m = matches.sum(axis=1)
-    return float((m / n).mean()), float(((n + 1) / (m + 1)).mean())
+    """Expected P@1 and mean rank of the first match over uniformly random rankings."""
+    p_at_1, rank = random_first_match(matches)
+    return float(p_at_1.mean()), float(rank.mean())
 
 
 def phenotype_matches(query_values: np.ndarray, gallery_values: np.ndarray,

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from echo2ecg.evaluate import (balanced_subset, bootstrap_auroc, cosine_similarity, knn_scores,
-                               lvef_class, macro_auroc, phenotype_matches, random_retrieval_metrics,
-                               retrieval_metrics, stratified_subset)
+from echo2ecg.evaluate import (balanced_subset, bootstrap_auroc, bootstrap_aurocs, bootstrap_mean,
+                               cosine_similarity, first_match_ranks, knn_scores, lvef_class,
+                               macro_auroc, paired_auroc_difference, phenotype_matches,
+                               random_retrieval_metrics, resample_weights, retrieval_metrics,
+                               stratified_subset)
 
 
 def test_lvef_classes_follow_esc_2021():
@@ -103,3 +105,69 @@ def test_matches_within_tolerance_and_cosine():
     assert matches.tolist() == [[False, True, True, False]]
     sim = cosine_similarity(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]]))
     np.testing.assert_allclose(sim, [[1.0, 0.0, -1.0]])
+
+
+def test_patient_resamples_move_a_patients_ecgs_together():
+    groups = np.array(["a", "a", "b", "c", "c", "c"])
+    weights = resample_weights(6, 200, seed=3, groups=groups)
+    assert weights.shape == (200, 6)
+    assert (weights[:, 0] == weights[:, 1]).all() and (weights[:, 3] == weights[:, 5]).all()
+    # three patients drawn per resample: per-patient counts add up to 3
+    assert (weights[:, [0, 2, 3]].sum(axis=1) == 3).all()
+    assert not (weights[:, 0] == weights[:, 2]).all()
+    assert np.array_equal(resample_weights(6, 200, 3, groups), weights)  # seeded
+    rows = resample_weights(6, 200, seed=3)  # no groups: every row its own patient
+    assert (rows.sum(axis=1) == 6).all() and not (rows[:, 0] == rows[:, 1]).all()
+
+
+def test_patient_bootstrap_equals_resampling_patients_by_hand():
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(30), rng.integers(1, 4, 30))  # 1-3 ECGs per patient
+    labels = rng.integers(0, 3, len(patients))
+    scores = rng.random((len(patients), 3)) + np.eye(3)[labels] * 0.3
+    scores /= scores.sum(axis=1, keepdims=True)  # probabilities, as scikit-learn wants
+    fast = bootstrap_aurocs(scores, labels, n_resamples=40, seed=5, groups=patients)
+    # by hand: draw 30 patients with replacement (the same draws), stack their ECGs
+    draws = np.random.default_rng(5).integers(0, 30, size=(40, 30))
+    for value, drawn in zip(fast, draws):
+        rows = np.concatenate([np.flatnonzero(patients == p) for p in drawn])
+        if len(np.unique(labels[rows])) < 3:
+            assert np.isnan(value)
+            continue
+        expected = roc_auc_score(labels[rows], scores[rows], multi_class="ovr", average="macro")
+        assert value == pytest.approx(expected, abs=1e-12)
+
+
+def test_paired_difference_cancels_what_two_models_share():
+    rng = np.random.default_rng(1)
+    patients = np.repeat(np.arange(80), 3)
+    labels = rng.integers(0, 3, len(patients))
+    good = rng.random((len(labels), 3)) + np.eye(3)[labels] * 0.5
+    same = paired_auroc_difference(good, good, labels, 200, 0, groups=patients)
+    assert same == (0.0, 0.0, 0.0)
+    worse = good + rng.random(good.shape) * 0.5  # the same model with noise added
+    point, low, high = paired_auroc_difference(good, worse, labels, 300, 0, groups=patients)
+    assert point == pytest.approx(macro_auroc(good, labels)[0] - macro_auroc(worse, labels)[0])
+    assert 0 < low < point < high
+    # paired: far narrower than resampling the two models independently
+    unpaired = (bootstrap_aurocs(good, labels, 300, 0, groups=patients)
+                - bootstrap_aurocs(worse, labels, 300, 1, groups=patients))
+    assert high - low < 0.5 * np.subtract(*np.percentile(unpaired, [97.5, 2.5]))
+
+
+def test_bootstrap_mean_of_per_row_values_by_hand():
+    values = np.array([1.0, 3.0, 5.0, 7.0])
+    patients = np.array([0, 0, 1, 1])
+    mean, low, high = bootstrap_mean(values, 500, seed=2, groups=patients)
+    assert mean == 4.0
+    # each resample is patient 0 twice (mean 2), patient 1 twice (6) or one of each (4)
+    weights = resample_weights(4, 500, 2, patients)
+    assert set(np.round(weights @ values / weights.sum(axis=1), 9)) <= {2.0, 4.0, 6.0}
+    assert (low, high) == (2.0, 6.0)
+
+
+def test_first_match_ranks_per_query():
+    similarity = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.3], [0.1, 0.2, 0.3]])
+    matches = np.array([[False, False, True], [False, True, False], [False, False, False]])
+    top_hit, first = first_match_ranks(similarity, matches)
+    assert top_hit.tolist() == [0.0, 1.0, 0.0] and first.tolist() == [2.0, 1.0, 4.0]
