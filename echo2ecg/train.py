@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
 PRECISIONS = ("auto", "bf16", "float32")
+SINGLE_VIEW_SAMPLINGS = ("every_view", "one_per_study")
 
 
 @dataclass
@@ -78,7 +79,7 @@ class TrainSettings:
     lr: float = 5e-4                    # paper: base learning rate 5e-4
     layer_decay: float = 0.75           # paper: layer-wise lr decay 0.75 over the ECG blocks
     weight_decay: float = 1e-7          # paper: 1e-7 (not on biases, norms, tokens, positions)
-    warmup_epochs: float = 2            # paper: 2 epochs of linear warm-up
+    warmup_epochs: float = 5            # reference pretraining config: 5 (METHOD 6's text: 2)
     warmup_start: float = 0.1           # paper: warm-up starts at 0.1·lr
     min_lr: float = 0.1                 # paper: cosine ends at 0.1·lr at the last epoch
     betas: tuple[float, float] = (0.9, 0.999)  # paper: AdamW betas
@@ -86,9 +87,15 @@ class TrainSettings:
     seed: int = 42                      # paper: 42
     n_samples: int = 1008               # paper: model input length (METHOD section 3)
     max_views: int = 128                # paper: up to 128 views per study
-    single_view: bool = False           # the single-view ablation: one random view per study
+    single_view: bool = False           # the single-view ablation (set by the variant)
+    single_view_sampling: str = "every_view"  # reference: every (ECG, view) row a sample;
+    #                                     "one_per_study": one random view per study and epoch
+    embeddings_share_block0: bool = True  # reference: tokeniser and embeddings decay as block 0
     num_workers: int = 0                # loader worker processes (0: in the training process)
     precision: str = "auto"             # auto: bf16 autocast on CUDA, float32 on CPU
+    augmentation: bool = True           # paper (OTiS augmentations); False: random crop only
+    standardize_views: bool = False     # reference: raw view embeddings; True: centre and
+    #                                     scale them by the training views' statistics
     ft_phase_noise: float = 0.075       # paper (OTiS): FT-surrogate phase noise magnitude
     ft_prob: float = 0.5                # paper (OTiS): FT-surrogate probability
     jitter_scale: float = 0.6           # paper (OTiS): x + 0.6·x·N(0, 0.2)
@@ -103,12 +110,26 @@ class TrainSettings:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be at least 2 (the CLIP loss needs negatives)")
+        if self.single_view_sampling not in SINGLE_VIEW_SAMPLINGS:
+            raise ValueError(f"single_view_sampling must be one of {SINGLE_VIEW_SAMPLINGS}, "
+                             f"got {self.single_view_sampling!r}")
 
     def augment(self) -> EcgAugment:
         """The training augmentation these settings describe."""
         return EcgAugment(self.n_samples, self.ft_phase_noise, self.ft_prob, self.jitter_scale,
                           self.jitter_sigma, self.rescale_sigma, self.time_flip_p,
                           self.sign_flip_p)
+
+
+def per_view_pairs(data: PairData) -> PairData:
+    """Every (ECG, view) combination of ``data``'s pairs as its own sample, each view a
+    study of one view: how the reference trains its single-view baseline. P pairs of
+    studies with V_i views become sum of V_i samples."""
+    offsets = np.cumsum([0] + [len(views) for views in data.study_views])
+    views = [study[i:i + 1] for study in data.study_views for i in range(len(study))]
+    rows = [(ecg, offsets[study] + i) for ecg, study in data.pairs
+            for i in range(offsets[study + 1] - offsets[study])]
+    return PairData(ecgs=data.ecgs, study_views=views, pairs=np.array(rows, np.int64))
 
 
 # --------------------------------------------------------------------------- batches
@@ -222,41 +243,33 @@ class PairBatches(Dataset):
 
 # --------------------------------------------------------------------------- optimisation
 
-def _no_weight_decay(name: str, parameter: nn.Parameter) -> bool:
-    """Biases and norms (1-D), class tokens and position embeddings are not decayed."""
-    return parameter.ndim <= 1 or name.endswith("cls_token") or "pos_embed" in name
-
-
-def _ecg_layer_exponent(name: str, depth: int) -> int:
-    """Exponent e of lr·decay^e for an ECG-encoder parameter (name without the prefix):
-    block i → depth − 1 − i; tokeniser and embeddings → depth; fc_norm → 0."""
-    if name.startswith("blocks."):
-        return depth - 1 - int(name.split(".")[1])
-    if name.startswith(("patch_embed.", "cls_token", "lead_pos_embed.")):
-        return depth
-    return 0
-
-
-def param_groups(model: nn.Module, lr: float, layer_decay: float,
-                 weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, lr: float, layer_decay: float, weight_decay: float,
+                 embeddings_share_block0: bool = True) -> list[dict]:
     """AdamW parameter groups with layer-wise lr decay over the ECG encoder's blocks.
 
     ``model`` is an Echo2ECG (its ``ecg_encoder`` is decayed; view pool and projections get
-    the full lr) or a bare ECGEncoder. Each group holds ``params``, ``lr_scale`` (the
-    multiplier the scheduler applies: lr = base lr at the step · lr_scale), ``lr`` (=
-    lr·lr_scale), ``weight_decay`` (0 where :func:`_no_weight_decay` says so), ``exponent``
-    and ``names`` (the parameters' names). Frozen parameters are left out.
+    the full lr) or a bare ECGEncoder. The encoder says which layer each parameter belongs
+    to (:meth:`ECGEncoder.layer_id`: block i trains at lr·decay^(depth − 1 − i), the
+    tokeniser and embeddings at block 0's rate with ``embeddings_share_block0`` (the
+    reference code) or one step below it) and which parameters are not decayed
+    (:meth:`ECGEncoder.no_weight_decay`; biases and norms, 1-D, never are; nor is the CLS
+    pool's class token). Each group holds ``params``, ``lr_scale`` (the multiplier the
+    scheduler applies: lr = base lr at the step · lr_scale), ``lr`` (= lr·lr_scale),
+    ``weight_decay``, ``exponent`` and ``names``. Frozen parameters are left out.
     """
     encoder = model.ecg_encoder if isinstance(model, Echo2ECG) else model
     depth = len(encoder.blocks)
     prefix = "" if encoder is model else "ecg_encoder."
+    spared = {prefix + name for name in encoder.no_weight_decay()} | {"view_pool.cls_token"}
     groups: dict[tuple[int, bool], dict] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        in_encoder = name.startswith(prefix)
-        exponent = _ecg_layer_exponent(name[len(prefix):], depth) if in_encoder else 0
-        decayed = not _no_weight_decay(name, parameter)
+        exponent = 0
+        if name.startswith(prefix):
+            layer = encoder.layer_id(name[len(prefix):], embeddings_share_block0)
+            exponent = max(0, depth - layer)
+        decayed = parameter.ndim > 1 and name not in spared
         group = groups.setdefault((exponent, decayed), {
             "params": [], "names": [], "exponent": exponent,
             "lr_scale": layer_decay ** exponent, "lr": lr * layer_decay ** exponent,
@@ -405,20 +418,26 @@ def train(model: Echo2ECG, train_data: PairData, val_data: PairData, settings: T
     else:  # a small cohort's validation split can hold fewer pairs than one CLIP batch needs
         log.warning("validation split has %d pairs: no validation loss, best.pt is the last "
                     "epoch", len(val_data))
+    if settings.single_view and settings.single_view_sampling == "every_view":
+        train_data, val_data = per_view_pairs(train_data), per_view_pairs(val_data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
     extra = dict(extra or {})
     seed_everything(settings.seed)
+    if settings.standardize_views:
+        model.fit_view_standardization(torch.from_numpy(np.concatenate(train_data.study_views)))
     model.to(device)
 
     train_batches = PairBatches(train_data, settings.batch_size, settings.n_samples,
                                 settings.max_views, train=True, single_view=settings.single_view,
-                                augment=settings.augment(), seed=settings.seed)
+                                augment=settings.augment() if settings.augmentation else None,
+                                seed=settings.seed)
     val_batches = PairBatches(val_data, settings.batch_size, settings.n_samples,
                               settings.max_views, train=False, single_view=settings.single_view)
     optimizer = torch.optim.AdamW(
-        param_groups(model, settings.lr, settings.layer_decay, settings.weight_decay),
+        param_groups(model, settings.lr, settings.layer_decay, settings.weight_decay,
+                     settings.embeddings_share_block0),
         lr=settings.lr, betas=settings.betas)
     log.info("training %d pairs (%d batches of ≤ %d) for %d epochs on %s, precision %s",
              len(train_data), len(train_batches), settings.batch_size, settings.epochs, device,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from echo2ecg.models import torchvision_ops
-from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMeanPool
+from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMean, ViewMeanPool
 from echo2ecg.models.echo2ecg import POOLINGS, Echo2ECG, clip_loss, count_parameters
 from echo2ecg.models.echo_encoder import (ECHO_MEAN, ECHO_STD, build_echo_encoder,
                                           normalise_clips)
@@ -115,9 +115,34 @@ def test_ecg_encoder_shapes_and_input_checks():
     with torch.no_grad():
         assert encoder(torch.randn(3, 12, 1008)).shape == (3, 192)
         assert encoder(torch.randn(1, 12, 480)).shape == (1, 192)  # shorter: first positions
-    for bad in ((1, 12, 1000), (1, 12, 1032), (1, 11, 1008)):
+        assert encoder(torch.randn(1, 12, 1992)).shape == (1, 192)  # longer: interpolated
+    for bad in ((1, 12, 1000), (1, 11, 1008), (1, 12, 0)):
         with pytest.raises(ValueError):
             encoder(torch.randn(bad))
+
+
+def test_time_positions_are_the_table_or_its_interpolation():
+    encoder = ECGEncoder()
+    table = encoder.time_pos_embed
+    assert torch.equal(encoder.time_positions(20), table[:20])
+    stretched = encoder.time_positions(83)  # 1992 samples, as the reference evaluates
+    assert stretched.shape == (83, 96)
+    expected = torch.nn.functional.interpolate(table.T[None], size=83, mode="linear",
+                                               align_corners=False)[0].T
+    assert torch.allclose(stretched, expected)
+    assert torch.allclose(stretched[0], table[0]) and torch.allclose(stretched[-1], table[-1])
+
+
+def test_layer_ids_and_no_weight_decay_live_on_the_encoder():
+    encoder = ECGEncoder(depth=4)
+    assert encoder.layer_id("blocks.0.attn.qkv.weight") == 1
+    assert encoder.layer_id("blocks.3.mlp.fc1.bias") == 4
+    assert encoder.layer_id("fc_norm.weight") == 5
+    for name in ("patch_embed.proj.weight", "cls_token", "lead_pos_embed.weight"):
+        assert encoder.layer_id(name) == 1  # block 0's, as the reference assigns them
+        assert encoder.layer_id(name, embeddings_share_block0=False) == 0
+    assert encoder.no_weight_decay() == {"cls_token", "lead_pos_embed.weight"}
+    assert encoder.no_weight_decay() <= {name for name, _ in encoder.named_parameters()}
 
 
 def test_ecg_encoder_layout():
@@ -186,10 +211,10 @@ def test_otis_checkpoint_with_more_time_positions_uses_the_first_ones():
 
 # --------------------------------------------------------------------------- aggregators
 
-@pytest.mark.parametrize("pool_class", [ViewAttentionPool, ViewMeanPool, ViewClsPool])
+@pytest.mark.parametrize("pool_class", [ViewAttentionPool, ViewMeanPool, ViewClsPool, ViewMean])
 def test_padded_views_change_nothing(pool_class):
     torch.manual_seed(0)
-    pool = pool_class(in_dim=16, dim=32).eval()
+    pool = (ViewMean() if pool_class is ViewMean else pool_class(in_dim=16, dim=32)).eval()
     n_valid = [1, 3, 5]
     views = torch.randn(3, 5, 16)
     mask = torch.arange(5)[None, :] < torch.tensor(n_valid)[:, None]
@@ -201,7 +226,61 @@ def test_padded_views_change_nothing(pool_class):
         for study, n in enumerate(n_valid):  # the same study alone, without padding
             alone = pool(views[study:study + 1, :n], torch.ones(1, n, dtype=torch.bool))
             assert torch.allclose(alone[0], pooled[study], atol=1e-5)
-    assert pooled.shape == (3, 32)
+    assert pooled.shape == (3, 16 if pool_class is ViewMean else 32)
+
+
+def test_cls_pool_is_the_references_transformer_step():
+    pool = ViewClsPool(in_dim=16, dim=32, num_heads=4).eval()
+    assert pool.attention.dropout == 0.1 and isinstance(pool.ffn[-1], torch.nn.Dropout)
+    assert [type(layer).__name__ for layer in pool.ffn] == ["Linear", "GELU", "Linear", "Dropout"]
+    assert pool.ffn[0].out_features == 4 * 32
+    torch.manual_seed(1)
+    views, mask = torch.randn(2, 3, 16), torch.ones(2, 3, dtype=torch.bool)
+    with torch.no_grad():  # by hand: c = LN(c + MHA(c, v, v)); c = LN(c + FFN(c))
+        projected = pool.view_proj(views)
+        query = pool.cls_token.expand(2, -1, -1)
+        attended = pool.attention(query, projected, projected, need_weights=False)[0]
+        token = pool.norm1(query + attended)
+        expected = pool.norm2(token + pool.ffn(token)).squeeze(1)
+        assert torch.allclose(pool(views, mask), expected, atol=1e-6)
+
+
+def test_single_view_baseline_has_no_view_layer():
+    model = Echo2ECG(ECGEncoder(), pooling="single")
+    assert count_parameters(model.view_pool) == 0
+    assert model.echo_proj.in_features == 512
+    assert count_parameters(model) == 7_484_512
+    assert not any(key.startswith("view_pool.") for key in model.state_dict())
+    views = torch.randn(1, 3, 512)
+    with torch.no_grad():  # at evaluation a study is the projected mean of its views
+        assert torch.allclose(model.encode_study(views), model.echo_proj(views.mean(dim=1)),
+                              atol=1e-5)
+
+
+def test_parameter_counts_of_every_pooling():
+    counts = {pooling: count_parameters(Echo2ECG(ECGEncoder(), pooling=pooling))
+              for pooling in POOLINGS}
+    assert counts == {"attention": 12_470_368, "mean": 8_271_968, "cls": 20_869_216,
+                      "single": 7_484_512}
+
+
+def test_view_standardisation_is_fitted_saved_and_applied():
+    torch.manual_seed(0)
+    model = Echo2ECG(small_ecg_encoder(), pooling="mean").eval()
+    views = 5.0 + torch.randn(40, 512) * 0.5
+    before = model.encode_study(views[:4, None]).detach()
+    model.fit_view_standardization(views)
+    assert torch.allclose(model.view_mean, views.mean(dim=0))
+    assert model.view_scale.item() == pytest.approx(0.5, rel=0.05)
+    standardised = (views - views.mean(dim=0)) / model.view_scale
+    with torch.no_grad():
+        expected = model.echo_proj(model.view_pool(standardised[:4, None],
+                                                   torch.ones(4, 1, dtype=torch.bool)))
+        assert torch.allclose(model.encode_study(views[:4, None]), expected, atol=1e-5)
+    assert not torch.allclose(model.encode_study(views[:4, None]), before)
+    copy = Echo2ECG(small_ecg_encoder(), pooling="mean")
+    copy.load_state_dict(model.state_dict())  # checkpoints carry the standardisation
+    assert torch.equal(copy.view_mean, model.view_mean)
 
 
 def test_pool_rejects_a_study_without_views():

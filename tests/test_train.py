@@ -19,8 +19,8 @@ from echo2ecg.augment import (EcgAugment, eval_crop, ft_surrogate, random_crop, 
                               time_flip)
 from echo2ecg.models import ECGEncoder, Echo2ECG
 from echo2ecg.train import (PairBatches, PairData, TrainSettings, embed_ecgs, embed_studies,
-                            evaluate_loss, lr_at, param_groups, plot_history, project_ecgs,
-                            train)
+                            evaluate_loss, lr_at, param_groups, per_view_pairs, plot_history,
+                            project_ecgs, train)
 
 torch.set_num_threads(1)
 
@@ -135,9 +135,24 @@ def test_batches_pad_and_mask_views_and_sample_them_in_training_only():
     assert torch.equal(batch.views, training[0].views)  # seeded per (seed, epoch, batch)
 
     single = PairBatches(data, 4, N_SAMPLES, max_views=128, train=True, single_view=True)[0]
+    # (the one_per_study sampling of the single-view baseline; every_view: per_view_pairs)
     assert single.views.shape == (4, 1, VIEW_DIM) and single.mask.all()
     single_eval = PairBatches(data, 4, N_SAMPLES, max_views=128, train=False, single_view=True)[0]
     assert single_eval.mask.sum(dim=1).tolist() == [1, 3, 128, 2]  # all views at evaluation
+
+
+def test_single_view_samples_are_every_ecg_view_combination():
+    data = toy_pairs([1, 3, 2])  # three pairs: studies of 1, 3 and 2 views
+    expanded = per_view_pairs(data)
+    assert len(expanded) == 1 + 3 + 2  # samples per epoch: one per (ECG, view)
+    assert all(len(views) == 1 for views in expanded.study_views)
+    assert expanded.ecgs is data.ecgs
+    for (ecg, view), (source_ecg, source_study) in zip(
+            expanded.pairs, np.repeat(data.pairs, [1, 3, 2], axis=0)):
+        assert ecg == source_ecg
+        assert any(np.array_equal(expanded.study_views[view][0], v)
+                   for v in data.study_views[source_study])
+    assert len(per_view_pairs(PairData(data.ecgs, data.study_views, np.empty((0, 2))))) == 0
 
 
 def test_a_trailing_single_pair_is_dropped_in_training_and_kept_at_evaluation():
@@ -154,15 +169,17 @@ def test_a_trailing_single_pair_is_dropped_in_training_and_kept_at_evaluation():
 # --------------------------------------------------------------------------- optimisation
 
 def test_lr_schedule_warm_up_and_cosine_end_points():
-    settings = TrainSettings()
+    settings = TrainSettings()  # the reference's 5 warm-up epochs
     assert lr_at(0.0, settings) == pytest.approx(0.1 * 5e-4)
-    assert lr_at(1.0, settings) == pytest.approx(0.55 * 5e-4)
-    assert lr_at(2.0, settings) == pytest.approx(5e-4)
-    assert lr_at(26.0, settings) == pytest.approx(0.55 * 5e-4)  # cosine half-way
+    assert lr_at(2.5, settings) == pytest.approx(0.55 * 5e-4)
+    assert lr_at(5.0, settings) == pytest.approx(5e-4)
+    assert lr_at(27.5, settings) == pytest.approx(0.55 * 5e-4)  # cosine half-way
     assert lr_at(50.0, settings) == pytest.approx(0.1 * 5e-4)
     values = [lr_at(e / 10, settings) for e in range(0, 501)]
     assert max(values) == pytest.approx(5e-4)
-    assert all(b <= a + 1e-15 for a, b in zip(values[20:], values[21:]))  # falls after warm-up
+    assert all(b <= a + 1e-15 for a, b in zip(values[50:], values[51:]))  # falls after warm-up
+    two = TrainSettings(warmup_epochs=2)  # METHOD 6's text
+    assert lr_at(1.0, two) == pytest.approx(0.55 * 5e-4) and lr_at(2.0, two) == pytest.approx(5e-4)
 
 
 def test_param_groups_decay_lr_by_layer_and_spare_biases_norms_and_tokens():
@@ -177,9 +194,13 @@ def test_param_groups_decay_lr_by_layer_and_spare_biases_norms_and_tokens():
 
     assert scale("ecg_encoder.blocks.0.attn.qkv.weight") == pytest.approx(0.75 ** 3)
     assert scale("ecg_encoder.blocks.3.mlp.fc2.weight") == pytest.approx(1.0)
-    assert scale("ecg_encoder.patch_embed.proj.weight") == pytest.approx(0.75 ** 4)
-    assert scale("ecg_encoder.cls_token") == pytest.approx(0.75 ** 4)
-    assert scale("ecg_encoder.lead_pos_embed.weight") == pytest.approx(0.75 ** 4)
+    for name in ("ecg_encoder.patch_embed.proj.weight", "ecg_encoder.cls_token",
+                 "ecg_encoder.lead_pos_embed.weight"):
+        assert scale(name) == pytest.approx(0.75 ** 3)  # block 0's rate, as the reference
+    below = param_groups(model, 1e-3, 0.75, 0.05, embeddings_share_block0=False)
+    below = {name: group["lr_scale"] for group in below for name in group["names"]}
+    assert below["ecg_encoder.cls_token"] == pytest.approx(0.75 ** 4)  # METHOD 6's text
+    assert below["ecg_encoder.blocks.0.attn.qkv.weight"] == pytest.approx(0.75 ** 3)
     for name in ("ecg_encoder.fc_norm.weight", "ecg_proj.weight", "echo_proj.weight",
                  "view_pool.attention.in_proj_weight"):
         assert scale(name) == 1.0
@@ -419,6 +440,12 @@ def test_settings_defaults_are_the_papers():
     assert (settings.epochs, settings.batch_size, settings.lr, settings.layer_decay,
             settings.weight_decay, settings.temperature, settings.seed) == \
         (50, 256, 5e-4, 0.75, 1e-7, 0.5, 42)
+    # where the paper is silent, the reference code's choices
+    assert (settings.warmup_epochs, settings.single_view_sampling,
+            settings.embeddings_share_block0, settings.augmentation,
+            settings.standardize_views) == (5, "every_view", True, True, False)
+    with pytest.raises(ValueError, match="single_view_sampling"):
+        TrainSettings(single_view_sampling="random")
     assert repr(settings.augment()) == repr(EcgAugment())
     with pytest.raises(ValueError, match="precision"):
         TrainSettings(precision="fp16")

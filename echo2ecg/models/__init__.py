@@ -7,7 +7,7 @@
 - :mod:`~echo2ecg.models.torchvision_ops`: importing torchvision beside a CPU-only torch.
 """
 
-from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMeanPool
+from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMean, ViewMeanPool
 from echo2ecg.models.echo2ecg import POOLINGS, Echo2ECG, clip_loss, count_parameters
 from echo2ecg.models.echo_encoder import (ECHO_MEAN, ECHO_STD, build_echo_encoder,
                                           normalise_clips)
@@ -16,6 +16,6 @@ from echo2ecg.models.torchvision_ops import import_torchvision
 
 __all__ = [
     "ECHO_MEAN", "ECHO_STD", "POOLINGS", "ECGEncoder", "Echo2ECG", "OtisLoadReport",
-    "ViewAttentionPool", "ViewClsPool", "ViewMeanPool", "build_echo_encoder", "clip_loss",
+    "ViewAttentionPool", "ViewClsPool", "ViewMean", "ViewMeanPool", "build_echo_encoder", "clip_loss",
     "count_parameters", "import_torchvision", "load_otis_checkpoint", "normalise_clips",
 ]

@@ -133,9 +133,10 @@ class Block(nn.Module):
 class ECGEncoder(nn.Module):
     """OTiS-style ViT: (B, n_leads, T) float32 ECG → (B, embed_dim) embedding.
 
-    T must be a multiple of patch_size and at most n_samples (shorter inputs use the first
-    T / patch_size time positions, as OTiS does). Drop-path rates grow linearly from 0 in the
-    first block to ``drop_path`` in the last.
+    T must be a multiple of patch_size. Shorter inputs than ``n_samples`` use the first
+    T / patch_size time positions, as OTiS does; longer ones (evaluation on more samples
+    than the model trained on) an interpolated time embedding, see :meth:`time_positions`.
+    Drop-path rates grow linearly from 0 in the first block to ``drop_path`` in the last.
     """
 
     def __init__(self, embed_dim: int = 192, depth: int = 12, num_heads: int = 3,
@@ -177,19 +178,46 @@ class ECGEncoder(nn.Module):
             nn.init.trunc_normal_(self.lead_pos_embed.weight[1:], std=0.02)
             self.lead_pos_embed.weight[0].zero_()
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names AdamW must not decay (besides biases and norms): the class token
+        and the learned lead embedding."""
+        return {"cls_token", "lead_pos_embed.weight"}
+
+    def layer_id(self, name: str, embeddings_share_block0: bool = True) -> int:
+        """Layer id of a parameter for layer-wise lr decay: block i → i + 1; the tokeniser,
+        class token and lead embedding → 0, or 1 (block 0's) with
+        ``embeddings_share_block0``, as the reference code assigns them; ``fc_norm`` →
+        depth + 1. A layer id l trains at lr · decay^max(0, depth − l)."""
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        if name.startswith(("patch_embed.", "cls_token", "lead_pos_embed.")):
+            return 1 if embeddings_share_block0 else 0
+        return len(self.blocks) + 1
+
+    def time_positions(self, n_patches: int) -> torch.Tensor:
+        """(n_patches, embed_dim / 2) time embedding: the first ``n_patches`` rows of the
+        table, or, for inputs longer than the model's ``n_samples``, the table linearly
+        interpolated to ``n_patches`` rows (as the reference code and OTiS stretch it for
+        longer downstream inputs)."""
+        table = self.time_pos_embed
+        if n_patches <= table.shape[0]:
+            return table[:n_patches]
+        return F.interpolate(table.T[None], size=n_patches, mode="linear",
+                             align_corners=False)[0].T
+
     def position_embedding(self, n_patches: int) -> torch.Tensor:
-        """(n_leads, n_patches, embed_dim): [lead embedding | sin-cos of the patch index]."""
+        """(n_leads, n_patches, embed_dim): [lead embedding | time embedding of the patch]."""
         half = self.embed_dim // 2
         lead = self.lead_pos_embed.weight[1:, None, :].expand(-1, n_patches, half)
-        time = self.time_pos_embed[None, :n_patches, :].expand(self.n_leads, -1, half)
+        time = self.time_positions(n_patches)[None].expand(self.n_leads, -1, half)
         return torch.cat([lead, time], dim=-1)
 
     def forward(self, ecg: torch.Tensor) -> torch.Tensor:
         batch, n_leads, n_samples = ecg.shape
-        if n_leads != self.n_leads or n_samples % self.patch_size or n_samples > self.n_samples:
+        if n_leads != self.n_leads or n_samples % self.patch_size or n_samples == 0:
             raise ValueError(
-                f"expected ECG (B, {self.n_leads}, T) with T a multiple of {self.patch_size} "
-                f"and at most {self.n_samples}, got {tuple(ecg.shape)}")
+                f"expected ECG (B, {self.n_leads}, T) with T a positive multiple of "
+                f"{self.patch_size}, got {tuple(ecg.shape)}")
         tokens = self.patch_embed(ecg)  # (B, leads, patches, D)
         tokens = tokens + self.position_embedding(tokens.shape[2])
         tokens = tokens.flatten(1, 2)  # lead-major, as OTiS

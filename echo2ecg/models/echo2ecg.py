@@ -9,17 +9,19 @@ encoder is not part of this module. Pooling variants (the paper's ablation):
 
     attention  ViewAttentionPool (the Echo2ECG model)
     mean       ViewMeanPool
-    cls        ViewClsPool
-    single     the single-view baseline: the same Linear(512 → 1024) per view as the others,
-               followed by the mean over the views it is given (ViewMeanPool). In training it is
-               given one view per study (V = 1, the mean is that view); at evaluation all of a
-               study's views, which makes the study embedding the projection of the mean view
-               embedding, METHOD section 7's rule for models without an aggregator.
+    cls        ViewClsPool (the reference's class query with a transformer step)
+    single     the single-view baseline as the reference builds it: no 512 → 1024 layer and no
+               pool; echo_proj maps a view embedding straight into the joint space
+               (Linear(512 → 512, no bias)). It trains on (ECG, view) samples, one per view of
+               each paired study; at evaluation a study is the mean of its view embeddings
+               (ViewMean), METHOD section 7's rule for models without an aggregator.
 
-State-dict keys: ``ecg_encoder.*`` (see ecg_encoder), ``view_pool.view_proj.*``,
-``view_pool.attention.*`` (attention, cls), ``view_pool.cls_token`` (cls), ``ecg_proj.weight``,
-``echo_proj.weight``. Trainable parameters with the defaults: attention 12,470,368;
-mean 8,271,968; cls 12,471,392; single 8,271,968.
+State-dict keys: ``ecg_encoder.*`` (see ecg_encoder), ``view_mean``, ``view_scale`` (the fixed
+view standardisation), ``view_pool.view_proj.*``,
+``view_pool.attention.*`` (attention, cls), ``view_pool.cls_token``, ``view_pool.norm1.*``,
+``view_pool.ffn.*``, ``view_pool.norm2.*`` (cls), ``ecg_proj.weight``, ``echo_proj.weight``
+(single: no ``view_pool`` keys). Trainable parameters with the defaults: attention 12,470,368;
+mean 8,271,968; cls 20,869,216; single 7,484,512.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMeanPool
+from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMean, ViewMeanPool
 from echo2ecg.models.ecg_encoder import ECGEncoder
 
 POOLINGS = ("attention", "mean", "cls", "single")
@@ -36,13 +38,16 @@ POOLINGS = ("attention", "mean", "cls", "single")
 
 def build_view_pool(pooling: str, view_dim: int = 512, study_dim: int = 1024,
                     num_heads: int = 4) -> nn.Module:
-    """The aggregator for one of ``POOLINGS``: (B, V, view_dim), (B, V) → (B, study_dim)."""
+    """The aggregator for one of ``POOLINGS``: (B, V, view_dim), (B, V) → (B, study_dim)
+    (→ (B, view_dim) for ``single``, which has no view projection)."""
     if pooling == "attention":
         return ViewAttentionPool(view_dim, study_dim, num_heads)
     if pooling == "cls":
         return ViewClsPool(view_dim, study_dim, num_heads)
-    if pooling in ("mean", "single"):
+    if pooling == "mean":
         return ViewMeanPool(view_dim, study_dim)
+    if pooling == "single":
+        return ViewMean()
     raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
 
 
@@ -60,9 +65,30 @@ class Echo2ECG(nn.Module):
         super().__init__()
         self.pooling = pooling
         self.ecg_encoder = ecg_encoder
+        # A fixed standardisation of the cached view embeddings (identity until fitted, see
+        # fit_view_standardization); buffers, so checkpoints carry it.
+        self.register_buffer("view_mean", torch.zeros(view_dim))
+        self.register_buffer("view_scale", torch.ones(()))
         self.view_pool = build_view_pool(pooling, view_dim, study_dim, num_heads)
         self.ecg_proj = nn.Linear(ecg_encoder.embed_dim, joint_dim, bias=False)
-        self.echo_proj = nn.Linear(study_dim, joint_dim, bias=False)
+        echo_dim = view_dim if pooling == "single" else study_dim
+        self.echo_proj = nn.Linear(echo_dim, joint_dim, bias=False)
+
+    @torch.no_grad()
+    def fit_view_standardization(self, views: torch.Tensor) -> None:
+        """Centre and scale view embeddings by training statistics: ``views`` (N, view_dim)
+        gives the mean vector and one scale (the root mean square deviation per dimension).
+
+        A random-init echo encoder puts every clip in nearly one direction (mean cosine
+        between clips about 0.86 on the demo), and contrastive training from there does not
+        start: every study looks alike. Standardising is an affine change of the input to
+        the first learned layer, so it changes how training starts, not what the model can
+        express.
+        """
+        views = views.to(self.view_mean.device, torch.float32)
+        mean = views.mean(dim=0)
+        self.view_mean.copy_(mean)
+        self.view_scale.copy_((views - mean).pow(2).mean().sqrt().clamp(min=1e-6))
 
     def encode_ecg(self, ecg: torch.Tensor) -> torch.Tensor:
         """(B, 12, T) ECG → (B, joint_dim) joint-space vector, not normalised."""
@@ -77,6 +103,7 @@ class Echo2ECG(nn.Module):
             views = views.unsqueeze(1)
         if mask is None:
             mask = torch.ones(views.shape[:2], dtype=torch.bool, device=views.device)
+        views = (views - self.view_mean) / self.view_scale
         return self.echo_proj(self.view_pool(views, mask))
 
     def forward(self, ecg: torch.Tensor, views: torch.Tensor,
