@@ -152,13 +152,31 @@ def extract_clip(path: str | os.PathLike, n_out: int = 16, stride: int = 2, size
         max_bytes: refuse files whose declared decoded size exceeds this (bytes).
     """
     header = read_ultrasound_header(path, max_bytes=max_bytes)
-    decoded_indices = frames_to_decode(header.n_frames, n_out, stride)
-    frames = read_frames(path, decoded_indices, header)
-    mask = ultrasound_mask(to_gray(frames), header.region)
+    decoded = read_frames(path, frames_to_decode(header.n_frames, n_out, stride), header)
+    return clip_from_decoded(decoded, header.n_frames, header.region, n_out, stride, size, zoom)
+
+
+def clip_from_decoded(decoded: np.ndarray, n_frames: int,
+                      region: tuple[int, int, int, int] | None = None, n_out: int = 16,
+                      stride: int = 2, size: int = 224, zoom: float = 0.1) -> np.ndarray:
+    """The recipe on decoded frames: ``decoded`` (K, H, W, 3) uint8 RGB are the frames
+    :func:`frames_to_decode` names for a clip of ``n_frames`` (in that order); ``region``
+    the scan-region box or None. → (n_out, size, size, 3) uint8 (see :func:`extract_clip`).
+    """
+    decoded_indices = frames_to_decode(n_frames, n_out, stride)
+    mask = ultrasound_mask(to_gray(decoded), region)
     position = {index: k for k, index in enumerate(decoded_indices)}
-    used = frames[[position[i] for i in clip_frame_indices(header.n_frames, n_out, stride)]]
+    used = decoded[[position[i] for i in clip_frame_indices(n_frames, n_out, stride)]]
     # A contiguous (H, W, 3) mask keeps numpy on its fast inner loop (≈8× a 4-D broadcast).
     used *= np.repeat(mask[:, :, None], 3, axis=2)
     clip = np.zeros((n_out, size, size, 3), np.uint8)
     clip[:len(used)] = crop_and_resize(used, size, zoom)
     return clip
+
+
+def clip_from_frames(frames: np.ndarray, region: tuple[int, int, int, int] | None = None,
+                     n_out: int = 16, stride: int = 2, size: int = 224,
+                     zoom: float = 0.1) -> np.ndarray:
+    """The recipe on a whole clip in memory, (F, H, W, 3) uint8 RGB → (n_out, size, size, 3)."""
+    decoded = frames[frames_to_decode(len(frames), n_out, stride)]
+    return clip_from_decoded(decoded, len(frames), region, n_out, stride, size, zoom)

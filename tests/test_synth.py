@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+import torch
 import wfdb
 from pydicom.uid import (
     ExplicitVRLittleEndian,
@@ -27,8 +28,12 @@ from echo2ecg.synth.cohort import (
     generate_demo,
     plan_cohort,
 )
-from echo2ecg.synth.echo_views import render_clip
-from echo2ecg.synth.ecg_signals import LEADS, EcgDevice, synthesize_ecg
+from echo2ecg.synth.echo_views import (APICAL_VIEWS, PARASTERNAL_VIEWS, VIEW_SHOWS, VIEWS,
+                                       lv_plane_axes, plane_shortening, render_clip,
+                                       sample_anatomy)
+from echo2ecg.synth.ecg_signals import (LEADS, EcgDevice, EcgModel, PhenotypeEffects,
+                                        sample_recording, sample_traits, standard_recording,
+                                        synthesize_ecg, typical_traits)
 from echo2ecg.synth.phenotypes import ef_class, phenotype_from_volumes, sample_patient
 
 TINY = CohortSpec(n_patients=4, studies_per_patient=(1, 2), views_per_study=(3, 4),
@@ -176,8 +181,12 @@ def test_phenotypes_are_consistent(cohort):
 
 def test_demo_default_represents_all_three_ef_classes():
     internal, _ = demo_specs()
-    classes = np.bincount([ef_class(p.phenotype.lvef) for p in plan_cohort(internal)], minlength=3)
+    patients = plan_cohort(internal)
+    classes = np.bincount([ef_class(p.phenotype.lvef) for p in patients], minlength=3)
     assert (classes >= 0.2 * internal.n_patients).all(), classes
+    imaged = np.bincount([ef_class(p.phenotype.lvef) for p in patients if p.with_images],
+                         minlength=3)
+    assert (imaged >= 0.2 * internal.imaged_patients).all(), imaged
 
 
 def test_some_ecgs_fall_within_seven_days_of_a_study_and_some_do_not(cohort):
@@ -208,9 +217,14 @@ def test_deliberately_bad_files_are_listed_and_broken(cohort):
     assert np.ptp(flat.p_signal) == 0
 
 
-def render(phenotype, view, seed, n_frames):
-    return render_clip(phenotype, view, np.random.default_rng(seed), n_frames=n_frames, rows=120,
-                       cols=160, fps=30.0, heart_rate_bpm=75.0, hospital="Test Hospital")
+ANATOMY = sample_anatomy(np.random.default_rng(4))
+TRAITS = sample_traits(np.random.default_rng(5))
+
+
+def render(phenotype, view, seed, n_frames, anatomy=ANATOMY, traits=TRAITS):
+    return render_clip(phenotype, anatomy, traits, view, np.random.default_rng(seed),
+                       n_frames=n_frames, rows=120, cols=160, fps=30.0, heart_rate_bpm=75.0,
+                       hospital="Test Hospital")
 
 
 def test_end_systolic_volume_is_visible_without_motion():
@@ -235,13 +249,74 @@ def test_valve_disease_shows_as_bright_leaflets_in_parasternal_views_only():
     assert brightest(1, "A4C") == brightest(0, "A4C")
 
 
+def sector_pixels(phenotype, view, seed=3, **kwargs):
+    """The scan sector of a clip (everything the pipeline keeps; the ECG strip and the
+    burned-in text lie outside it)."""
+    clip = render(phenotype, view, seed, n_frames=6, **kwargs)
+    return clip.frames[:, clip.sector.mask(120, 160)]
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_each_view_shows_only_its_phenotypes(view):
+    """Change one phenotype at a time (same clip nuisance): a view changes exactly when it
+    shows that phenotype (VIEW_SHOWS)."""
+    base = phenotype_from_volumes(130.0, 45.0, 0)
+    changes = {"lvef": phenotype_from_volumes(130.0, 62.0, 0),      # volumes and EF
+               "shd": phenotype_from_volumes(130.0, 45.0, 1)}
+    reference = sector_pixels(base, view)
+    for changed, phenotype in changes.items():
+        shown = changed in VIEW_SHOWS[view]
+        differs = not np.array_equal(sector_pixels(phenotype, view), reference)
+        assert differs == shown, (view, changed)
+
+
+def test_the_patients_anatomy_shows_in_every_view_and_the_ecg_signature_in_none():
+    phenotype = phenotype_from_volumes(130.0, 45.0, 1)
+    other_anatomy = sample_anatomy(np.random.default_rng(40))
+    other_traits = sample_traits(np.random.default_rng(50))
+    for view in VIEWS:
+        reference = sector_pixels(phenotype, view)
+        assert not np.array_equal(sector_pixels(phenotype, view, anatomy=other_anatomy), reference)
+        # the ECG signature reaches only the burned-in strip, outside the sector
+        assert np.array_equal(sector_pixels(phenotype, view, traits=other_traits), reference)
+
+
+def test_one_apical_plane_shows_the_volumes_roughly_and_both_exactly():
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(200):
+        phenotype, anatomy = sample_patient(rng, (1 / 3, 1 / 3, 1 / 3), 0.3), sample_anatomy(rng)
+        areas = [np.prod(lv_plane_axes(phenotype, anatomy, np.zeros(1), plane)) for plane in
+                 (True, False)]
+        shortening = [plane_shortening(phenotype, anatomy, plane) for plane in (True, False)]
+        rows.append((phenotype.lvedv, phenotype.lvef, *areas, *shortening))
+    edv, ef, a4c, a2c, s4c, s2c = np.log(np.array(rows)).T
+    # biplane: the two areas' product is a power of the volume, exactly
+    assert np.corrcoef(a4c + a2c, edv)[0, 1] > 0.9999
+    assert np.corrcoef(a4c, edv)[0, 1] < 0.95 and np.corrcoef(a2c, edv)[0, 1] < 0.95
+    # (1 - EF) = (length ratio)(diameter ratios): both planes' shortening give it exactly
+    residual = np.log(1 - np.exp(ef) / 100)
+    both = np.log(1 - np.exp(s4c)) + np.log(1 - np.exp(s2c))
+    assert np.corrcoef(both, residual)[0, 1] > 0.9999
+    assert abs(np.corrcoef(np.log(1 - np.exp(s4c)), residual)[0, 1]) < 0.9
+
+
+def quiet_model(**effects):
+    return EcgModel(effects=PhenotypeEffects(**effects),
+                    device=EcgDevice(noise_mv=0.0, powerline_mv=0.0, wander_mv=0.0))
+
+
+def quiet_ecg(phenotype, recording=None, traits=None, seed=1, model=None):
+    return synthesize_ecg(phenotype, traits or typical_traits(),
+                          recording or standard_recording(60.0), np.random.default_rng(seed),
+                          500.0, model=model or quiet_model())
+
+
 def test_ecg_morphology_follows_the_phenotype():
-    quiet = EcgDevice(noise_mv=0.0, powerline_mv=0.0, wander_mv=0.0)
     fs = 500.0
 
-    def ecg(edv, ef):
-        phenotype = phenotype_from_volumes(edv, ef, 0)
-        return synthesize_ecg(phenotype, 60.0, np.random.default_rng(1), fs, device=quiet)
+    def ecg(edv, ef, shd=0):
+        return quiet_ecg(phenotype_from_volumes(edv, ef, shd))
 
     def mean_t_wave(signal):
         """Lead II about 300 ms after each R peak, mV."""
@@ -250,8 +325,85 @@ def test_ecg_morphology_follows_the_phenotype():
         return np.mean([lead_ii[r + 140: r + 160].mean() for r in r_peaks[:-1]])
 
     v6 = LEADS.index("V6")
-    assert np.ptp(ecg(200, 60)[v6]) > 1.3 * np.ptp(ecg(100, 60)[v6])  # voltage grows with EDV
-    assert mean_t_wave(ecg(120, 60)) > 0.1 and mean_t_wave(ecg(120, 25)) < -0.05  # T inversion
+    assert np.ptp(ecg(200, 60)[v6]) > 1.2 * np.ptp(ecg(100, 60)[v6])  # voltage grows with EDV
+    assert mean_t_wave(ecg(120, 60)) > 0.1 and mean_t_wave(ecg(120, 20)) < 0.0  # T inversion
+    assert not np.allclose(ecg(120, 60, shd=1), ecg(120, 60))  # SHD changes the P wave
+    assert np.allclose(quiet_ecg(phenotype_from_volumes(120, 60, 0), model=quiet_model(
+        qrs_widening=0, r_loss=0, st_depression_mv=0, t_inversion=0)),
+        quiet_ecg(phenotype_from_volumes(120, 25, 0), model=quiet_model(
+            qrs_widening=0, r_loss=0, st_depression_mv=0, t_inversion=0)))  # effects switch off
+
+
+def test_limb_leads_obey_einthoven_whatever_the_recording():
+    recording = sample_recording(np.random.default_rng(3), 70.0)
+    signal = quiet_ecg(phenotype_from_volumes(120, 45, 0), recording=recording)
+    lead = {name: signal[i] for i, name in enumerate(LEADS)}
+    np.testing.assert_allclose(lead["III"], lead["II"] - lead["I"], atol=1e-5)
+    np.testing.assert_allclose(lead["aVR"], -(lead["I"] + lead["II"]) / 2, atol=1e-5)
+    np.testing.assert_allclose(lead["aVF"], lead["II"] - lead["I"] / 2, atol=1e-5)
+
+
+def test_recording_nuisance_outweighs_the_patients_signature():
+    """Two recordings of one patient differ more than two patients with the same
+    phenotype recorded the same way: the phenotype is what all of a patient's ECGs share."""
+    phenotype = phenotype_from_volumes(130, 45, 0)
+    rng = np.random.default_rng(9)
+    traits = [sample_traits(rng) for _ in range(20)]
+    recordings = [sample_recording(rng, 60.0) for _ in range(20)]
+    same_patient = [np.abs(quiet_ecg(phenotype, recordings[i], traits[0])
+                           - quiet_ecg(phenotype, recordings[i + 1], traits[0])).mean()
+                    for i in range(0, 20, 2)]
+    same_recording = [np.abs(quiet_ecg(phenotype, recordings[0], traits[i])
+                             - quiet_ecg(phenotype, recordings[0], traits[i + 1])).mean()
+                      for i in range(0, 20, 2)]
+    assert np.mean(same_patient) > 1.3 * np.mean(same_recording)
+
+
+def test_random_ecg_features_carry_some_but_not_much_lvef():
+    """The demo's ECGs through the demo-scale encoder at random init: LVEF kNN AUROC is
+    modest, so that alignment has room to help (the issue's aim: 0.65-0.78)."""
+    from echo2ecg.ecg import prepare_ecg
+    from echo2ecg.ecg_formats import RawEcg
+    from echo2ecg.evaluate import balanced_subset, knn_scores, lvef_class, macro_auroc
+    from echo2ecg.models import ECGEncoder
+    from echo2ecg.synth.cohort import ecg_signal
+
+    internal, _ = demo_specs()
+    spec = dataclasses.replace(internal, n_patients=360, imaged_patients=1, n_corrupt=0,
+                               report_only_ecgs_per_patient=(2, 2), frac_scrambled_leads=0.0)
+    patients = plan_cohort(spec)[1:]
+    signals = np.stack([prepare_ecg(RawEcg(ecg_signal(spec, p, j), p.ecgs[j].fs))
+                        for p in patients for j in range(len(p.ecgs))])
+    labels = lvef_class([p.phenotype.lvef for p in patients for _ in p.ecgs])
+    patient = np.repeat(np.arange(len(patients)), [len(p.ecgs) for p in patients])
+    torch.manual_seed(0)
+    encoder = ECGEncoder(embed_dim=64, depth=2, num_heads=2, patch_size=48).eval()
+    with torch.no_grad():
+        features = encoder(torch.from_numpy(signals[:, :, :1008])).numpy()
+    train, test = patient < 240, patient >= 240
+    keep = np.flatnonzero(train)[balanced_subset(labels[train], 0)]
+    auroc = macro_auroc(knn_scores(features[keep], labels[keep], features[test], 5, 3),
+                        labels[test])[0]
+    print(f"\nrandom-init ECG features: LVEF kNN AUROC {auroc:.3f}")
+    assert 0.6 < auroc < 0.85
+
+
+def test_demo_cohorts_are_big_enough_to_test_on():
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    internal, external = demo_specs()
+    test_share = {name: config["cohorts"][name]["splits"]["test"] for name in config["cohorts"]}
+    assert internal.n_patients * test_share["internal"] >= 50  # the issue asks for 40
+    n_external_ecgs = sum(len(p.ecgs) for p in plan_cohort(external))
+    assert n_external_ecgs * test_share["external"] >= 400  # at least 300 test ECGs
+    imaged = [p for p in plan_cohort(internal) if p.with_images]
+    assert len(imaged) == internal.imaged_patients
+    views = [{v.view for v in p.studies[0].views if v.kind == "view"} for p in imaged]
+    assert all(set(APICAL_VIEWS) <= v for v in views)  # both planes of the LV
+    assert 0.3 < np.mean([bool(v & set(PARASTERNAL_VIEWS)) for v in views]) < 0.7
+    assert any("IVC" in v for v in views)
+    assert all(3 <= len(p.ecgs) <= 5 + 1 for p in imaged)  # inpatients (+ a flat-line file)
 
 
 def test_external_cohort_is_shifted_and_has_no_echo_files(tmp_path):
@@ -270,3 +422,21 @@ def test_invalid_spec_is_refused():
         CohortSpec(frac_ecg_beyond_7_days=1.5)
     with pytest.raises(ValueError, match="ecg_format_mix"):
         CohortSpec(ecg_format_mix={"edf": 1.0})
+
+
+def test_wfdb_writer_matches_wfdb_byte_for_byte(tmp_path):
+    from datetime import datetime
+
+    from echo2ecg.synth.ecg_files import WFDB_ADC_GAIN, _quantise, write_wfdb
+
+    signal = np.random.default_rng(0).normal(size=(12, 2500)).astype(np.float32)
+    moment = datetime(2019, 12, 1, 22, 43, 25, 900747)
+    write_wfdb(tmp_path / "ours" / "r.hea", signal, 250, LEADS, moment)
+    (tmp_path / "wfdb").mkdir()
+    wfdb.wrsamp("r", fs=250, units=["mV"] * 12, sig_name=list(LEADS),
+                d_signal=_quantise(signal, WFDB_ADC_GAIN).T.astype(np.int64), fmt=["16"] * 12,
+                adc_gain=[WFDB_ADC_GAIN] * 12, baseline=[0] * 12, base_datetime=moment,
+                write_dir=str(tmp_path / "wfdb"))
+    for suffix in (".hea", ".dat"):
+        assert (tmp_path / "ours" / f"r{suffix}").read_bytes() == \
+            (tmp_path / "wfdb" / f"r{suffix}").read_bytes()

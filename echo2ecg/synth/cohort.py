@@ -23,6 +23,13 @@ Manifests (CSV, exactly these columns, in this order):
 ``corrupt_files.csv``, the answer key of the deliberately bad files (not a pipeline input)
     ``path, kind``; kind is truncated_echo | report_screenshot | flat_ecg
 
+What the cohort shares between modalities is the patient's phenotype and nothing else:
+the ECGs follow it (and the patient's ECG signature and each recording's setup), the echo
+views show it view by view (and the patient's anatomy and each clip's nuisance); see
+:mod:`~echo2ecg.synth.ecg_signals` and :mod:`~echo2ecg.synth.echo_views`. Patients whose
+studies have no DICOM views (``imaged_patients`` < ``n_patients``) bring echo reports and
+ECGs only.
+
 ``acquisition_time`` is ISO 8601 (seconds). Identifiers look like real ones: patient ids are
 MRN-like (``MRN0123456``), study ids accession-like (``ACC12345678``), view ids are SOP
 Instance UIDs, ECG ids ``ECG12345678``. The bad files are listed in the manifests like any
@@ -31,6 +38,7 @@ other file; the pipeline has to reject them with a reason.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,9 +56,11 @@ from .echo_dicom import (
     write_report_screenshot,
     write_truncated_echo,
 )
-from .echo_views import APICAL_VIEWS, PARASTERNAL_VIEWS, render_clip
+from .echo_views import (APICAL_VIEWS, OTHER_VIEWS, PARASTERNAL_VIEWS, Anatomy, render_clip,
+                         sample_anatomy)
 from .ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
-from .ecg_signals import LEADS, EcgDevice, synthesize_ecg
+from .ecg_signals import (LEADS, EcgDevice, EcgModel, EcgTraits, PhenotypeEffects,
+                          RecordingNuisance, sample_recording, sample_traits, synthesize_ecg)
 from .phenotypes import Phenotype, resting_heart_rate, sample_patient, sample_study
 
 ECHO_VIEW_COLUMNS = ("path", "patient_id", "study_id", "view_id", "acquisition_time")
@@ -79,9 +89,14 @@ class CohortSpec:
     """
 
     n_patients: int = 64
+    # Of them, patients whose echo studies come with their DICOM views (None: all, when
+    # write_echo); the others have echo reports (labels) and ECGs only.
+    imaged_patients: int | None = None
     studies_per_patient: tuple[int, int] = (1, 2)
-    views_per_study: tuple[int, int] = (3, 4)  # beyond 4, views repeat (A4C, A2C, PLAX, PSAX)
+    views_per_study: tuple[int, int] = (3, 4)  # beyond 5, views repeat
+    frac_subcostal: float = 0.0  # studies that add a subcostal (IVC) clip to their views
     ecgs_per_patient: tuple[int, int] = (1, 3)
+    report_only_ecgs_per_patient: tuple[int, int] = (1, 3)
     frames_per_clip: int = 40
     rows: int = 300  # echo frame height, pixels
     cols: int = 400  # echo frame width, pixels
@@ -105,6 +120,8 @@ class CohortSpec:
     ecg_noise_mv: float = 0.015  # white noise sigma, mV
     ecg_wander_mv: float = 0.8  # typical baseline wander amplitude per lead, mV
     powerline_hz: float = 50.0
+    ecg_effects: PhenotypeEffects = field(default_factory=PhenotypeEffects)
+    ecg_nuisance: RecordingNuisance = field(default_factory=RecordingNuisance)
     hospital: str = "St. Elsewhere General Hospital"  # burned into echo frames and headers
     patient_id_prefix: str = "MRN"
     first_study_date: str = "2019-01-01"  # first studies fall in [date, date + span)
@@ -113,12 +130,13 @@ class CohortSpec:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("studies_per_patient", "views_per_study", "ecgs_per_patient"):
+        for name in ("studies_per_patient", "views_per_study", "ecgs_per_patient",
+                     "report_only_ecgs_per_patient"):
             low, high = getattr(self, name)
             if not 1 <= low <= high:
                 problems.append(f"{name} must be (low, high) with 1 <= low <= high")
         for name in ("frac_ecg_beyond_7_days", "frac_bare_npy", "frac_scrambled_leads",
-                     "frac_without_us_regions"):
+                     "frac_without_us_regions", "frac_subcostal"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must lie in [0, 1]")
         if not 0.0 < self.shd_prevalence < 1.0:
@@ -136,23 +154,35 @@ class CohortSpec:
                 problems.append(f"{name} needs non-negative weights with a positive sum")
         if self.n_patients < 1 or self.frames_per_clip < 2 or min(self.rows, self.cols) < 48:
             problems.append("need n_patients >= 1, frames_per_clip >= 2, rows and cols >= 48")
+        if self.imaged_patients is not None and not 1 <= self.imaged_patients <= self.n_patients:
+            problems.append("imaged_patients must lie in [1, n_patients]")
         if problems:
             raise ValueError("invalid CohortSpec: " + "; ".join(problems))
 
 
 def demo_specs(seed: int = 7, scale: float = 1.0) -> tuple[CohortSpec, CohortSpec]:
-    """The embedded demo: (internal, external) specs; ``scale`` multiplies the patient counts."""
-    # One study of 2-3 views per patient keeps the frozen-encoder pass (about 1.4 s per view
-    # on a 2-core CPU in fp32) inside the demo's time budget while every study stays
-    # multi-view; spending the views on more patients gives a test split (15 %) of about
-    # 13 patients, enough to hold all three LVEF classes.
+    """The embedded demo: (internal, external) specs; ``scale`` multiplies the patient counts.
+
+    The frozen echo encoder is the demo's fixed cost (1 to 3 s per view on 2 CPU cores), so
+    views are few and spent where they teach: 56 patients with one study of both apical
+    views (the LV's two planes), half of them also a parasternal view and a tenth a
+    subcostal one. ECGs are cheap, so the imaged patients are inpatients with 3 to 5 ECGs
+    within a week of their study, and 244 more patients bring echo reports and ECGs only:
+    they serve the kNN evaluation (reference and test sets), never training or retrieval.
+    The external hospital has another ECG device and phenotype mix and enough patients for
+    several hundred test ECGs.
+    """
     internal = CohortSpec(
-        n_patients=max(4, round(88 * scale)), seed=seed, studies_per_patient=(1, 1),
-        views_per_study=(2, 3), ecgs_per_patient=(1, 3), frames_per_clip=36,
+        n_patients=max(8, round(300 * scale)), imaged_patients=max(4, round(56 * scale)),
+        seed=seed, studies_per_patient=(1, 1), views_per_study=(2, 3), frac_subcostal=0.1,
+        ecgs_per_patient=(3, 5), report_only_ecgs_per_patient=(1, 3), frac_ecg_beyond_7_days=0.1,
+        frames_per_clip=34,
         echo_encoding_mix={"jpeg_ybr": 0.8, "mono_rle": 0.15, "rgb": 0.025, "mono_raw": 0.025},
     )
     external = CohortSpec(
-        n_patients=max(4, round(60 * scale)), seed=seed + 1, write_echo=False, n_corrupt=0,
+        n_patients=max(8, round(900 * scale)), seed=seed + 1, write_echo=False, n_corrupt=0,
+        studies_per_patient=(1, 1), report_only_ecgs_per_patient=(2, 3),
+        frac_ecg_beyond_7_days=0.1,
         ecg_format_mix={"dicom": 0.5, "wfdb": 0.3, "numpy": 0.2}, ecg_fs_mix={250: 0.6, 1000: 0.4},
         ecg_gain=1.25, ecg_noise_mv=0.035, powerline_hz=60.0, ef_class_mix=(0.25, 0.25, 0.5),
         shd_prevalence=0.2, hospital="Lakeside Regional Medical Center", patient_id_prefix="LRM",
@@ -203,7 +233,9 @@ class EcgPlan:
 
 @dataclass
 class PatientPlan:
-    """One patient: identity, latent phenotype (drives the ECGs), resting heart rate (bpm)."""
+    """One patient: identity, latent phenotype (drives both modalities), the non-phenotype
+    anatomy the echo shows, the ECG signature, resting heart rate (bpm), and whether the
+    echo studies come with their DICOM views (``with_images``) or as reports only."""
 
     index: int
     patient_id: str
@@ -212,6 +244,9 @@ class PatientPlan:
     sex: str
     phenotype: Phenotype
     heart_rate: float
+    anatomy: Anatomy
+    traits: EcgTraits
+    with_images: bool = True
     studies: list[StudyPlan] = field(default_factory=list)
     ecgs: list[EcgPlan] = field(default_factory=list)
 
@@ -264,10 +299,12 @@ def _unique_numbers(rng: np.random.Generator, n: int, digits: int) -> list[int]:
 
 
 def _view_order(rng: np.random.Generator, n_views: int) -> list[str]:
-    """Views of one study: at least one apical and one parasternal view whenever n >= 2;
-    beyond four views the list repeats (studies often hold several clips of a view)."""
-    first = [str(rng.choice(APICAL_VIEWS)), str(rng.choice(PARASTERNAL_VIEWS))]
-    rest = [v for v in APICAL_VIEWS + PARASTERNAL_VIEWS if v not in first]
+    """Views of one study: the two apical views first (the LV's two planes, as a
+    biplane volume needs), then a parasternal view, then the others (the subcostal view
+    among them) in random order; beyond five views the list repeats (studies often hold
+    several clips of a view)."""
+    first = list(APICAL_VIEWS) + [str(rng.choice(PARASTERNAL_VIEWS))]
+    rest = [v for v in PARASTERNAL_VIEWS + OTHER_VIEWS if v not in first]
     cycle = first + [rest[i] for i in rng.permutation(len(rest))]
     return [cycle[i % len(cycle)] for i in range(n_views)]
 
@@ -278,7 +315,7 @@ def _count(rng: np.random.Generator, low_high: tuple[int, int]) -> int:
 
 
 def _plan_patient(spec: CohortSpec, index: int, patient_id: str,
-                  study_numbers: list[int]) -> PatientPlan:
+                  study_numbers: list[int], with_images: bool) -> PatientPlan:
     rng = _stream(spec, 1, index)
     phenotype = sample_patient(rng, spec.ef_class_mix, spec.shd_prevalence)
     sex = str(rng.choice(["F", "M"]))
@@ -288,7 +325,9 @@ def _plan_patient(spec: CohortSpec, index: int, patient_id: str,
         minutes=int(rng.integers(0, 60)), seconds=int(rng.integers(0, 60)))
     birth = first - timedelta(days=int(rng.uniform(25, 90) * 365.25))
     patient = PatientPlan(index, patient_id, name, birth.strftime("%Y%m%d"), sex, phenotype,
-                          resting_heart_rate(rng, phenotype))
+                          resting_heart_rate(rng, phenotype),
+                          anatomy=sample_anatomy(_stream(spec, 4, index)),
+                          traits=sample_traits(_stream(spec, 5, index)), with_images=with_images)
     time = first
     for number in study_numbers:
         study_id = f"ACC{number:08d}"
@@ -317,7 +356,11 @@ def _add_view(spec: CohortSpec, patient: PatientPlan, study: StudyPlan, kind: st
 
 def _plan_views(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Generator) -> None:
     per_study = [(p, s, _view_order(rng, _count(rng, spec.views_per_study)))
-                 for p in patients for s in p.studies]
+                 for p in patients if p.with_images for s in p.studies]
+    for (_, _, views), subcostal in zip(per_study, _flags(rng, len(per_study),
+                                                          spec.frac_subcostal)):
+        if subcostal and OTHER_VIEWS[0] not in views:
+            views.append(OTHER_VIEWS[0])
     n_views = sum(len(views) for _, _, views in per_study)
     encodings = iter(_allocate(rng, n_views, spec.echo_encoding_mix))
     without_regions = iter(_flags(rng, n_views, spec.frac_without_us_regions))
@@ -349,7 +392,8 @@ def _file_types(rng: np.random.Generator, formats: list[str], frac_bare_npy: flo
 
 
 def _plan_ecgs(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Generator) -> None:
-    counts = [_count(rng, spec.ecgs_per_patient) for _ in patients]
+    counts = [_count(rng, spec.ecgs_per_patient if p.with_images
+                     else spec.report_only_ecgs_per_patient) for p in patients]
     n_ecgs = sum(counts)
     beyond = iter(_flags(rng, n_ecgs, spec.frac_ecg_beyond_7_days))
     formats = _allocate(rng, n_ecgs, spec.ecg_format_mix)
@@ -398,7 +442,8 @@ def _plan_bad_echo_files(spec: CohortSpec, patients: list[PatientPlan],
     for kind in _corrupt_kinds(spec):
         if kind == "flat_ecg":
             continue
-        patient = patients[int(rng.integers(len(patients)))]
+        imaged = [p for p in patients if p.with_images]
+        patient = imaged[int(rng.integers(len(imaged)))]
         study = patient.studies[int(rng.integers(len(patient.studies)))]
         view = str(rng.choice(APICAL_VIEWS))
         _add_view(spec, patient, study, kind, view, "rgb", with_regions=False)
@@ -411,8 +456,10 @@ def plan_cohort(spec: CohortSpec) -> list[PatientPlan]:
     patient_numbers = _unique_numbers(rng, spec.n_patients, 7)
     n_studies = [_count(rng, spec.studies_per_patient) for _ in range(spec.n_patients)]
     study_numbers = iter(_unique_numbers(rng, sum(n_studies), 8))
+    imaged = 0 if not spec.write_echo else (
+        spec.n_patients if spec.imaged_patients is None else spec.imaged_patients)
     patients = [_plan_patient(spec, i, f"{spec.patient_id_prefix}{number:07d}",
-                              [next(study_numbers) for _ in range(n)])
+                              [next(study_numbers) for _ in range(n)], with_images=i < imaged)
                 for i, (number, n) in enumerate(zip(patient_numbers, n_studies))]
     if spec.write_echo:
         _plan_views(spec, patients, rng)
@@ -438,10 +485,7 @@ def _write_study(spec: CohortSpec, root: Path, patient: PatientPlan, study_index
         if plan.kind == "report_screenshot":
             write_report_screenshot(path, spec.rows, spec.cols, identity, instance)
             continue
-        rng = _stream(spec, 2, patient.index, study_index, number)
-        clip = render_clip(study.phenotype, plan.view, rng, n_frames=spec.frames_per_clip,
-                           rows=spec.rows, cols=spec.cols, fps=spec.fps,
-                           heart_rate_bpm=study.heart_rate, hospital=spec.hospital)
+        clip = view_clip(spec, patient, study_index, number)
         if plan.kind == "truncated_echo":
             write_truncated_echo(path, clip.frames, spec.fps, identity, instance)
         else:
@@ -449,21 +493,39 @@ def _write_study(spec: CohortSpec, root: Path, patient: PatientPlan, study_index
                        clip.sector if plan.with_regions else None)
 
 
-def _device(spec: CohortSpec) -> EcgDevice:
-    return EcgDevice(gain=spec.ecg_gain, noise_mv=spec.ecg_noise_mv, powerline_hz=spec.powerline_hz,
-                     wander_mv=spec.ecg_wander_mv)
+def _ecg_model(spec: CohortSpec) -> EcgModel:
+    device = EcgDevice(gain=spec.ecg_gain, noise_mv=spec.ecg_noise_mv,
+                       powerline_hz=spec.powerline_hz, wander_mv=spec.ecg_wander_mv)
+    return EcgModel(effects=spec.ecg_effects, nuisance=spec.ecg_nuisance, device=device)
 
 
-def _write_ecg(spec: CohortSpec, root: Path, patient: PatientPlan, ecg_index: int) -> None:
+def ecg_signal(spec: CohortSpec, patient: PatientPlan, ecg_index: int) -> np.ndarray:
+    """The samples of one planned ECG, float32 (12, T) mV in ``LEADS`` order at its rate
+    (zeros for a flat-line file): a new recording setup of the patient's heart."""
     plan = patient.ecgs[ecg_index]
     rng = _stream(spec, 3, patient.index, ecg_index)
     n_samples = int(round(plan.fs * spec.ecg_duration_s))
     if plan.flat:
-        signal = np.zeros((len(LEADS), n_samples), dtype=np.float32)
-    else:
-        heart_rate = patient.heart_rate + rng.normal(0.0, 4.0)
-        signal = synthesize_ecg(patient.phenotype, heart_rate, rng, plan.fs, spec.ecg_duration_s,
-                                _device(spec))
+        return np.zeros((len(LEADS), n_samples), dtype=np.float32)
+    model = _ecg_model(spec)
+    recording = sample_recording(rng, patient.heart_rate, model.nuisance)
+    return synthesize_ecg(patient.phenotype, patient.traits, recording, rng, plan.fs,
+                          spec.ecg_duration_s, model)
+
+
+def view_clip(spec: CohortSpec, patient: PatientPlan, study_index: int, number: int):
+    """The rendered frames of view ``number`` (1-based) of a planned study (a RenderedClip)."""
+    study = patient.studies[study_index]
+    rng = _stream(spec, 2, patient.index, study_index, number)
+    return render_clip(study.phenotype, patient.anatomy, patient.traits,
+                       study.views[number - 1].view, rng, n_frames=spec.frames_per_clip,
+                       rows=spec.rows, cols=spec.cols, fps=spec.fps,
+                       heart_rate_bpm=study.heart_rate, hospital=spec.hospital)
+
+
+def _write_ecg(spec: CohortSpec, root: Path, patient: PatientPlan, ecg_index: int) -> None:
+    plan = patient.ecgs[ecg_index]
+    signal = ecg_signal(spec, patient, ecg_index)
     order = list(plan.lead_order)
     signal, leads = signal[order], [LEADS[i] for i in order]
     path = root / plan.path
@@ -507,18 +569,31 @@ def _manifests(patients: list[PatientPlan], write_echo: bool) -> dict[str, pd.Da
     return tables
 
 
-def generate_cohort(out_dir: str | Path, spec: CohortSpec) -> dict[str, Path]:
-    """Write one cohort into ``out_dir`` and return its manifests by name
-    (``echo_views`` when ``spec.write_echo``, ``ecgs``, ``labels``, ``corrupt_files``)."""
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    patients = plan_cohort(spec)
+def _write_patients(spec: CohortSpec, root: Path, patients: list[PatientPlan]) -> None:
+    """Every file of the given patients: their echo views and their ECGs."""
     for patient in patients:
-        if spec.write_echo:
+        if patient.with_images:
             for study_index in range(len(patient.studies)):
                 _write_study(spec, root, patient, study_index)
         for ecg_index in range(len(patient.ecgs)):
             _write_ecg(spec, root, patient, ecg_index)
+
+
+def _write_files(jobs: list[tuple[CohortSpec, Path, list[PatientPlan]]], workers: int) -> None:
+    """Write the files of each (spec, folder, patients) job, in ``workers`` processes.
+    Every file depends only on its own patient's plan, so the order does not matter."""
+    chunks = [(spec, root, patients[i:i + 8]) for spec, root, patients in jobs
+              for i in range(0, len(patients), 8)]
+    if workers <= 1:
+        for chunk in chunks:
+            _write_patients(*chunk)
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        for done in pool.map(_write_patients, *zip(*chunks)):
+            del done
+
+
+def _write_manifests(spec: CohortSpec, root: Path, patients: list[PatientPlan]) -> dict[str, Path]:
     written = {}
     for name, table in _manifests(patients, spec.write_echo).items():
         path = root / f"{name}.csv"
@@ -527,13 +602,26 @@ def generate_cohort(out_dir: str | Path, spec: CohortSpec) -> dict[str, Path]:
     return written
 
 
-def generate_demo(out_dir: str | Path, internal: CohortSpec,
-                  external: CohortSpec) -> dict[str, Path]:
-    """Write ``out_dir/internal`` and ``out_dir/external``; manifests keyed
-    ``<cohort>_<name>``, e.g. ``internal_echo_views``, ``external_labels``."""
-    manifests = {}
-    for cohort, spec in (("internal", internal), ("external", external)):
-        for name, path in generate_cohort(Path(out_dir) / cohort, spec).items():
-            manifests[f"{cohort}_{name}"] = path
-    return manifests
+def generate_cohort(out_dir: str | Path, spec: CohortSpec, workers: int = 1) -> dict[str, Path]:
+    """Write one cohort into ``out_dir`` (files in ``workers`` processes) and return its
+    manifests by name (``echo_views`` when ``spec.write_echo``, ``ecgs``, ``labels``,
+    ``corrupt_files``)."""
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    patients = plan_cohort(spec)
+    _write_files([(spec, root, patients)], workers)
+    return _write_manifests(spec, root, patients)
 
+
+def generate_demo(out_dir: str | Path, internal: CohortSpec, external: CohortSpec,
+                  workers: int = 1) -> dict[str, Path]:
+    """Write ``out_dir/internal`` and ``out_dir/external`` (files in ``workers``
+    processes); manifests keyed ``<cohort>_<name>``, e.g. ``internal_echo_views``,
+    ``external_labels``."""
+    cohorts = [(name, spec, Path(out_dir) / name, plan_cohort(spec))
+               for name, spec in (("internal", internal), ("external", external))]
+    for _, _, root, _ in cohorts:
+        root.mkdir(parents=True, exist_ok=True)
+    _write_files([(spec, root, patients) for _, spec, root, patients in cohorts], workers)
+    return {f"{name}_{table}": path for name, spec, root, patients in cohorts
+            for table, path in _write_manifests(spec, root, patients).items()}

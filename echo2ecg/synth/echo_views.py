@@ -1,21 +1,27 @@
 """Rendering of synthetic echo clips: a fan-shaped scan sector with speckle, beating
 chambers, valves, burned-in text, a toolbar and a sweeping ECG strip.
 
-What each view shows (so that no single view sees everything):
+Each view shows only part of the heart, as in a real study (``VIEW_SHOWS``):
 
-- apical views (A4C, A2C): the LV cavity, its size following LVEDV at end-diastole and
-  LVESV at end-systole, plus a static end-systolic endocardial border;
-- parasternal views (PLAX, PSAX): valve leaflets, thickened, bright and calcified with
-  SHD; an LV whose size is patient-specific but not tied to the volumes;
-- every view: myocardial brightness rises with LVEF, and the cavity contracts by the
-  stroke fraction over the cardiac cycle.
+- apical views (A4C, A2C): the LV in one plane each, emptying from LVEDV to LVESV over
+  the cycle, with a static end-systolic outline and walls whose brightness and thickness
+  follow their shortening. The LV's eccentricity and how its contraction divides between
+  the planes are the patient's, so one apical view shows the volumes and the LVEF only
+  roughly and the two together exactly, as the clinical biplane method measures them;
+- parasternal views (PLAX, PSAX): the valves, thick, bright and calcified with SHD, and a
+  left atrium (PLAX) and mitral annulus (PSAX) dilated by it; their LV is the patient's
+  anatomy, with a fixed wall brightness and a contraction not tied to the LVEF;
+- the subcostal IVC view: liver, inferior vena cava and right atrium; no phenotype.
 
-Every phenotype is visible in a single frame as well as in motion: the cavity size of
-any frame lies between the ESV and EDV sizes and the ESV border is drawn in every frame;
-myocardial and valve brightness are static. Anatomy is laid out in sector units: ``u``
-lateral and ``v`` depth, both divided by the sector radius, with the transducer at
-``(0, 0)``. The anatomy is computed at half resolution and multiplied by full-resolution
-speckle.
+Besides the phenotype a clip shows the patient's :class:`Anatomy` (chamber sizes and axis
+that do not depend on the phenotype) and, new in every clip, a little probe placement, the
+cardiac phase, the gain and the speckle pattern. The scanner preset (sector geometry) is
+the department's and fixed. Everything a view shows of the phenotype is static as well as
+in motion, because a random-init video encoder keeps static appearance and loses motion
+amplitude. The burned-in ECG strip lies below the sector, which the clip recipe keeps
+alone. Anatomy is laid out in sector units: ``u`` lateral and ``v`` depth, both divided
+by the sector radius, with the transducer at ``(0, 0)``; it is computed at half resolution
+and multiplied by full-resolution speckle.
 """
 
 from __future__ import annotations
@@ -26,12 +32,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .ecg_signals import lead_ii_trace, r_peak_times
+from .ecg_signals import EcgTraits, lead_ii_trace, r_peak_times
 from .phenotypes import Phenotype
 
-VIEWS = ("A4C", "A2C", "PLAX", "PSAX")
 APICAL_VIEWS = ("A4C", "A2C")
 PARASTERNAL_VIEWS = ("PLAX", "PSAX")
+OTHER_VIEWS = ("IVC",)
+VIEWS = APICAL_VIEWS + PARASTERNAL_VIEWS + OTHER_VIEWS
+# What each view shows of the phenotype (the other phenotypes do not change it).
+VIEW_SHOWS = {"A4C": ("lvedv", "lvesv", "lvsv", "lvef"), "A2C": ("lvedv", "lvesv", "lvsv", "lvef"),
+              "PLAX": ("shd",), "PSAX": ("shd",), "IVC": ()}
 
 BLOOD_LEVEL = 0.05
 TISSUE_LEVEL = 0.28
@@ -41,6 +51,8 @@ _ECG_GREEN = (0, 215, 0)
 _TEXT_COLOUR = (225, 225, 225)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _SUBPIXEL_BITS = 4  # cv2 drawing with fixed-point coordinates (1/16 pixel)
+SPECKLE_COMPRESSION = 0.25  # display compression of the speckle envelope
+PROBE_JITTER = 0.0015  # sector units: how far the probe's view moves between clips
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,48 @@ class _Canvas:
         return slice(int(np.searchsorted(axis, low)), int(np.searchsorted(axis, high)))
 
 
+@dataclass(frozen=True)
+class Anatomy:
+    """A patient's heart apart from the phenotype: the same in every view and study of
+    the patient, and unrelated to LVEF, the LV volumes and SHD.
+
+    Sizes are in sector units (fractions of the sector radius). ``lv_eccentricity`` is
+    the ratio of the LV's septal-lateral diameter (seen in A4C) to its anterior-inferior
+    one (seen in A2C); ``lv_contraction_split`` the share of the LV's short-axis shortening
+    that happens in the A4C plane (regional wall motion), so neither apical view alone
+    gives the LV's volume or ejection fraction, both together do (the biplane method).
+    ``parasternal_lv`` scales the LV drawn in parasternal views, ``parasternal_stroke`` is
+    the fraction by which its area shrinks in systole there (parasternal views do not show
+    the LVEF); ``ivc_diameter`` is the inferior vena cava's width in the subcostal view.
+    """
+
+    rv_size: float
+    ra_size: float
+    la_size: float
+    aortic_root: float
+    parasternal_lv: float
+    parasternal_stroke: float
+    psax_radius: float
+    ivc_diameter: float
+    tilt: float
+    lv_eccentricity: float = 1.0
+    lv_contraction_split: float = 0.5
+
+
+def sample_anatomy(rng: np.random.Generator) -> Anatomy:
+    """A patient's non-phenotype anatomy (see :class:`Anatomy`)."""
+    return Anatomy(rv_size=float(rng.uniform(0.16, 0.20)), ra_size=float(rng.uniform(0.075, 0.095)),
+                   la_size=float(rng.uniform(0.08, 0.10)),
+                   aortic_root=float(rng.uniform(0.045, 0.065)),
+                   parasternal_lv=float(rng.uniform(0.88, 1.12)),
+                   parasternal_stroke=float(rng.uniform(0.25, 0.4)),
+                   psax_radius=float(rng.uniform(0.14, 0.18)),
+                   ivc_diameter=float(rng.uniform(0.05, 0.09)),
+                   tilt=float(rng.normal(0.0, 0.03)),
+                   lv_eccentricity=float(np.exp(rng.normal(0.0, 0.35))),
+                   lv_contraction_split=float(rng.uniform(0.15, 0.85)))
+
+
 def contraction(t: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
     """Systolic contraction (T,) in [0, 1] at times ``t`` s: 0 at end-diastole (the R peak),
     1 at end-systole about a third of the RR interval later."""
@@ -164,63 +218,91 @@ def lv_volumes(phenotype: Phenotype, squeeze: np.ndarray) -> np.ndarray:
     return phenotype.lvedv - phenotype.lvsv * squeeze
 
 
-def _ef_scale(phenotype: Phenotype) -> float:
-    """LVEF mapped to [0, 1]: 0 at 15 %, 1 at 70 %."""
-    return float(np.clip((phenotype.lvef - 15.0) / 55.0, 0.0, 1.0))
+def lv_plane_axes(phenotype: Phenotype, anatomy: Anatomy, squeeze: np.ndarray,
+                  four_chamber: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The LV's semi-axes (F,) in one apical plane, sector units, over the cycle.
+
+    The LV is an ellipsoid of length L and short-axis diameters D4 (A4C plane) and D2
+    (A2C plane): volume ∝ L · D4 · D2, D4 / D2 = ``anatomy.lv_eccentricity``. As the volume
+    falls from LVEDV by the fraction f, L shortens by f^(1/3) and the diameters share the
+    rest, D4 by f^(2s/3) and D2 by f^(2(1 − s)/3), s = ``anatomy.lv_contraction_split``.
+    One plane shows L and one diameter: the product of both planes' areas follows the
+    volume exactly, either plane alone only up to the patient's eccentricity and split.
+    """
+    squeeze = np.asarray(squeeze, dtype=float)
+    fraction = lv_volumes(phenotype, squeeze) / phenotype.lvedv
+    length = 0.19 * (phenotype.lvedv / 150.0) ** (1 / 3) * fraction ** (1 / 3)
+    split = anatomy.lv_contraction_split if four_chamber else 1.0 - anatomy.lv_contraction_split
+    shape = np.sqrt(anatomy.lv_eccentricity) if four_chamber else 1.0 / np.sqrt(anatomy.lv_eccentricity)
+    diameter = 0.19 / 2.2 * (phenotype.lvedv / 150.0) ** (1 / 3) * shape
+    return length, diameter * fraction ** (2 * split / 3)
 
 
-def myocardium_level(phenotype: Phenotype) -> float:
-    """Myocardial brightness: 0.4 (LVEF 15 %) to 0.95 (LVEF 70 %)."""
-    return 0.4 + 0.55 * _ef_scale(phenotype)
+def plane_shortening(phenotype: Phenotype, anatomy: Anatomy, four_chamber: bool) -> float:
+    """Fractional shortening of the plane's short-axis diameter, end-diastole to -systole."""
+    ed, es = (lv_plane_axes(phenotype, anatomy, np.array([s]), four_chamber)[1][0]
+              for s in (0.0, 1.0))
+    return float(1.0 - es / ed)
 
 
-def wall_thickness(phenotype: Phenotype, squeeze: np.ndarray) -> np.ndarray:
-    """LV wall thickness (F,) in sector units: thin in failing, dilated hearts, and
-    thickening by a third as the cavity empties."""
-    return (0.03 + 0.035 * _ef_scale(phenotype)) * (1.0 + 0.35 * squeeze)
+def apical_myocardium_level(shortening: float) -> float:
+    """Myocardial brightness of the walls in an apical plane: 0.35 for walls that do not
+    shorten to 0.95 for 45 % shortening or more; a still frame shows how well they work."""
+    return 0.35 + 0.6 * float(np.clip(shortening / 0.45, 0.0, 1.0))
 
 
-def lv_semi_axes(volume_ml: np.ndarray, elongation: float) -> tuple[np.ndarray, np.ndarray]:
-    """Apical LV semi-axes (sector units): the drawn area is proportional to the volume."""
-    semi_long = 0.21 * np.sqrt(np.asarray(volume_ml, dtype=float) / 150.0)
-    return semi_long, semi_long / elongation
+def apical_wall_thickness(shortening: float, squeeze: np.ndarray) -> np.ndarray:
+    """LV wall thickness (F,) in sector units in an apical plane: thin where the walls
+    barely shorten, and thickening by a third as the cavity empties."""
+    return (0.025 + 0.04 * float(np.clip(shortening / 0.45, 0.0, 1.0))) * (1.0 + 0.35 * squeeze)
 
 
-def _apical(canvas: _Canvas, phenotype: Phenotype, squeeze: np.ndarray,
+def _jitter(rng: np.random.Generator, sd: float, size=None):
+    """Per-clip probe placement nuisance: a small normal offset."""
+    return rng.normal(0.0, sd, size=size)
+
+
+def _apical(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy, squeeze: np.ndarray,
             rng: np.random.Generator, four_chamber: bool) -> None:
-    """A4C / A2C: LV hanging from the apex, atria below the base, RV/RA on the left in A4C."""
-    tilt = rng.normal(0.17 if four_chamber else 0.05, 0.03)
+    """A4C / A2C: LV hanging from the apex, atria below the base, RV/RA on the left in A4C.
+
+    The LV shows the phenotype in this plane (:func:`lv_plane_axes`): its cavity empties
+    from end-diastole to end-systole, the end-systolic outline stays drawn, and the walls'
+    brightness and thickness follow how much they shorten. The atria and the RV are the
+    patient's anatomy.
+    """
+    tilt = (0.17 if four_chamber else 0.05) + anatomy.tilt + _jitter(rng, PROBE_JITTER)
     axis = np.array([np.sin(tilt), np.cos(tilt)])[:, None]
-    apex = np.array([0.05 if four_chamber else 0.0, 0.10]) + rng.normal(0.0, 0.01, size=2)
-    elongation = 2.3 if four_chamber else 2.1
-    myo = myocardium_level(phenotype)
+    apex = np.array([0.05 if four_chamber else 0.0, 0.10]) + _jitter(rng, PROBE_JITTER, size=2)
+    shortening = plane_shortening(phenotype, anatomy, four_chamber)
+    myo = apical_myocardium_level(shortening)
+    chamber_wall = 0.6  # brightness of the walls of the other chambers
 
     if four_chamber:
         rv_tilt = -0.25
         rv_axis = np.array([np.sin(rv_tilt), np.cos(rv_tilt)])[:, None]
         rv_apex = np.array([-0.05, 0.16])[:, None]
-        rv_long = rng.uniform(0.17, 0.19) * (1.0 - 0.12 * squeeze)
+        rv_long = anatomy.rv_size * (1.0 - 0.12 * squeeze)
         rv_centre = rv_apex + rv_axis * rv_long
-        canvas.paint_chamber(*rv_centre, rv_long, rv_long / 2.4, rv_tilt, 0.025, myo)
-        ra_size = rng.uniform(0.08, 0.09) * (1.0 + 0.1 * squeeze)
+        canvas.paint_chamber(*rv_centre, rv_long, rv_long / 2.4, rv_tilt, 0.025, chamber_wall)
+        ra_size = anatomy.ra_size * (1.0 + 0.1 * squeeze)
         ra_centre = rv_apex + rv_axis * (2 * rv_long + ra_size + 0.02)
-        canvas.paint_chamber(*ra_centre, ra_size, ra_size * 0.9, rv_tilt, 0.02, myo * 0.8)
+        canvas.paint_chamber(*ra_centre, ra_size, ra_size * 0.9, rv_tilt, 0.02, chamber_wall)
 
-    semi_long, semi_short = lv_semi_axes(lv_volumes(phenotype, squeeze), elongation)
-    la_size = rng.uniform(0.085, 0.095) * (1.0 + 0.1 * squeeze)  # atria fill while the LV ejects
+    semi_long, semi_short = lv_plane_axes(phenotype, anatomy, squeeze, four_chamber)
+    la_size = anatomy.la_size * (1.0 + 0.1 * squeeze)  # atria fill while the LV ejects
     la_centre = apex[:, None] + axis * (2 * semi_long + la_size + 0.02)
-    canvas.paint_chamber(*la_centre, la_size, la_size * 0.95, tilt, 0.02, myo * 0.8)
+    canvas.paint_chamber(*la_centre, la_size, la_size * 0.95, tilt, 0.02, chamber_wall)
     canvas.paint_chamber(*(apex[:, None] + axis * semi_long), semi_long, semi_short, tilt,
-                         wall_thickness(phenotype, squeeze), myo)
-    border = _end_systolic_border(canvas, phenotype, apex, axis[:, 0], tilt, elongation)
-    canvas.paint_static(border, 0.5)
+                         apical_wall_thickness(shortening, squeeze), myo)
+    es_long, es_short = (float(x[0]) for x in lv_plane_axes(phenotype, anatomy, np.ones(1),
+                                                            four_chamber))
+    canvas.paint_static(_outline(canvas, apex + axis[:, 0] * es_long, es_long, es_short, tilt), 0.5)
 
 
-def _end_systolic_border(canvas: _Canvas, phenotype: Phenotype, apex: np.ndarray, axis: np.ndarray,
-                         tilt: float, elongation: float) -> np.ndarray:
-    """uint8 (h, w) drawing of the LV outline at end-systole: a static trace of LVESV."""
-    semi_long, semi_short = (float(x) for x in lv_semi_axes(phenotype.lvesv, elongation))
-    centre = apex + axis * semi_long
+def _outline(canvas: _Canvas, centre: np.ndarray, semi_long: float, semi_short: float,
+             tilt: float) -> np.ndarray:
+    """uint8 (h, w) drawing of an ellipse outline (the LV at end-systole)."""
     scale = (1 << _SUBPIXEL_BITS) * canvas.sector.radius / 2.0
     ink = np.zeros((canvas.h, canvas.w), dtype=np.uint8)
     cv2.ellipse(ink, canvas.to_pixels(*centre), (int(semi_short * scale), int(semi_long * scale)),
@@ -228,11 +310,13 @@ def _end_systolic_border(canvas: _Canvas, phenotype: Phenotype, apex: np.ndarray
     return ink
 
 
-def _valve_look(phenotype: Phenotype, rng: np.random.Generator) -> tuple[int, float]:
+PARASTERNAL_MYOCARDIUM = 0.62  # parasternal views do not show the LVEF
+SHD_LA_DILATION = 1.45  # left atrial enlargement with valve disease, parasternal views
+
+
+def _valve_look(phenotype: Phenotype) -> tuple[int, float]:
     """Leaflet thickness (half-resolution px) and brightness: thick and bright with SHD."""
-    if phenotype.shd:
-        return 4, float(rng.uniform(0.95, 1.0))
-    return 2, float(rng.uniform(0.6, 0.7))
+    return (4, 1.0) if phenotype.shd else (2, 0.62)
 
 
 def _calcium(canvas: _Canvas, spots: list[tuple[float, float]],
@@ -240,7 +324,7 @@ def _calcium(canvas: _Canvas, spots: list[tuple[float, float]],
     """uint8 (h, w) drawing of calcified nodules at the given sector points."""
     ink = np.zeros((canvas.h, canvas.w), dtype=np.uint8)
     for u, v in spots:
-        radius = int(rng.uniform(1.5, 2.5) * (1 << _SUBPIXEL_BITS))
+        radius = int(rng.uniform(2.0, 2.5) * (1 << _SUBPIXEL_BITS))
         cv2.circle(ink, canvas.to_pixels(u, v), radius, 255, -1, cv2.LINE_AA, _SUBPIXEL_BITS)
     return ink
 
@@ -251,26 +335,28 @@ def _leaflet(hinge: tuple[float, float], length: float, angle: float) -> tuple[t
     return hinge, tip
 
 
-def _parasternal_long_axis(canvas: _Canvas, phenotype: Phenotype, squeeze: np.ndarray,
-                           rng: np.random.Generator) -> None:
+def _parasternal_long_axis(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy,
+                           squeeze: np.ndarray, rng: np.random.Generator) -> None:
     """PLAX: RV on top, LV across the middle, aortic root and LA to the right, mitral and
-    aortic leaflets between them."""
-    myo = myocardium_level(phenotype)
-    u0, v0 = rng.normal(0.0, 0.01, size=2)
+    aortic leaflets between them. Shows SHD (thick, bright, calcified leaflets and a
+    dilated LA); the LV is the patient's anatomy."""
+    myo = PARASTERNAL_MYOCARDIUM
+    u0, v0 = _jitter(rng, PROBE_JITTER, size=2)
     horizontal = np.pi / 2
-    for cu, cv, semi_u, semi_v in ((-0.02, 0.28, 0.33, 0.05),   # RV
-                                   (0.31, 0.66, 0.11, 0.10),    # LA
-                                   (0.30, 0.40, 0.17, 0.055)):  # aortic root
-        canvas.paint_chamber(u0 + cu, v0 + cv, semi_u, semi_v, horizontal, 0.02, myo * 0.8)
-    stroke_fraction = phenotype.lvsv / phenotype.lvedv
-    lv_scale = rng.uniform(0.9, 1.1) * np.sqrt(1.0 - stroke_fraction * squeeze)
+    la = anatomy.la_size * 1.15 * (SHD_LA_DILATION if phenotype.shd else 1.0)
+    root = anatomy.aortic_root
+    for cu, cv, semi_u, semi_v in ((-0.02, 0.28, 0.33, 0.05),         # RV
+                                   (0.2 + la, 0.66, la * 1.1, la),    # LA
+                                   (0.30, 0.40, 0.17, root)):         # aortic root
+        canvas.paint_chamber(u0 + cu, v0 + cv, semi_u, semi_v, horizontal, 0.02, myo)
+    lv_scale = anatomy.parasternal_lv * np.sqrt(1.0 - anatomy.parasternal_stroke * squeeze)
     canvas.paint_chamber(u0 - 0.15, v0 + 0.52, 0.26 * lv_scale, 0.12 * lv_scale, horizontal,
-                         wall_thickness(phenotype, squeeze), myo)
+                         0.045 * (1.0 + 0.35 * squeeze), myo)
     # Outflow tract (LV to aortic root) and mitral inflow (LA to LV), where the valves sit.
     canvas.paint_ellipse(u0 + 0.10, v0 + 0.43, 0.09, 0.045, horizontal, BLOOD_LEVEL)
     canvas.paint_ellipse(u0 + 0.14, v0 + 0.56, 0.10, 0.065, horizontal, BLOOD_LEVEL)
 
-    thickness, brightness = _valve_look(phenotype, rng)
+    thickness, brightness = _valve_look(phenotype)
     anterior_hinge, posterior_hinge = (u0 + 0.17, v0 + 0.495), (u0 + 0.21, v0 + 0.61)
     aortic_top, aortic_bottom = (u0 + 0.16, v0 + 0.35), (u0 + 0.16, v0 + 0.45)
     strokes = []
@@ -288,26 +374,41 @@ def _parasternal_long_axis(canvas: _Canvas, phenotype: Phenotype, squeeze: np.nd
         canvas.paint_static(_calcium(canvas, hinges, rng), 1.0)
 
 
-def _parasternal_short_axis(canvas: _Canvas, phenotype: Phenotype, squeeze: np.ndarray,
-                            rng: np.random.Generator) -> None:
-    """PSAX at mitral level: LV ring with the mitral 'fish mouth', RV crescent on top."""
-    myo = myocardium_level(phenotype)
-    cu, cv = rng.normal(0.0, 0.01), 0.54 + rng.normal(0.0, 0.01)
-    canvas.paint_chamber(cu - 0.08, cv - 0.22, 0.22, 0.07, np.pi / 2, 0.02, myo * 0.8)
-    stroke_fraction = phenotype.lvsv / phenotype.lvedv
-    radius = rng.uniform(0.15, 0.18) * np.sqrt(1.0 - stroke_fraction * squeeze)
-    canvas.paint_chamber(cu, cv, radius, radius, 0.0, 1.2 * wall_thickness(phenotype, squeeze), myo)
+def _parasternal_short_axis(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy,
+                            squeeze: np.ndarray, rng: np.random.Generator) -> None:
+    """PSAX at mitral level: LV ring with the mitral 'fish mouth', RV crescent on top.
+    Shows SHD (thick, bright, calcified mitral leaflets); the LV is the patient's anatomy."""
+    myo = PARASTERNAL_MYOCARDIUM
+    cu, cv = _jitter(rng, PROBE_JITTER), 0.54 + _jitter(rng, PROBE_JITTER)
+    canvas.paint_chamber(cu - 0.08, cv - 0.22, 0.22, 0.07, np.pi / 2, 0.02, myo)
+    radius = anatomy.psax_radius * np.sqrt(1.0 - anatomy.parasternal_stroke * squeeze)
+    canvas.paint_chamber(cu, cv, radius, radius, 0.0, 0.05 * (1.0 + 0.35 * squeeze), myo)
 
-    thickness, brightness = _valve_look(phenotype, rng)
-    left, right = (cu - 0.09, cv), (cu + 0.09, cv)
+    thickness, brightness = _valve_look(phenotype)
+    half_width = 0.09 * (1.25 if phenotype.shd else 1.0)  # the annulus dilates with disease
+    left, right = (cu - half_width, cv), (cu + half_width, cv)
     strokes = []
     for s, r in zip(squeeze, radius):
-        gap = 0.5 * r * (1.0 - s)  # open in diastole
+        gap = 0.5 * r * (1.0 - s) * (0.6 if phenotype.shd else 1.0)  # stenotic valves open less
         top, bottom = (cu, cv - gap), (cu, cv + gap)
         strokes.append([(left, top), (top, right), (left, bottom), (bottom, right)])
     canvas.paint_strokes(strokes, thickness, brightness)
     if phenotype.shd:
-        canvas.paint_static(_calcium(canvas, [left, right], rng), 1.0)
+        canvas.paint_static(_calcium(canvas, [left, right, (cu, cv - 0.04)], rng), 1.0)
+
+
+def _subcostal_ivc(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy,
+                   squeeze: np.ndarray, rng: np.random.Generator) -> None:
+    """Subcostal IVC view: liver tissue, the inferior vena cava entering the right atrium,
+    a hepatic vein. Shows none of the phenotype: the IVC is the patient's anatomy and
+    narrows a little with each heartbeat."""
+    u0, v0 = _jitter(rng, PROBE_JITTER, size=2)
+    canvas.paint_ellipse(u0, v0 + 0.5, 0.42, 0.5, np.pi / 2, 0.45)  # liver
+    width = anatomy.ivc_diameter * (1.0 - 0.15 * squeeze)
+    canvas.paint_ellipse(u0 + 0.02, v0 + 0.55, 0.38, width, np.pi / 2 + 0.15, BLOOD_LEVEL)
+    canvas.paint_chamber(u0 + 0.33, v0 + 0.42, anatomy.ra_size, anatomy.ra_size * 0.9, 0.0,
+                         0.02, 0.6)
+    canvas.paint_ellipse(u0 - 0.05, v0 + 0.38, 0.12, 0.02, np.pi / 2 - 0.6, BLOOD_LEVEL)
 
 
 _VIEW_PAINTERS = {
@@ -315,26 +416,30 @@ _VIEW_PAINTERS = {
     "A2C": functools.partial(_apical, four_chamber=False),
     "PLAX": _parasternal_long_axis,
     "PSAX": _parasternal_short_axis,
+    "IVC": _subcostal_ivc,
 }
 
 
 def scan_sector(rows: int, cols: int, rng: np.random.Generator) -> ScanSector:
-    """A fan that fits above the ECG strip and left of the toolbar, with a little variation."""
-    half_angle = np.radians(rng.uniform(38.0, 41.0))
+    """The fan of the department's scanner preset: fits above the ECG strip and left of the
+    toolbar; only the depth setting varies between clips."""
+    half_angle = np.radians(40.0)
     apex_y = 0.07 * rows
     widest = (cols / 2 - TOOLBAR_WIDTH - 4) / np.sin(half_angle)
-    radius = min(0.78 * rows, widest) * rng.uniform(0.97, 1.0)
+    radius = min(0.78 * rows, widest)
     return ScanSector(apex_x=cols / 2.0, apex_y=apex_y, radius=radius, half_angle=half_angle,
-                      depth_cm=float(rng.choice([14.0, 15.0, 16.0, 18.0])))
+                      depth_cm=float(rng.choice([15.0, 16.0])))
 
 
 def _speckle(rows: int, cols: int, margin: int, rng: np.random.Generator) -> np.ndarray:
-    """Rayleigh speckle (rows + margin, cols + margin), mean 1: the magnitude of blurred
-    complex noise, elongated laterally like a real point-spread function."""
+    """Speckle (rows + margin, cols + margin), mean 1: the magnitude of blurred complex
+    noise (Rayleigh, elongated laterally like a real point-spread function), compressed
+    as a scanner's log display compresses it (contrast about a fifth of the raw
+    envelope's)."""
     shape = (rows + margin, cols + margin)
     real = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 1.3, sigmaY=0.8)
     imag = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 1.3, sigmaY=0.8)
-    magnitude = np.hypot(real, imag)
+    magnitude = np.hypot(real, imag) ** SPECKLE_COMPRESSION
     return magnitude / magnitude.mean()
 
 
@@ -343,7 +448,7 @@ def _depth_gain(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
     v = canvas.v_axis[:, None]
     noise = rng.standard_normal((canvas.h, canvas.w)).astype(np.float32)
     texture = cv2.GaussianBlur(noise, (0, 0), 5.0)
-    texture *= 0.12 / max(float(texture.std()), 1e-6)
+    texture *= 0.06 / max(float(texture.std()), 1e-6)
     return (1.05 - 0.3 * v) * (1.0 + texture) + 0.6 * np.exp(-np.clip(v, 0.0, None) / 0.04)
 
 
@@ -355,7 +460,7 @@ def _to_gray(canvas: _Canvas, sector: ScanSector, rows: int, cols: int,
     speckle = _speckle(rows, cols, margin, rng)
     inside = sector.mask(rows, cols)
     gain = cv2.resize(_depth_gain(canvas, rng), (cols, rows), interpolation=cv2.INTER_LINEAR)
-    gain *= 255.0 * rng.uniform(0.9, 1.1) * inside
+    gain *= 255.0 * rng.uniform(0.95, 1.05) * inside
     offsets = rng.integers(0, margin + 1, size=(len(canvas.image), 2))
     gray = np.empty((len(canvas.image), rows, cols), dtype=np.uint8)
     for f, (dy, dx) in enumerate(offsets):
@@ -432,13 +537,16 @@ def _draw_ecg_sweep(frames: np.ndarray, times: np.ndarray, trace_t: np.ndarray,
         cv2.polylines(frame, pieces, False, _ECG_GREEN, 1, cv2.LINE_8)
 
 
-def render_clip(phenotype: Phenotype, view: str, rng: np.random.Generator, *, n_frames: int,
-                rows: int, cols: int, fps: float, heart_rate_bpm: float,
-                hospital: str) -> RenderedClip:
+def render_clip(phenotype: Phenotype, anatomy: Anatomy, traits: EcgTraits, view: str,
+                rng: np.random.Generator, *, n_frames: int, rows: int, cols: int, fps: float,
+                heart_rate_bpm: float, hospital: str) -> RenderedClip:
     """Render one echo view of a heart as RGB uint8 frames (F, rows, cols, 3).
 
-    The cardiac cycle follows R peaks at ``heart_rate_bpm``; the ECG strip shows lead II
-    of the same beats, so the trace and the wall motion are in step.
+    ``phenotype`` and ``anatomy`` shape what the view shows (see the module docstring);
+    ``rng`` draws everything that changes from clip to clip (probe placement, sector,
+    gain, speckle, cardiac phase). The cardiac cycle follows R peaks at ``heart_rate_bpm``;
+    the ECG strip shows lead II of the same beats (the patient's ``traits``), so the trace
+    and the wall motion are in step.
     """
     if view not in _VIEW_PAINTERS:
         raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
@@ -446,7 +554,7 @@ def render_clip(phenotype: Phenotype, view: str, rng: np.random.Generator, *, n_
     times = np.arange(n_frames) / fps + rng.uniform(ECG_SWEEP_S, 2 * ECG_SWEEP_S)
     r_peaks = r_peak_times(rng, heart_rate_bpm, times[0] - ECG_SWEEP_S, times[-1])
     canvas = _Canvas(n_frames, rows, cols, sector)
-    _VIEW_PAINTERS[view](canvas, phenotype, contraction(times, r_peaks), rng)
+    _VIEW_PAINTERS[view](canvas, phenotype, anatomy, contraction(times, r_peaks), rng)
     gray = _to_gray(canvas, sector, rows, cols, rng)
 
     frames = np.repeat(gray[..., None], 3, axis=-1)
@@ -454,5 +562,6 @@ def render_clip(phenotype: Phenotype, view: str, rng: np.random.Generator, *, n_
     drawn = overlay.any(axis=-1)
     frames[:, drawn] = overlay[drawn]
     trace_t = np.arange(times[0] - ECG_SWEEP_S - 0.1, times[-1] + 0.1, 1.0 / 250.0)
-    _draw_ecg_sweep(frames, times, trace_t, lead_ii_trace(phenotype, r_peaks, trace_t, rng), sector)
+    _draw_ecg_sweep(frames, times, trace_t, lead_ii_trace(phenotype, traits, r_peaks, trace_t),
+                    sector)
     return RenderedClip(frames=frames, sector=sector)
