@@ -41,7 +41,8 @@ def check_config(config: dict, schema_path: str | Path) -> None:
 
 
 def check_cohort_references(config: dict) -> None:
-    """Keys that name cohorts must name cohorts that exist (and, for training, have echo).
+    """Keys that name cohorts or variants must name ones that exist (and the training
+    cohort must have echo).
 
     Raises ConfigError naming the key, e.g. ``config key evaluation.shd_cohort: 'echonext'
     is not a cohort (cohorts: internal, external)``.
@@ -62,5 +63,8 @@ def check_cohort_references(config: dict) -> None:
     if evaluation["shd_cohort"] not in cohorts:
         problems.append(f"config key evaluation.shd_cohort: {evaluation['shd_cohort']!r} is not "
                         f"a cohort (cohorts: {known})")
+    if evaluation["baseline"] not in config["variants"]:
+        problems.append(f"config key evaluation.baseline: {evaluation['baseline']!r} is not a "
+                        f"variant (variants: {', '.join(config['variants'])})")
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

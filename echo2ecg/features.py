@@ -1,10 +1,10 @@
 """Features of a trained variant: what evaluation and users read.
 
 A feature file (``.npz``) holds, for one variant and one cohort:
-``ecg`` (N,) ECG pseudonyms, ``ecg_features`` (N, D) float32 — the encoder's embedding
-(mean patch token → LayerNorm; D = 192 for the paper's encoder), first ``n_samples``
-samples, no augmentation — and ``ecg_joint`` (N, 512) float32, the ECG projection into the
-joint space; ``study`` (S,) study pseudonyms and ``study_joint`` (S, 512) float32, the
+``ecg`` (N,) ECG pseudonyms, ``ecg_features`` (N, D) float32 — what kNN reads: the
+encoder's embedding (mean patch token → LayerNorm; D = 192 for the paper's encoder) or the
+joint-space projection (``kind``), first ``n_samples`` samples, no augmentation — and
+``ecg_joint`` (N, 512) float32, the ECG projection into the joint space; ``study`` (S,) study pseudonyms and ``study_joint`` (S, 512) float32, the
 aggregated-and-projected echo studies (empty for cohorts without echo files).
 """
 
@@ -30,15 +30,27 @@ def load_variant(checkpoint_path: str | Path, device: str = "cpu") -> tuple[Echo
     return model.to(device).eval(), checkpoint
 
 
+FEATURE_KINDS = ("encoder", "projection")
+
+
 def cohort_features(model: Echo2ECG, n_samples: int, pairs: pd.DataFrame,
                     ecg_stores: dict[str, str], echo_ledger: pd.DataFrame | None,
                     embedding_stores: dict[str, str], max_views: int = 128,
-                    device: str = "cpu") -> dict[str, np.ndarray]:
-    """Feature arrays (see module docstring) for every paired ECG and study of a cohort."""
+                    device: str = "cpu", kind: str = "encoder") -> dict[str, np.ndarray]:
+    """Feature arrays (see module docstring) for every paired ECG and study of a cohort.
+
+    n_samples: ECG samples the features read (the first ones). kind: what
+    ``ecg_features`` holds: ``encoder``, the encoder's embedding (the paper's text), or
+    ``projection``, the joint-space projection (what the reference code's downstream
+    configs load).
+    """
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"kind must be one of {FEATURE_KINDS}, got {kind!r}")
     ecg_ids, signals = paired_ecg_signals(pairs, ecg_stores)
-    out = {"ecg": ecg_ids.to_numpy(str),
-           "ecg_features": embed_ecgs(model, signals, n_samples=n_samples, device=device),
-           "ecg_joint": project_ecgs(model, signals, n_samples=n_samples, device=device)}
+    joint = project_ecgs(model, signals, n_samples=n_samples, device=device)
+    embedded = (embed_ecgs(model, signals, n_samples=n_samples, device=device)
+                if kind == "encoder" else joint)
+    out = {"ecg": ecg_ids.to_numpy(str), "ecg_features": embedded, "ecg_joint": joint}
     studies = np.array([], str)
     study_joint = np.empty((0, model.echo_proj.out_features), np.float32)
     if echo_ledger is not None and embedding_stores:

@@ -19,6 +19,13 @@ PHENOTYPES = ("lvef", "lvedv", "lvesv", "lvsv", "shd")
 PAIR_COLUMNS = ("patient", "ecg", "study", "days_apart", "split", "ecg_shard", "ecg_row",
                 "n_views", *PHENOTYPES)
 SPLITS = ("train", "val", "test")
+# Pseudonyms are hex strings: read them as text, never as numbers.
+ID_DTYPES = {"patient": str, "ecg": str, "study": str, "ecg_shard": str}
+
+
+def read_id_table(path) -> pd.DataFrame:
+    """A pairs or evidence CSV with its id columns read as text."""
+    return pd.read_csv(path, dtype=ID_DTYPES)
 
 
 def pair_within_window(ecgs: pd.DataFrame, studies: pd.DataFrame,
@@ -67,9 +74,10 @@ def build_pairs(ecg_manifest: pd.DataFrame, labels: pd.DataFrame, ecg_ledger: pd
         labels: loaded echo-report table (:func:`echo2ecg.manifest.load_labels`).
         ecg_ledger: all ECG shard ledgers of the cohort, with a ``shard`` column; only
             ``ok`` ECGs pair.
-        views_per_study: study pseudonym → number of usable views; when given, only
-            studies with at least one view pair (a cohort trained on needs its echo).
-            None for evaluation-only cohorts without echo files.
+        views_per_study: study pseudonym → number of usable views, None for cohorts
+            without echo files. Every study with a report pairs (its labels serve
+            evaluation); ``n_views`` says how many of its views were extracted, and only
+            pairs with ``n_views > 0`` train the model or enter retrieval.
         key: pseudonym key.
     """
     ecgs = pd.DataFrame({"patient": pseudonymise_all(ecg_manifest["patient_id"], key),
@@ -81,11 +89,8 @@ def build_pairs(ecg_manifest: pd.DataFrame, labels: pd.DataFrame, ecg_ledger: pd
                             "study": pseudonymise_all(labels["study_id"], key),
                             "time": labels["acquisition_time"],
                             **{p: labels[p] for p in PHENOTYPES}})
-    if views_per_study is not None:
-        studies["n_views"] = studies["study"].map(views_per_study).fillna(0).astype(int)
-        studies = studies[studies["n_views"] > 0]
-    else:
-        studies["n_views"] = 0
+    views = views_per_study if views_per_study is not None else pd.Series(dtype=int)
+    studies["n_views"] = studies["study"].map(views).fillna(0).astype(int)
     pairs = pair_within_window(ecgs, studies, window_days)
     pairs["split"] = assign_splits(pairs["patient"], fractions, seed)
     pairs["ecg_row"] = pairs["ecg_row"].astype(int)

@@ -65,13 +65,13 @@ def study_view_embeddings(studies, echo_ledger: pd.DataFrame, embedding_stores: 
 def load_pair_data(pairs: pd.DataFrame, split: str, ecg_stores: dict[str, str],
                    echo_ledger: pd.DataFrame, embedding_stores: dict[str, str],
                    max_views: int = 128) -> PairData:
-    """The ``split``'s pairs as in-memory training data.
+    """The ``split``'s pairs whose study has view embeddings, as in-memory training data.
 
     ECGs: (N_ecg, 12, T) float32 from the ECG shards; studies: each study's view
     embeddings (V, 512) float32 from the embedding shards, at most ``max_views`` kept
     (the first in ledger order); pairs: (P, 2) int64 (ECG index, study index).
     """
-    part = pairs[pairs["split"] == split]
+    part = pairs[(pairs["split"] == split) & (pairs["n_views"] > 0)]  # report-only studies
     ecg_ids, ecg_signals = paired_ecg_signals(part, ecg_stores)
     studies = part["study"].drop_duplicates().reset_index(drop=True)
     study_views = study_view_embeddings(studies, echo_ledger, embedding_stores, max_views)

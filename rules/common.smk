@@ -160,6 +160,32 @@ def cohort_embedding_stores(wildcards):
     return shard_paths(wildcards.cohort, "embeddings", "embeddings.zarr")
 
 
+# Report categories, in the order a reader should open them.
+FINDINGS = "1. Findings"
+RESULTS = "2. Results"
+TRAINING = "3. Training"
+DATA = "4. Data"
+
+
+def cohort_splits(wildcards):
+    """The cohort's split fractions: its own `splits`, else `pairing.splits`."""
+    return COHORTS[wildcards.cohort].get("splits", config["pairing"]["splits"])
+
+
+def evaluated_checkpoint():
+    """The checkpoint evaluation reads (`evaluation.checkpoint`: last or best)."""
+    return f"results/models/{{variant}}/{config['evaluation']['checkpoint']}.pt"
+
+
+def feature_keys(cohorts):
+    """(variant, cohort) of every feature file an evaluation rule reads, in input order."""
+    return [(variant, cohort) for variant in VARIANTS for cohort in cohorts]
+
+
+def feature_files(cohorts):
+    return [f"results/features/{variant}/{cohort}.npz" for variant, cohort in feature_keys(cohorts)]
+
+
 def evaluation_settings(*keys):
     """The `evaluation` config keys a table depends on (its params and its provenance)."""
     return {key: config["evaluation"][key] for key in keys}
@@ -205,10 +231,10 @@ def data_stage_outputs():
 
 
 def evaluation_outputs():
-    return [f"results/tables/{name}.csv" for name in ("lvef_knn", "shd_scaling", "retrieval", "ablation")]
+    return [f"results/tables/{name}.csv"
+            for name in ("lvef_knn", "shd_scaling", "retrieval", "ablation", "findings")]
 
 
 def training_outputs():
-    return ["results/tables/cohort_splits.csv"] + expand(
-        "results/models/{variant}/best.pt", variant=config["variants"]
-    )
+    return ["results/tables/cohort_splits.csv"] + [
+        f"results/models/{variant}/{name}.pt" for variant in VARIANTS for name in ("best", "last")]

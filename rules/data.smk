@@ -58,7 +58,8 @@ rule ledger_summary:
     output:
         table=report(
             "results/tables/ledger_summary.csv",
-            category="Data",
+            caption="report/ledger_summary.rst",
+            category=DATA,
             labels={"table": "ledger summary"},
         ),
         markdown="results/tables/ledger_summary.md",

@@ -14,7 +14,7 @@ checkpoint demo_cohort:
         "logs/demo_cohort/demo_cohort.log",
     benchmark:
         "benchmarks/demo_cohort/demo_cohort.tsv"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=20,

@@ -1,9 +1,10 @@
-# Downstream evaluation: features per variant and cohort, then the paper's tables.
+# Downstream evaluation: features per variant and cohort, then the paper's tables, each with
+# its per-row evidence, and the findings: the paper's claims checked on this cohort.
 
 
 rule features:
     input:
-        checkpoint="results/models/{variant}/best.pt",
+        checkpoint=evaluated_checkpoint(),
         pairs="results/pairs/{cohort}/pairs.csv",
         ecg_stores=cohort_ecg_stores,
         echo_ledgers=cohort_echo_ledgers,
@@ -12,12 +13,15 @@ rule features:
         features="results/features/{variant}/{cohort}.npz",
     params:
         max_views=config["train"]["max_views"],
-        code=module_digest("features", "train", "pretrain"),
+        kind=config["evaluation"]["features"],
+        n_samples=config["evaluation"]["n_samples"],
+        code=module_digest("features", "train", "pretrain", "models.ecg_encoder",
+                           "models.aggregators", "models.echo2ecg"),
     log:
         "logs/features/{variant}/{cohort}.log",
     benchmark:
         "benchmarks/features/{variant}/{cohort}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=4000,
@@ -30,19 +34,22 @@ rule features:
 
 rule lvef_knn:
     input:
-        features=expand("results/features/{variant}/{cohort}.npz", variant=VARIANTS,
-                        cohort=config["evaluation"]["lvef_cohorts"]),
+        features=feature_files(config["evaluation"]["lvef_cohorts"]),
         pairs=expand("results/pairs/{cohort}/pairs.csv", cohort=config["evaluation"]["lvef_cohorts"]),
     output:
-        table=report("results/tables/lvef_knn.csv", category="Results",
-                     labels={"table": "LVEF kNN AUROC"}),
+        table=report("results/tables/lvef_knn.csv", caption="report/lvef_knn.rst",
+                     category=RESULTS, labels={"table": "LVEF kNN AUROC"}),
         markdown="results/tables/lvef_knn.md",
         provenance="results/tables/lvef_knn.provenance.json",
+        evidence="results/evidence/lvef_knn_scores.csv",
     params:
+        feature_keys=feature_keys(config["evaluation"]["lvef_cohorts"]),
+        cohorts=config["evaluation"]["lvef_cohorts"],
         settings=evaluation_settings("knn_k", "balance_lvef_train", "bootstrap_resamples", "seed",
-                                     "lvef_cohorts"),
+                                     "lvef_cohorts", "baseline", "features", "n_samples",
+                                     "checkpoint"),
         pretrained=encoders_pretrained(),
-        code=module_digest("downstream", "evaluate", "provenance", "tables"),
+        code=module_digest("downstream", "evaluate", "features", "provenance", "tables"),
     log:
         "logs/lvef_knn/lvef_knn.log",
     benchmark:
@@ -59,21 +66,23 @@ rule lvef_knn:
 
 rule shd_scaling:
     input:
-        features=expand("results/features/{variant}/{cohort}.npz", variant=VARIANTS,
-                        cohort=config["evaluation"]["shd_cohort"]),
+        features=feature_files([config["evaluation"]["shd_cohort"]]),
         pairs=f"results/pairs/{config['evaluation']['shd_cohort']}/pairs.csv",
     output:
-        table=report("results/tables/shd_scaling.csv", category="Results",
-                     labels={"table": "SHD data scaling"}),
+        table=report("results/tables/shd_scaling.csv", caption="report/shd_scaling.rst",
+                     category=RESULTS, labels={"table": "SHD data scaling"}),
         markdown="results/tables/shd_scaling.md",
         provenance="results/tables/shd_scaling.provenance.json",
-        plot=report("results/tables/shd_scaling.png", category="Results",
-                    labels={"figure": "SHD AUROC against training fraction"}),
+        plot=report("results/tables/shd_scaling.png", caption="report/shd_scaling_plot.rst",
+                    category=RESULTS, labels={"figure": "SHD AUROC against training fraction"}),
+        evidence="results/evidence/shd_scaling_scores.csv",
     params:
+        variants=VARIANTS,
         settings=evaluation_settings("knn_k", "bootstrap_resamples", "seed", "shd_cohort",
-                                     "shd_fractions", "shd_seeds"),
+                                     "shd_fractions", "shd_seeds", "features", "n_samples",
+                                     "checkpoint"),
         pretrained=encoders_pretrained(),
-        code=module_digest("downstream", "evaluate", "provenance", "tables", "plots"),
+        code=module_digest("downstream", "evaluate", "features", "provenance", "tables", "plots"),
     log:
         "logs/shd_scaling/shd_scaling.log",
     benchmark:
@@ -90,18 +99,20 @@ rule shd_scaling:
 
 rule retrieval:
     input:
-        features=expand("results/features/{variant}/{cohort}.npz", variant=VARIANTS,
-                        cohort=TRAIN_COHORT),
+        features=feature_files([TRAIN_COHORT]),
         pairs=f"results/pairs/{TRAIN_COHORT}/pairs.csv",
     output:
-        table=report("results/tables/retrieval.csv", category="Results",
-                     labels={"table": "ECG to echo retrieval"}),
+        table=report("results/tables/retrieval.csv", caption="report/retrieval.rst",
+                     category=RESULTS, labels={"table": "ECG to echo retrieval"}),
         markdown="results/tables/retrieval.md",
         provenance="results/tables/retrieval.provenance.json",
+        evidence="results/evidence/retrieval_queries.csv",
     params:
-        settings=evaluation_settings("retrieval_tolerance_sd"),
+        variants=VARIANTS,
+        settings=evaluation_settings("retrieval_tolerance_sd", "bootstrap_resamples", "seed",
+                                     "baseline", "checkpoint"),
         pretrained=encoders_pretrained(),
-        code=module_digest("downstream", "evaluate", "provenance", "tables"),
+        code=module_digest("downstream", "evaluate", "features", "provenance", "tables"),
     log:
         "logs/retrieval/retrieval.log",
     benchmark:
@@ -121,12 +132,14 @@ rule ablation:
         lvef="results/tables/lvef_knn.csv",
         shd="results/tables/shd_scaling.csv",
     output:
-        table=report("results/tables/ablation.csv", category="Results",
-                     labels={"table": "ablation"}),
+        table=report("results/tables/ablation.csv", caption="report/ablation.rst",
+                     category=RESULTS, labels={"table": "ablation"}),
         markdown="results/tables/ablation.md",
         provenance="results/tables/ablation.provenance.json",
     params:
-        settings={"internal_cohort": TRAIN_COHORT, "shd_fraction": 0.01},
+        settings={"internal_cohort": TRAIN_COHORT,
+                  "shd_fraction": config["evaluation"]["ablation_shd_fraction"],
+                  "variants": config["variants"]},
         pretrained=encoders_pretrained(),
         code=module_digest("downstream", "provenance", "tables"),
     log:
@@ -141,3 +154,33 @@ rule ablation:
         "../envs/pipeline.yaml"
     script:
         "../workflow_scripts/ablation.py"
+
+
+rule findings:
+    input:
+        lvef="results/evidence/lvef_knn_scores.csv",
+        shd="results/evidence/shd_scaling_scores.csv",
+        retrieval="results/evidence/retrieval_queries.csv",
+    output:
+        table=report("results/tables/findings.csv", caption="report/findings.rst",
+                     category=FINDINGS, labels={"table": "the paper's claims on this cohort"}),
+        markdown="results/tables/findings.md",
+        provenance="results/tables/findings.provenance.json",
+    params:
+        settings={**evaluation_settings("lvef_cohorts", "shd_cohort", "ablation_shd_fraction",
+                                        "knn_k", "bootstrap_resamples", "seed"),
+                  "retrieval_cohort": TRAIN_COHORT, "variants": config["variants"]},
+        pretrained=encoders_pretrained(),
+        code=module_digest("findings", "downstream", "evaluate", "provenance", "tables"),
+    log:
+        "logs/findings/findings.log",
+    benchmark:
+        "benchmarks/findings/findings.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/findings.py"

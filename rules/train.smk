@@ -12,7 +12,7 @@ rule pair_split:
         splits="results/pairs/{cohort}/splits.csv",
     params:
         window_days=config["pairing"]["window_days"],
-        fractions=config["pairing"]["splits"],
+        fractions=cohort_splits,
         seed=config["pairing"]["seed"],
         code=module_digest("pairs", "ledger"),
     log:
@@ -35,7 +35,8 @@ rule cohort_table:
     output:
         table=report(
             "results/tables/cohort_splits.csv",
-            category="Data",
+            caption="report/cohort_splits.rst",
+            category=DATA,
             labels={"table": "cohorts and splits"},
         ),
         markdown="results/tables/cohort_splits.md",
@@ -66,7 +67,8 @@ rule pretrain:
         history="results/models/{variant}/history.csv",
         plot=report(
             "results/models/{variant}/loss.png",
-            category="Training",
+            caption="report/loss.rst",
+            category=TRAINING,
             labels={"variant": "{variant}", "figure": "loss"},
         ),
     params:
@@ -80,7 +82,7 @@ rule pretrain:
         "logs/pretrain/{variant}.log",
     benchmark:
         "benchmarks/pretrain/{variant}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=8000,

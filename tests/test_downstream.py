@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echo2ecg.downstream import ablation_table, ecg_labels, lvef_knn, retrieval, shd_scaling
+from echo2ecg.downstream import ablation_table, ecg_labels, lvef_table, retrieval_table, shd_table
 from echo2ecg.provenance import file_checksum, table_provenance
 from echo2ecg.tables import write_report_table
 
@@ -28,49 +28,75 @@ def planted(n_patients=240, informative=True, seed=0):
 
 
 def test_ecg_labels_average_phenotypes_and_take_any_shd():
-    pairs = pd.DataFrame({"ecg": ["e1", "e1"], "study": ["s1", "s2"], "split": ["test", "test"],
-                          "lvef": [40.0, 50.0], "lvedv": [1.0, 3.0], "lvesv": [1.0, 1.0],
-                          "lvsv": [0.0, 2.0], "shd": [0, 1]})
+    pairs = pd.DataFrame({"patient": ["p1", "p1"], "ecg": ["e1", "e1"], "study": ["s1", "s2"],
+                          "split": ["test", "test"], "lvef": [40.0, 50.0], "lvedv": [1.0, 3.0],
+                          "lvesv": [1.0, 1.0], "lvsv": [0.0, 2.0], "shd": [0, 1]})
     row = ecg_labels(pairs).loc["e1"]
-    assert (row["lvef"], row["lvedv"], row["shd"]) == (45.0, 2.0, 1)
+    assert (row["lvef"], row["lvedv"], row["shd"], row["patient"]) == (45.0, 2.0, 1, "p1")
 
 
-def test_lvef_knn_finds_planted_signal_and_not_noise():
-    pairs, features = planted()
-    good = lvef_knn(features, pairs, k=5, balance=True, n_resamples=200, seed=0)
-    assert good["auroc"] > 0.85 and good["ci_low"] < good["auroc"] < good["ci_high"]
-    assert good["n_test"] == 60 and good["n_train"] < 180  # balanced: classes cut to the rarest
-    pairs, noise = planted(informative=False)
-    assert abs(lvef_knn(noise, pairs, 5, True, 200, 0)["auroc"] - 0.5) < 0.15
+def test_lvef_table_finds_planted_signal_and_not_noise():
+    pairs, good = planted()
+    _, noise = planted(informative=False)
+    table, scores = lvef_table({("good", "c"): good, ("noise", "c"): noise}, {"c": pairs},
+                               k=5, balance=True, n_resamples=200, seed=0, baseline="noise")
+    table = table.set_index("model")
+    assert table.loc["good", "auroc"] > 0.85
+    assert table.loc["good", "ci_low"] < table.loc["good", "auroc"] < table.loc["good", "ci_high"]
+    assert table.loc["good", "n_test"] == 60 and table.loc["good", "n_train"] < 180  # balanced
+    assert table.loc["good", "n_test_patients"] == 60
+    assert abs(table.loc["noise", "auroc"] - 0.5) < 0.15
+    assert table.loc["good", "vs_baseline_ci_low"] > 0  # paired, against the noise model
+    assert np.isnan(table.loc["noise", "vs_baseline"])
+    assert len(scores) == 120 and set(scores.columns) >= {"model", "cohort", "ecg", "patient",
+                                                         "label", "score_0", "score_2"}
+    np.testing.assert_allclose(scores[["score_0", "score_1", "score_2"]].sum(axis=1), 1.0)
 
 
-def test_shd_scaling_grows_with_data_and_keeps_k_examples():
+def test_shd_table_grows_with_data_and_says_when_a_subset_is_too_small():
     pairs, features = planted(n_patients=800)
-    rows = shd_scaling(features, pairs, [0.01, 1.0], n_seeds=3, k=5, n_resamples=100, seed=0)
-    small, full = rows
-    assert small["n_train"] >= 5 and full["n_train"] == 600
-    assert full["auroc"] > 0.9 and full["ci_low"] <= full["auroc"] <= full["ci_high"]
-    assert small["n_seeds"] == 3
+    table, scores = shd_table({"good": features}, pairs, [0.005, 0.01, 1.0], n_seeds=3, k=5,
+                              n_resamples=100, seed=0)
+    tiny, small, full = table.to_dict("records")
+    assert tiny["n_train"] == 5 and np.isnan(tiny["auroc"]) and "same neighbours" in tiny["note"]
+    assert small["n_train"] == 6 and small["n_seeds"] == 3
+    assert full["n_train"] == 600 and full["auroc"] > 0.9
+    assert full["ci_low"] <= full["auroc"] <= full["ci_high"]
+    assert full["n_test"] == 200 and full["n_test_patients"] == 200
+    assert len(scores) == 3 * 3 * 200 and set(scores["subset"]) == {0, 1, 2}
 
 
 def test_retrieval_beats_random_on_planted_joint_space():
     pairs, features = planted()
-    model, random = retrieval(features, pairs, 0.5)
-    assert [r["phenotype"] for r in model] == ["lvedv", "lvesv", "lvsv", "lvef"]
-    for ours, chance in zip(model, random):
-        assert ours["p_at_1"] == 1.0 and ours["mean_rank"] == 1.0  # joint space = LVEF itself
-        assert chance["p_at_1"] < 0.6 and chance["mean_rank"] > 1.2
-        assert ours["n_queries"] == ours["n_gallery"] == 60
+    _, noise = planted(informative=False)
+    noise["ecg_joint"] = np.random.default_rng(1).normal(size=noise["ecg_joint"].shape)
+    table, queries = retrieval_table({"good": features, "noise": noise}, pairs, 0.5,
+                                     n_resamples=200, seed=0, baseline="noise")
+    good = table[table["model"] == "good"].set_index("phenotype")
+    chance = table[table["model"] == "random"].set_index("phenotype")
+    assert list(good.index) == ["lvedv", "lvesv", "lvsv", "lvef"]
+    assert (good["p_at_1"] == 1.0).all() and (good["mean_rank"] == 1.0).all()  # joint = LVEF
+    assert (chance["p_at_1"] < 0.6).all() and (chance["mean_rank"] > 1.2).all()
+    assert (good["p_at_1_vs_random_ci_low"] > 0).all()
+    assert (good["rank_gain_vs_random_ci_low"] > 0).all()
+    assert (good["rank_gain_vs_baseline_ci_low"] > 0).all()
+    assert (good["n_queries"] == 60).all() and (good["n_gallery"] == 60).all()
+    assert len(queries) == 2 * 4 * 60
 
 
-def test_ablation_picks_internal_lvef_and_one_percent_shd():
-    lvef = pd.DataFrame({"model": ["echo2ecg", "echo2ecg", "single_view"], "cohort": ["internal", "external", "internal"],
-                         "auroc": [0.8, 0.7, 0.75], "ci_low": [0.7, 0.6, 0.65], "ci_high": [0.9, 0.8, 0.85]})
+def test_ablation_names_variants_by_their_pooling():
+    lvef = pd.DataFrame({"model": ["echo2ecg", "echo2ecg", "single_view"],
+                         "cohort": ["internal", "external", "internal"],
+                         "auroc": [0.8, 0.7, 0.75], "ci_low": [0.7, 0.6, 0.65],
+                         "ci_high": [0.9, 0.8, 0.85]})
     shd = pd.DataFrame({"model": ["echo2ecg", "echo2ecg", "single_view"], "fraction": [0.01, 0.1, 0.01],
                         "auroc": [0.76, 0.8, 0.74], "ci_low": [0.7, 0.7, 0.7], "ci_high": [0.8, 0.9, 0.8]})
-    table = ablation_table(lvef, shd, "internal", 0.01).set_index("model")
+    variants = {"echo2ecg": {"pooling": "attention"}, "single_view": {"pooling": "single"},
+                "no_align": {"pooling": "attention", "train": False}}
+    table = ablation_table(lvef, shd, variants, "internal", 0.01).set_index("model")
     assert table.loc["echo2ecg", "lvef_auroc"] == 0.8 and table.loc["echo2ecg", "shd_auroc"] == 0.76
     assert table.loc["single_view", "setting"] == "single-view"
+    assert "no_align" not in table.index
 
 
 def test_provenance_carries_real_checksums(tmp_path):

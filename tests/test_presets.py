@@ -27,14 +27,26 @@ def test_paper_preset_builds_the_papers_model():
     settings = train_settings(config["train"], config["ecg_encoder"], "attention")
     assert (settings.epochs, settings.batch_size, settings.lr, settings.layer_decay,
             settings.weight_decay, settings.warmup_epochs, settings.temperature, settings.seed) == \
-        (50, 256, 5e-4, 0.75, 1e-7, 2, 0.5, 42)
+        (50, 256, 5e-4, 0.75, 1e-7, 5, 0.5, 42)
 
 
 def test_demo_and_paper_differ_only_in_scale_and_data():
     demo, paper = load("config.yaml"), load("config.paper.yaml")
     assert demo["ecg"] == paper["ecg"] and demo["echo"] == paper["echo"]
     assert demo["pairing"] == paper["pairing"] and demo["variants"] == paper["variants"]
-    for key in ("lr", "layer_decay", "weight_decay", "warmup_epochs", "temperature", "seed"):
+    assert demo["evaluation"] == paper["evaluation"]
+    for key in ("weight_decay", "warmup_epochs", "warmup_start", "min_lr", "temperature",
+                "max_views", "single_view_sampling", "embeddings_share_block0", "seed"):
         assert demo["train"][key] == paper["train"][key]
-    assert demo["ecg_encoder"]["depth"] < paper["ecg_encoder"]["depth"]  # demo scale, labelled so
-    assert "DEMO SCALE" in (ROOT / "config.yaml").read_text()
+    assert demo["ecg_encoder"]["depth"] < paper["ecg_encoder"]["depth"]
+    # every key where the demo departs from the paper says DEMO SCALE on its line or above
+    text = (ROOT / "config.yaml").read_text().splitlines()
+    for section, keys in (("train", ("epochs", "batch_size", "lr", "layer_decay",
+                                     "augmentation", "standardize_views")),
+                          ("ecg_encoder", ("embed_dim", "depth", "num_heads", "patch_size"))):
+        for key in keys:
+            if demo[section][key] == paper[section][key]:
+                continue
+            start = text.index(f"{section}:")
+            line = next(i for i, t in enumerate(text) if i > start and t.strip().startswith(f"{key}:"))
+            assert any("DEMO SCALE" in t for t in text[max(0, line - 5):line + 1]), key

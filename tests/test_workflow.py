@@ -158,10 +158,15 @@ def test_pairs_split_and_every_variant_trained(demo_run):
     table = pd.read_csv(demo_run / "results/tables/cohort_splits.csv")
     assert set(table["cohort"]) == {"internal", "external"}
     assert table.loc[table["cohort"] == "internal", "pairs"].sum() == len(pairs)
+    trained = pairs[(pairs["split"] == "train") & (pairs["n_views"] > 0)]
+    assert 0 < len(trained) < (pairs["split"] == "train").sum()  # report-only studies too
     for variant in ("echo2ecg", "mean_pool", "cls_pool", "single_view", "no_align"):
         folder = demo_run / "results/models" / variant
-        checkpoint = torch.load(folder / "best.pt", map_location="cpu", weights_only=False)
+        checkpoint = torch.load(folder / "last.pt", map_location="cpu", weights_only=False)
         assert checkpoint["extra"]["variant"] == variant and "model" in checkpoint
+        assert checkpoint["epoch"] == (0 if variant == "no_align" else 2)  # the last epoch
+        if variant != "no_align":  # the demo standardises the cached views
+            assert checkpoint["model"]["view_mean"].abs().sum() > 0
         history = pd.read_csv(folder / "history.csv")
         assert len(history) == (0 if variant == "no_align" else 2)
         assert (folder / "loss.png").stat().st_size > 1000
@@ -172,7 +177,9 @@ def test_every_table_has_markdown_and_provenance(demo_run):
     columns = {"lvef_knn": ["model", "cohort", "auroc", "ci_low", "ci_high", "n_train", "n_test"],
                "shd_scaling": ["model", "fraction", "n_train", "auroc", "ci_low", "ci_high"],
                "retrieval": ["model", "phenotype", "p_at_1", "mean_rank", "n_queries"],
-               "ablation": ["model"]}
+               "ablation": ["model"],
+               "findings": ["claim", "cohort", "metric", "model", "versus", "model_value",
+                            "versus_value", "difference", "ci_low", "ci_high"]}
     for name, expected in columns.items():
         table = pd.read_csv(tables / f"{name}.csv")
         assert list(table.columns[:len(expected)]) == expected
@@ -184,19 +191,33 @@ def test_every_table_has_markdown_and_provenance(demo_run):
     retrieval = pd.read_csv(tables / "retrieval.csv")
     assert set(retrieval.loc[retrieval["model"] == "random", "phenotype"]) == {"lvedv", "lvesv", "lvsv", "lvef"}
     assert (tables / "shd_scaling.png").stat().st_size > 1000
+    findings = pd.read_csv(tables / "findings.csv")
+    assert set(findings["holds"]) <= {"yes", "no", "undetermined"} and len(findings) == 21
+    # the evidence behind every CI: one row per test ECG (and query), patients named
+    lvef = pd.read_csv(demo_run / "results/evidence/lvef_knn_scores.csv", dtype={"patient": str})
+    knn = pd.read_csv(tables / "lvef_knn.csv")
+    assert len(lvef) == knn["n_test"].sum()
+    assert lvef.groupby(["model", "cohort"])["patient"].nunique().tolist() \
+        == knn["n_test_patients"].tolist()
 
 
 def test_report_holds_tables_and_plots(demo_run):
     run = snakemake(demo_run, "--report", "results/report.html")
     assert run.returncode == 0, run.stderr[-3000:]
     html = (demo_run / "results/report.html").read_text(errors="replace")
-    for name in ("lvef_knn.csv", "shd_scaling.csv", "retrieval.csv", "ablation.csv",
-                 "cohort_splits.csv", "ledger_summary.csv", "shd_scaling.png", "loss.png"):
+    for name in ("findings.csv", "lvef_knn.csv", "shd_scaling.csv", "retrieval.csv",
+                 "ablation.csv", "cohort_splits.csv", "ledger_summary.csv", "shd_scaling.png",
+                 "loss.png"):
         assert name in html, name
+    # the landing page leads with the findings and says the encoders were random-init
+    assert "Random initialisation:" in html and "Start with" in html
+    for caption in ("paper&#x27;s claims, checked on this cohort", "LVEF kNN AUROC",
+                    "ECG to echo-study retrieval", "SHD data scaling", "Contrastive loss"):
+        assert caption in html or caption.replace("&#x27;", "'") in html, caption
 
 
 def test_feature_extractor_on_a_real_dicom_ecg(demo_run, tmp_path):
-    checkpoint = demo_run / "results/models/echo2ecg/best.pt"
+    checkpoint = demo_run / "results/models/echo2ecg/last.pt"
     real = pydicom.data.get_testdata_file("waveform_ecg.dcm")
     broken = tmp_path / "broken.hea"
     broken.write_text("not a header\n")
@@ -238,7 +259,12 @@ def test_evaluation_parameter_reruns_only_evaluation(demo_run):
     config["evaluation"]["knn_k"] = 3
     (demo_run / "knn.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(demo_run, "-n", config="knn.yaml"))
-    assert set(jobs) == {"lvef_knn", "shd_scaling", "ablation", "all"}, jobs
+    assert set(jobs) == {"lvef_knn", "shd_scaling", "ablation", "findings", "all"}, jobs
+    config = tiny_config()
+    config["evaluation"]["checkpoint"] = "best"
+    (demo_run / "best.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(demo_run, "-n", config="best.yaml"))
+    assert jobs.get("features") == 10 and "pretrain" not in jobs, jobs
 
 
 def test_later_stage_parameter_does_not_rerun_extraction(demo_run):

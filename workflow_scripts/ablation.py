@@ -1,4 +1,4 @@
-"""ablation: single-view against multi-view pooling, on LVEF and SHD at 1 %."""
+"""ablation: single-view against multi-view pooling, on LVEF and SHD at one fraction."""
 
 import pandas as pd
 
@@ -10,6 +10,7 @@ from echo2ecg.tables import write_report_table
 with log_to(snakemake.log[0]):
     settings = snakemake.params.settings
     table = ablation_table(pd.read_csv(snakemake.input.lvef), pd.read_csv(snakemake.input.shd),
-                           settings["internal_cohort"], settings["shd_fraction"])
+                           settings["variants"], settings["internal_cohort"],
+                           settings["shd_fraction"])
     write_report_table(table, snakemake.output.table, "Ablation: views and pooling",
                        table_provenance(settings, snakemake.input, snakemake.params.pretrained))

@@ -1,9 +1,13 @@
 """embed_echo: one clip shard -> 512-d view embeddings with the frozen MViTv2-S."""
 
+import torch
+
 from echo2ecg.devices import choose_device
 from echo2ecg.embed import embed_clip_store
 from echo2ecg.models import build_echo_encoder
 from echo2ecg.runlog import log_to
+
+torch.set_num_threads(snakemake.threads)  # as many as the rule declares
 
 with log_to(snakemake.log[0]) as log:
     weights = snakemake.input.weights[0] if snakemake.input.weights else None

@@ -1,14 +1,17 @@
 """pretrain: contrastive training of one model variant on the cached embeddings."""
 
-import pandas as pd
+import torch
 
 from echo2ecg.devices import choose_device
 from echo2ecg.ledger import read_shard_ledgers
+from echo2ecg.pairs import read_id_table
 from echo2ecg.pretrain import load_pair_data, pretrain_variant, stores_by_shard
 from echo2ecg.runlog import log_to
 
+torch.set_num_threads(snakemake.threads)  # as many as the rule declares
+
 with log_to(snakemake.log[0]) as log:
-    pairs = pd.read_csv(snakemake.input.pairs, dtype={"ecg_shard": str})
+    pairs = read_id_table(snakemake.input.pairs)
     ecg_stores = stores_by_shard(snakemake.input.ecg_stores)
     embedding_stores = stores_by_shard(snakemake.input.embeddings)
     echo_ledger = read_shard_ledgers(snakemake.input.echo_ledgers)
