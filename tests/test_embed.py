@@ -132,6 +132,7 @@ def test_failing_encoder_leaves_no_store(tmp_path):
 
 def test_precision_choice_on_cpu_without_native_bf16(caplog, monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == "fp32"
     assert resolve_precision("fp32", cpu) == "fp32"
@@ -142,8 +143,11 @@ def test_precision_choice_on_cpu_without_native_bf16(caplog, monkeypatch):
         resolve_precision("fp16", cpu)
 
 
-def test_amx_cpu_embeds_in_bf16_close_to_fp32(tmp_path, tiny_encoder, monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+@pytest.mark.parametrize("probe", ["_is_amx_tile_supported", "_is_avx512_bf16_supported"])
+def test_bf16_cpu_embeds_in_bf16_close_to_fp32(tmp_path, tiny_encoder, monkeypatch, probe):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, probe, lambda: True)
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == "bf16"
     assert resolve_precision("fp32", cpu) == "fp32"
