@@ -23,9 +23,10 @@ import pandas as pd
 from .downstream import auroc_point, mean_subset_auroc, paired_auroc_summary
 from .evaluate import bootstrap_mean
 
-FINDINGS_COLUMNS = ["claim", "cohort", "metric", "model", "versus", "model_value",
+# the verdict next to its claim: what a reader looks for first
+FINDINGS_COLUMNS = ["claim", "cohort", "holds", "metric", "model", "versus", "model_value",
                     "versus_value", "difference", "ci_low", "ci_high", "n_test",
-                    "n_patients", "holds", "note"]
+                    "n_patients", "note"]
 ROLES = ("method", "unaligned", "single_view", "mean_pool", "cls_pool")
 
 

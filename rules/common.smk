@@ -226,15 +226,21 @@ def ecg_encoder_weights():
     return [weights] if weights else []
 
 
+def report_table(name):
+    """A report table's CSV and the HTML rendering the report shows (both requested, so
+    that a rule gaining either output reruns)."""
+    return [f"results/tables/{name}.csv", f"results/tables/{name}.html"]
+
+
 def data_stage_outputs():
-    return echo_ledgers() + ecg_ledgers() + ["results/tables/ledger_summary.csv"]
+    return echo_ledgers() + ecg_ledgers() + report_table("ledger_summary")
 
 
 def evaluation_outputs():
-    return [f"results/tables/{name}.csv"
-            for name in ("lvef_knn", "shd_scaling", "retrieval", "ablation", "findings")]
+    return [path for name in ("lvef_knn", "shd_scaling", "retrieval", "ablation", "findings")
+            for path in report_table(name)]
 
 
 def training_outputs():
-    return ["results/tables/cohort_splits.csv"] + [
+    return report_table("cohort_splits") + [
         f"results/models/{variant}/{name}.pt" for variant in VARIANTS for name in ("best", "last")]

@@ -56,13 +56,14 @@ rule ledger_summary:
         echo=echo_ledgers(),
         ecg=ecg_ledgers(),
     output:
-        table=report(
-            "results/tables/ledger_summary.csv",
+        table="results/tables/ledger_summary.csv",
+        markdown="results/tables/ledger_summary.md",
+        html=report(
+            "results/tables/ledger_summary.html",
             caption="report/ledger_summary.rst",
             category=DATA,
             labels={"table": "ledger summary"},
         ),
-        markdown="results/tables/ledger_summary.md",
     log:
         "logs/ledger_summary/ledger_summary.log",
     benchmark:

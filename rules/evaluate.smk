@@ -37,9 +37,10 @@ rule lvef_knn:
         features=feature_files(config["evaluation"]["lvef_cohorts"]),
         pairs=expand("results/pairs/{cohort}/pairs.csv", cohort=config["evaluation"]["lvef_cohorts"]),
     output:
-        table=report("results/tables/lvef_knn.csv", caption="report/lvef_knn.rst",
-                     category=RESULTS, labels={"table": "LVEF kNN AUROC"}),
+        table="results/tables/lvef_knn.csv",
         markdown="results/tables/lvef_knn.md",
+        html=report("results/tables/lvef_knn.html", caption="report/lvef_knn.rst",
+                    category=RESULTS, labels={"table": "LVEF kNN AUROC"}),
         provenance="results/tables/lvef_knn.provenance.json",
         evidence="results/evidence/lvef_knn_scores.csv",
     params:
@@ -69,9 +70,10 @@ rule shd_scaling:
         features=feature_files([config["evaluation"]["shd_cohort"]]),
         pairs=f"results/pairs/{config['evaluation']['shd_cohort']}/pairs.csv",
     output:
-        table=report("results/tables/shd_scaling.csv", caption="report/shd_scaling.rst",
-                     category=RESULTS, labels={"table": "SHD data scaling"}),
+        table="results/tables/shd_scaling.csv",
         markdown="results/tables/shd_scaling.md",
+        html=report("results/tables/shd_scaling.html", caption="report/shd_scaling.rst",
+                    category=RESULTS, labels={"table": "SHD data scaling"}),
         provenance="results/tables/shd_scaling.provenance.json",
         plot=report("results/tables/shd_scaling.png", caption="report/shd_scaling_plot.rst",
                     category=RESULTS, labels={"figure": "SHD AUROC against training fraction"}),
@@ -102,9 +104,10 @@ rule retrieval:
         features=feature_files([TRAIN_COHORT]),
         pairs=f"results/pairs/{TRAIN_COHORT}/pairs.csv",
     output:
-        table=report("results/tables/retrieval.csv", caption="report/retrieval.rst",
-                     category=RESULTS, labels={"table": "ECG to echo retrieval"}),
+        table="results/tables/retrieval.csv",
         markdown="results/tables/retrieval.md",
+        html=report("results/tables/retrieval.html", caption="report/retrieval.rst",
+                    category=RESULTS, labels={"table": "ECG to echo retrieval"}),
         provenance="results/tables/retrieval.provenance.json",
         evidence="results/evidence/retrieval_queries.csv",
     params:
@@ -132,9 +135,10 @@ rule ablation:
         lvef="results/tables/lvef_knn.csv",
         shd="results/tables/shd_scaling.csv",
     output:
-        table=report("results/tables/ablation.csv", caption="report/ablation.rst",
-                     category=RESULTS, labels={"table": "ablation"}),
+        table="results/tables/ablation.csv",
         markdown="results/tables/ablation.md",
+        html=report("results/tables/ablation.html", caption="report/ablation.rst",
+                    category=RESULTS, labels={"table": "ablation"}),
         provenance="results/tables/ablation.provenance.json",
     params:
         settings={"internal_cohort": TRAIN_COHORT,
@@ -162,9 +166,10 @@ rule findings:
         shd="results/evidence/shd_scaling_scores.csv",
         retrieval="results/evidence/retrieval_queries.csv",
     output:
-        table=report("results/tables/findings.csv", caption="report/findings.rst",
-                     category=FINDINGS, labels={"table": "the paper's claims on this cohort"}),
+        table="results/tables/findings.csv",
         markdown="results/tables/findings.md",
+        html=report("results/tables/findings.html", caption="report/findings.rst",
+                    category=FINDINGS, labels={"table": "the paper's claims on this cohort"}),
         provenance="results/tables/findings.provenance.json",
     params:
         settings={**evaluation_settings("lvef_cohorts", "shd_cohort", "ablation_shd_fraction",

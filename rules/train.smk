@@ -33,13 +33,14 @@ rule cohort_table:
     input:
         splits=expand("results/pairs/{cohort}/splits.csv", cohort=COHORTS),
     output:
-        table=report(
-            "results/tables/cohort_splits.csv",
+        table="results/tables/cohort_splits.csv",
+        markdown="results/tables/cohort_splits.md",
+        html=report(
+            "results/tables/cohort_splits.html",
             caption="report/cohort_splits.rst",
             category=DATA,
             labels={"table": "cohorts and splits"},
         ),
-        markdown="results/tables/cohort_splits.md",
     log:
         "logs/cohort_table/cohort_table.log",
     benchmark:

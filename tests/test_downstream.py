@@ -6,7 +6,7 @@ import pytest
 
 from echo2ecg.downstream import ablation_table, ecg_labels, lvef_table, retrieval_table, shd_table
 from echo2ecg.provenance import file_checksum, table_provenance
-from echo2ecg.tables import write_report_table
+from echo2ecg.tables import html_table, write_report_table
 
 
 def planted(n_patients=240, informative=True, seed=0):
@@ -111,7 +111,20 @@ def test_provenance_carries_real_checksums(tmp_path):
         assert record["libraries"][library]
     write_report_table(pd.DataFrame({"a": [1.23456]}), tmp_path / "t.csv", "T", record)
     assert "1.235" in (tmp_path / "t.md").read_text()
+    assert '<td class="number">1.235</td>' in (tmp_path / "t.html").read_text()
     assert json.loads((tmp_path / "t.provenance.json").read_text())["config"] == {"knn_k": 5}
+
+
+def test_html_table_is_escaped_rounded_and_colours_verdicts():
+    table = pd.DataFrame({"claim": ["<b>a & b</b>"], "difference": [0.04567], "n_test": [12],
+                          "note": [None], "holds": ["no"]})
+    page = html_table(table, "Findings <1>")
+    assert "<title>Findings &lt;1&gt;</title>" in page and "<b>" not in page
+    assert "<td>&lt;b&gt;a &amp; b&lt;/b&gt;</td>" in page
+    assert '<td class="number">0.046</td><td class="number">12</td><td></td>' in page
+    assert '<td class="no">no</td>' in page
+    # a value in a verdict column that is not a verdict gets no class of its own
+    assert 'class="maybe"' not in html_table(table.assign(holds="maybe"), "T")
 
 
 def test_folder_checksum_changes_with_content(tmp_path):

@@ -176,14 +176,16 @@ def test_every_table_has_markdown_and_provenance(demo_run):
     tables = demo_run / "results/tables"
     columns = {"lvef_knn": ["model", "cohort", "auroc", "ci_low", "ci_high", "n_train", "n_test"],
                "shd_scaling": ["model", "fraction", "n_train", "auroc", "ci_low", "ci_high"],
-               "retrieval": ["model", "phenotype", "p_at_1", "mean_rank", "n_queries"],
+               "retrieval": ["model", "phenotype", "p_at_1", "p_at_1_ci_low", "p_at_1_ci_high",
+                             "mean_rank", "mean_rank_ci_low", "mean_rank_ci_high", "n_queries"],
                "ablation": ["model"],
-               "findings": ["claim", "cohort", "metric", "model", "versus", "model_value",
+               "findings": ["claim", "cohort", "holds", "metric", "model", "versus", "model_value",
                             "versus_value", "difference", "ci_low", "ci_high"]}
     for name, expected in columns.items():
         table = pd.read_csv(tables / f"{name}.csv")
         assert list(table.columns[:len(expected)]) == expected
         assert (tables / f"{name}.md").read_text().startswith("# ")
+        assert "<table>" in (tables / f"{name}.html").read_text()
         record = json.loads((tables / f"{name}.provenance.json").read_text())
         assert record["encoders_pretrained"] == {"echo_encoder": False, "ecg_encoder": False}
         for path, checksum in record["inputs_sha256"].items():
@@ -197,18 +199,20 @@ def test_every_table_has_markdown_and_provenance(demo_run):
     lvef = pd.read_csv(demo_run / "results/evidence/lvef_knn_scores.csv", dtype={"patient": str})
     knn = pd.read_csv(tables / "lvef_knn.csv")
     assert len(lvef) == knn["n_test"].sum()
-    assert lvef.groupby(["model", "cohort"])["patient"].nunique().tolist() \
-        == knn["n_test_patients"].tolist()
+    assert lvef.groupby(["model", "cohort"])["patient"].nunique().to_dict() \
+        == knn.set_index(["model", "cohort"])["n_test_patients"].to_dict()
 
 
 def test_report_holds_tables_and_plots(demo_run):
     run = snakemake(demo_run, "--report", "results/report.html")
     assert run.returncode == 0, run.stderr[-3000:]
     html = (demo_run / "results/report.html").read_text(errors="replace")
-    for name in ("findings.csv", "lvef_knn.csv", "shd_scaling.csv", "retrieval.csv",
-                 "ablation.csv", "cohort_splits.csv", "ledger_summary.csv", "shd_scaling.png",
+    # tables as HTML, which the report shows inline (it offers a CSV only as a download)
+    for name in ("findings.html", "lvef_knn.html", "shd_scaling.html", "retrieval.html",
+                 "ablation.html", "cohort_splits.html", "ledger_summary.html", "shd_scaling.png",
                  "loss.png"):
         assert name in html, name
+    assert "text/csv" not in html
     # the landing page leads with the findings and says the encoders were random-init
     assert "Random initialisation:" in html and "Start with" in html
     for caption in ("paper&#x27;s claims, checked on this cohort", "LVEF kNN AUROC",

@@ -1,7 +1,7 @@
 """ledger_summary: count ok and rejected files per stage, cohort and reason."""
 
 from echo2ecg.ledger import summarise_ledgers
-from echo2ecg.tables import write_markdown
+from echo2ecg.tables import write_html, write_markdown
 from echo2ecg.runlog import log_to
 from echo2ecg.store import write_table
 
@@ -9,3 +9,4 @@ with log_to(snakemake.log[0]):
     summary = summarise_ledgers({"echo": snakemake.input.echo, "ecg": snakemake.input.ecg})
     write_table(summary, snakemake.output.table)
     write_markdown(summary, snakemake.output.markdown, "Data stage: files per outcome")
+    write_html(summary, snakemake.output.html, "Data stage: files per outcome")
