@@ -172,6 +172,18 @@ def cohort_splits(wildcards):
     return COHORTS[wildcards.cohort].get("splits", config["pairing"]["splits"])
 
 
+def pretrain_priority(wildcards):
+    """Longest training first, so that shorter jobs fill the cores while it runs: a
+    single-view variant that samples every (ECG, view) row trains on about as many samples
+    per epoch as there are views (2), a multi-view variant on one per pair (1), and a
+    variant that is not trained only writes its initialisation (0)."""
+    variant = config["variants"][wildcards.variant]
+    if not variant.get("train", True):
+        return 0
+    every_view = config["train"].get("single_view_sampling", "every_view") == "every_view"
+    return 2 if variant["pooling"] == "single" and every_view else 1
+
+
 def evaluated_checkpoint():
     """The checkpoint evaluation reads (`evaluation.checkpoint`: last or best)."""
     return f"results/models/{{variant}}/{config['evaluation']['checkpoint']}.pt"

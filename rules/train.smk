@@ -83,6 +83,7 @@ rule pretrain:
         "logs/pretrain/{variant}.log",
     benchmark:
         "benchmarks/pretrain/{variant}.tsv"
+    priority: pretrain_priority
     threads: 1
     resources:
         gpu=1,

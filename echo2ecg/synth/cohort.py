@@ -164,7 +164,7 @@ def demo_specs(seed: int = 7, scale: float = 1.0) -> tuple[CohortSpec, CohortSpe
     """The embedded demo: (internal, external) specs; ``scale`` multiplies the patient counts.
 
     The frozen echo encoder is the demo's fixed cost (1 to 3 s per view on 2 CPU cores), so
-    views are few and spent where they teach: 56 patients with one study of both apical
+    views are few and spent where they teach: 72 patients with one study of both apical
     views (the LV's two planes), half of them also a parasternal view and a tenth a
     subcostal one. ECGs are cheap, so the imaged patients are inpatients with 3 to 5 ECGs
     within a week of their study, and 244 more patients bring echo reports and ECGs only:
@@ -173,7 +173,7 @@ def demo_specs(seed: int = 7, scale: float = 1.0) -> tuple[CohortSpec, CohortSpe
     several hundred test ECGs.
     """
     internal = CohortSpec(
-        n_patients=max(8, round(300 * scale)), imaged_patients=max(4, round(56 * scale)),
+        n_patients=max(8, round(300 * scale)), imaged_patients=max(4, round(72 * scale)),
         seed=seed, studies_per_patient=(1, 1), views_per_study=(2, 3), frac_subcostal=0.1,
         ecgs_per_patient=(3, 5), report_only_ecgs_per_patient=(1, 3), frac_ecg_beyond_7_days=0.1,
         frames_per_clip=34,
