@@ -62,7 +62,7 @@ rule ledger_summary:
             "results/tables/ledger_summary.html",
             caption="report/ledger_summary.rst",
             category=DATA,
-            labels={"table": "ledger summary"},
+            labels={"result": "ledger summary", "kind": "table"},
         ),
     log:
         "logs/ledger_summary/ledger_summary.log",

@@ -40,7 +40,7 @@ rule lvef_knn:
         table="results/tables/lvef_knn.csv",
         markdown="results/tables/lvef_knn.md",
         html=report("results/tables/lvef_knn.html", caption="report/lvef_knn.rst",
-                    category=RESULTS, labels={"table": "LVEF kNN AUROC"}),
+                    category=RESULTS, labels={"result": "LVEF kNN AUROC", "kind": "table"}),
         provenance="results/tables/lvef_knn.provenance.json",
         evidence="results/evidence/lvef_knn_scores.csv",
     params:
@@ -73,10 +73,11 @@ rule shd_scaling:
         table="results/tables/shd_scaling.csv",
         markdown="results/tables/shd_scaling.md",
         html=report("results/tables/shd_scaling.html", caption="report/shd_scaling.rst",
-                    category=RESULTS, labels={"table": "SHD data scaling"}),
+                    category=RESULTS, labels={"result": "SHD data scaling", "kind": "table"}),
         provenance="results/tables/shd_scaling.provenance.json",
         plot=report("results/tables/shd_scaling.png", caption="report/shd_scaling_plot.rst",
-                    category=RESULTS, labels={"figure": "SHD AUROC against training fraction"}),
+                    category=RESULTS,
+                    labels={"result": "SHD AUROC against training fraction", "kind": "figure"}),
         evidence="results/evidence/shd_scaling_scores.csv",
     params:
         variants=VARIANTS,
@@ -107,7 +108,7 @@ rule retrieval:
         table="results/tables/retrieval.csv",
         markdown="results/tables/retrieval.md",
         html=report("results/tables/retrieval.html", caption="report/retrieval.rst",
-                    category=RESULTS, labels={"table": "ECG to echo retrieval"}),
+                    category=RESULTS, labels={"result": "ECG to echo retrieval", "kind": "table"}),
         provenance="results/tables/retrieval.provenance.json",
         evidence="results/evidence/retrieval_queries.csv",
     params:
@@ -138,7 +139,7 @@ rule ablation:
         table="results/tables/ablation.csv",
         markdown="results/tables/ablation.md",
         html=report("results/tables/ablation.html", caption="report/ablation.rst",
-                    category=RESULTS, labels={"table": "ablation"}),
+                    category=RESULTS, labels={"result": "ablation", "kind": "table"}),
         provenance="results/tables/ablation.provenance.json",
     params:
         settings={"internal_cohort": TRAIN_COHORT,
@@ -169,7 +170,8 @@ rule findings:
         table="results/tables/findings.csv",
         markdown="results/tables/findings.md",
         html=report("results/tables/findings.html", caption="report/findings.rst",
-                    category=FINDINGS, labels={"table": "the paper's claims on this cohort"}),
+                    category=FINDINGS,
+                    labels={"result": "the paper's claims on this cohort", "kind": "table"}),
         provenance="results/tables/findings.provenance.json",
     params:
         settings={**evaluation_settings("lvef_cohorts", "shd_cohort", "ablation_shd_fraction",

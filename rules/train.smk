@@ -39,7 +39,7 @@ rule cohort_table:
             "results/tables/cohort_splits.html",
             caption="report/cohort_splits.rst",
             category=DATA,
-            labels={"table": "cohorts and splits"},
+            labels={"result": "cohorts and splits", "kind": "table"},
         ),
     log:
         "logs/cohort_table/cohort_table.log",
