@@ -9,7 +9,7 @@ Also the mean cosine between clips and the share of variance that view type expl
 Embeds in bf16 where the CPU computes it natively, as the pipeline does (about 1.3 s per
 clip on 2 Zen 4 cores).
 
-    .venv/bin/python bench/demo_world.py --patients 16 --json bench/out/demo_world.json
+    .venv/bin/python bench/demo_world.py --patients 24 --json bench/out/demo_world.json
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ PHENOTYPES = ("lvedv", "lvesv", "lvef", "shd")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--patients", type=int, default=16, help="patients per view type")
+    parser.add_argument("--patients", type=int, default=24, help="patients per view type")
     parser.add_argument("--renders", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

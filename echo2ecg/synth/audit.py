@@ -6,7 +6,8 @@ cardiac phase every time) and embed every clip: ``embeddings`` (P, R, D). Then
 
 - **nuisance**: the variance between renders of one patient (what changes from clip to clip);
 - **phenotype**: the part of the variance between patients that a linear map of the
-  phenotypes predicts, cross-validated (held-out patients), so chance fits count nothing;
+  phenotypes explains, as an adjusted R² (chance fits of K predictors to P patients count
+  nothing on average; a cross-validated R² would be biased low on a few dozen patients);
 - **patient**: the rest of the between-patient variance (the anatomy the phenotype does
   not set).
 
@@ -18,11 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.linear_model import LinearRegression, RidgeCV
-from sklearn.model_selection import GroupKFold, KFold, cross_val_predict
+from sklearn.model_selection import GroupKFold, cross_val_predict
 
 
-def variance_shares(embeddings: np.ndarray, phenotypes: np.ndarray, folds: int = 5,
-                    ) -> dict[str, float]:
+def variance_shares(embeddings: np.ndarray, phenotypes: np.ndarray) -> dict[str, float]:
     """Shares of phenotype, patient and nuisance variance in one view type's embeddings.
 
     embeddings: (P, R, D), P patients rendered R ≥ 2 times; phenotypes: (P, K), e.g.
@@ -37,9 +37,11 @@ def variance_shares(embeddings: np.ndarray, phenotypes: np.ndarray, folds: int =
     between = float(((means - means.mean(axis=0)) ** 2).sum(axis=1).sum() / (n_patients - 1))
     patient_level = max(0.0, between - nuisance / n_renders)
     standardised = (phenotypes - phenotypes.mean(axis=0)) / phenotypes.std(axis=0).clip(1e-12)
-    predicted = cross_val_predict(LinearRegression(), standardised, means,
-                                  cv=KFold(min(folds, n_patients), shuffle=True, random_state=0))
-    residual = float(((means - predicted) ** 2).sum(axis=1).sum() / (n_patients - 1))
+    fitted = LinearRegression().fit(standardised, means).predict(standardised)
+    n_predictors = standardised.shape[1]
+    if n_patients <= n_predictors + 1:
+        raise ValueError(f"the phenotype share needs more than {n_predictors + 1} patients")
+    residual = float(((means - fitted) ** 2).sum()) / (n_patients - n_predictors - 1)
     explained = float(np.clip(1.0 - residual / between, 0.0, 1.0)) if between > 0 else 0.0
     phenotype = min(patient_level, explained * between)
     parts = {"phenotype": phenotype, "patient": patient_level - phenotype, "nuisance": nuisance}
