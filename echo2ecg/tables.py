@@ -7,11 +7,12 @@ import html
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
 def _cell_text(value, float_digits: int) -> str:
-    if isinstance(value, float):
+    if isinstance(value, (float, np.floating)):
         return "" if pd.isna(value) else f"{value:.{float_digits}f}"
     return "" if value is None or value is pd.NA else str(value)
 
@@ -60,7 +61,8 @@ def html_table(table: pd.DataFrame, title: str, float_digits: int = 3) -> str:
     for row in table.itertuples(index=False):
         cells = []
         for name, value in zip(table.columns, row):
-            numeric = pd.api.types.is_number(value) and not pd.api.types.is_bool(value)
+            numeric = (pd.api.types.is_number(value) and not pd.api.types.is_bool(value)
+                       and not pd.isna(value))
             verdict = name in _VERDICT_COLUMNS and value in ("yes", "no", "undetermined")
             css = "number" if numeric else (value if verdict else "")
             attribute = f' class="{css}"' if css else ""

@@ -36,7 +36,7 @@ def test_a_phenotype_the_embedding_ignores_gets_no_share_and_no_probe():
 
 
 def test_phenotype_share_is_not_biased_low_on_few_patients():
-    # 16 patients, as bench/demo_world.py renders: a held-out (cross-validated) R² gave
+    # 16 patients, a demo-world audit's size: a held-out (cross-validated) R² gave
     # about 0.09 here against the planted third
     shares = [variance_shares(*planted(1.0, 1.0, 1.0, n_patients=16, n_renders=2, seed=seed))
               ["phenotype"] for seed in range(10)]

@@ -167,7 +167,7 @@ def demo_specs(seed: int = 7, scale: float = 1.0) -> tuple[CohortSpec, CohortSpe
     views are few and spent where they teach: 72 patients with one study of both apical
     views (the LV's two planes), half of them also a parasternal view and a tenth a
     subcostal one. ECGs are cheap, so the imaged patients are inpatients with 3 to 5 ECGs
-    within a week of their study, and 244 more patients bring echo reports and ECGs only:
+    within a week of their study, and 228 more patients bring echo reports and ECGs only:
     they serve the kNN evaluation (reference and test sets), never training or retrieval.
     The external hospital has another ECG device and phenotype mix and enough patients for
     several hundred test ECGs.
