@@ -29,14 +29,19 @@ def markdown_table(table: pd.DataFrame, float_digits: int = 3) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def write_markdown(table: pd.DataFrame, path: str | Path, title: str) -> Path:
-    """Write ``# title`` and the table as Markdown, by rename."""
+def _write_text_by_rename(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary name, so a reader never sees half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(f"# {title}\n\n{markdown_table(table)}", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def write_markdown(table: pd.DataFrame, path: str | Path, title: str) -> Path:
+    """Write ``# title`` and the table as Markdown, by rename."""
+    return _write_text_by_rename(path, f"# {title}\n\n{markdown_table(table)}")
 
 
 _HTML_STYLE = """
@@ -76,12 +81,7 @@ def html_table(table: pd.DataFrame, title: str, float_digits: int = 3) -> str:
 
 def write_html(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     """Write :func:`html_table` of ``table`` to ``path``, by rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(html_table(table, title), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return _write_text_by_rename(path, html_table(table, title))
 
 
 def write_report_table(table: pd.DataFrame, csv_path: str | Path, title: str,
@@ -96,7 +96,5 @@ def write_report_table(table: pd.DataFrame, csv_path: str | Path, title: str,
     write_table(table, csv_path)
     write_markdown(table, csv_path.with_suffix(".md"), title)
     write_html(table, csv_path.with_suffix(".html"), title)
-    record = csv_path.with_name(csv_path.stem + ".provenance.json")
-    tmp = record.with_name(f".{record.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, record)
+    _write_text_by_rename(csv_path.with_name(csv_path.stem + ".provenance.json"),
+                          json.dumps(provenance, indent=2, sort_keys=True, default=str))
