@@ -180,7 +180,7 @@ def pretrain_priority(wildcards):
     variant = config["variants"][wildcards.variant]
     if not variant.get("train", True):
         return 0
-    every_view = config["train"].get("single_view_sampling", "every_view") == "every_view"
+    every_view = config["train"]["single_view_sampling"] == "every_view"
     return 2 if variant["pooling"] == "single" and every_view else 1
 
 
