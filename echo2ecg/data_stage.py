@@ -3,14 +3,19 @@
 ``extract_echo_shard`` turns DICOM clips into ``clips.zarr`` (array ``clips``, uint8
 (N, 16, 224, 224, 3) RGB, unnormalised); ``prep_ecg_shard`` turns ECG files into
 ``ecg.zarr`` (array ``signals``, float32 (N, 12, 5000), 500 Hz). Both write ``ledger.csv``
-with one row per input: ``source, status (ok | rejected), reason, row`` plus the input's
+with one row per input: ``source, status (ok | rejected), reason, note, row`` plus the input's
 carried fields (pseudonymised ids, manifest row). A bad file never stops the shard.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
+import sys
 import time
+import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -23,6 +28,8 @@ from .echo import extract_clip
 from .ecg import prepare_ecg
 from .ecg_formats import read_ecg
 from .errors import InputRejected
+from .files import os_error_reason
+from .limits import TimeLimitExceeded, time_limit
 from .store import LEDGER_COLUMNS, ShardWriter, write_table
 
 log = logging.getLogger(__name__)
@@ -44,38 +51,87 @@ class ShardInput:
 
 
 def inputs_from_paths(paths: Iterable[str], **options) -> list[ShardInput]:
-    """Inputs named on a command line: the ledger shows each path as given."""
-    return [ShardInput(path=str(p), source=str(p), options=dict(options)) for p in paths]
+    """Inputs named on a command line: the ledger shows each path as given, with bytes
+    that are not UTF-8 (names from old encodings) written as ``\\xff`` escapes."""
+    return [ShardInput(path=str(p), source=printable_path(p), options=dict(options))
+            for p in paths]
+
+
+def printable_path(path) -> str:
+    """``path`` as UTF-8 text: undecodable bytes (surrogate escapes) become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def rejection_reason(error: Exception) -> str:
-    """The ledger's reason for a failed file: the reader's own words, or the error's kind."""
+    """The ledger's reason for a failed file: the reader's own words, or what went wrong.
+
+    Built from the error's kind and where it was raised, never from its text: operating
+    system and decoder messages quote paths, header bytes, file content and addresses.
+    """
     if isinstance(error, InputRejected):
         return error.reason
-    if isinstance(error, FileNotFoundError):
-        return "file not found"
+    if isinstance(error, OSError):
+        return os_error_reason(error)
     if isinstance(error, MemoryError):
         return "too large to decode in memory"
-    return f"unexpected error ({type(error).__name__}): {str(error)[:200]}"
+    if isinstance(error, RecursionError):
+        return "too deeply nested to decode"
+    return f"unexpected error ({type(error).__name__} in {_raised_in(error)})"
 
 
-def run_shard(inputs: list[ShardInput], process: Callable[[ShardInput], np.ndarray],
-              writer: ShardWriter, what: str, progress_every_s: float = 10.0) -> pd.DataFrame:
+def _raised_in(error: Exception) -> str:
+    """The innermost function of the error's traceback, as module.function (a place in
+    code, never data): "numpy.reshape", "echo2ecg.ecg.prepare_ecg"."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "unknown place"
+    frame = frames[-1]
+    roots = [root.rstrip("/") + "/" for root in sys.path if root]
+    inside = [root for root in roots if frame.filename.startswith(root)]
+    if inside:  # the dotted module name below the deepest import root
+        relative = frame.filename[len(max(inside, key=len)):].removesuffix(".py")
+        module = relative.replace("/", ".").removesuffix(".__init__")
+    else:
+        module = inspect.getmodulename(frame.filename) or "unknown module"
+    return f"{module}.{frame.name}"
+
+
+def run_shard(inputs: list[ShardInput], process: Callable[[ShardInput, list[str]], np.ndarray],
+              writer: ShardWriter, what: str, time_limit_s: float | None = None,
+              progress_every_s: float = 10.0) -> pd.DataFrame:
     """Apply ``process`` to every input, append results to ``writer``, return the ledger.
 
-    The store is committed before the ledger is returned, so a ledger on disk always
-    describes a finished store.
+    ``process(item, notes)`` returns the item's row and may append sentences to ``notes``
+    (how the file was read: a default it had to assume, a fallback it took); they become
+    the row's ``note``. A file still being read after ``time_limit_s`` seconds (None: no
+    limit) is rejected. The store is committed before the ledger is returned, so a ledger
+    on disk always describes a finished store.
     """
     rows = []
     started = last_report = time.monotonic()
     for i, item in enumerate(inputs, 1):
-        try:
-            row_index, status, reason = writer.append(process(item)), "ok", ""
-        except Exception as error:  # one bad file must never stop the shard
-            row_index, status, reason = None, "rejected", rejection_reason(error)
+        notes: list[str] = []
+        # Readers' warnings quote header values (names, IDs): count them, never show them.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                with time_limit(time_limit_s):
+                    result = process(item, notes)
+                row_index, status, reason = writer.append(result), "ok", ""
+            except TimeLimitExceeded:
+                row_index, status, reason = None, "rejected", \
+                    f"reading took longer than the time limit of {time_limit_s:g} s"
+            except Exception as error:  # one bad file must never stop the shard
+                row_index, status, reason = None, "rejected", rejection_reason(error)
+        if caught:
+            kinds = sorted({warning.category.__name__ for warning in caught})
+            log.info("%s %d/%d: %d reader warnings (%s), not shown as they may quote the file",
+                     what, i, len(inputs), len(caught), ", ".join(kinds))
+        if status == "rejected":
             log.warning("%s %d/%d rejected: %s", what, i, len(inputs), reason)
         rows.append({"source": item.source, "status": status, "reason": reason,
-                     "row": row_index, **item.fields})
+                     "note": "; ".join(notes) if status == "ok" else "", "row": row_index,
+                     **item.fields})
         now = time.monotonic()
         if now - last_report >= progress_every_s or i == len(inputs):
             log.info("%s %d/%d done (%.2f files/s)", what, i, len(inputs),
@@ -97,10 +153,12 @@ def _field_names(inputs: list[ShardInput]) -> list[str]:
 
 
 def extract_echo_shard(inputs: list[ShardInput], out_dir: str | Path,
-                       clip_options: dict | None = None) -> pd.DataFrame:
+                       clip_options: dict | None = None,
+                       time_limit_s: float | None = None) -> pd.DataFrame:
     """DICOM echo views → ``out_dir/clips.zarr`` + ``out_dir/ledger.csv`` (one view per chunk).
 
-    ``clip_options`` are keyword arguments of :func:`echo2ecg.echo.extract_clip`.
+    ``clip_options`` are keyword arguments of :func:`echo2ecg.echo.extract_clip`;
+    ``time_limit_s`` the most seconds one file may take (see :func:`run_shard`).
     """
     out_dir = Path(out_dir)
     clip_options = dict(clip_options or {})
@@ -111,31 +169,36 @@ def extract_echo_shard(inputs: list[ShardInput], out_dir: str | Path,
                          attributes={"layout": "N, frames, height, width, RGB; uint8, unnormalised",
                                      "recipe": clip_options, "echo2ecg_version": __version__})
     with writer:
-        ledger = run_shard(inputs, lambda item: extract_clip(item.path, **clip_options),
-                           writer, "echo view")
+        ledger = run_shard(inputs, lambda item, notes: extract_clip(item.path, notes=notes,
+                                                                    **clip_options),
+                           writer, "echo view", time_limit_s)
     write_table(ledger, out_dir / "ledger.csv")
     return ledger
 
 
 def prep_ecg_shard(inputs: list[ShardInput], out_dir: str | Path,
-                   ecg_options: dict | None = None, rows_per_chunk: int = 32) -> pd.DataFrame:
+                   ecg_options: dict | None = None, rows_per_chunk: int = 32,
+                   time_limit_s: float | None = None) -> pd.DataFrame:
     """ECG files → ``out_dir/ecg.zarr`` (float32 (N, 12, 5000)) + ``out_dir/ledger.csv``.
 
     ``ecg_options`` are keyword arguments of :func:`echo2ecg.ecg.prepare_ecg`; an input's
-    ``options`` (``fmt``, ``fs``) go to :func:`echo2ecg.ecg_formats.read_ecg`.
+    ``options`` (``fmt``, ``fs``) go to :func:`echo2ecg.ecg_formats.read_ecg`;
+    ``time_limit_s`` as for :func:`extract_echo_shard`.
     """
     out_dir = Path(out_dir)
     ecg_options = dict(ecg_options or {})
     n_samples = int(round(ecg_options.get("fs_out", 500) * ecg_options.get("duration_s", 10.0)))
 
-    def process(item: ShardInput) -> np.ndarray:
-        return prepare_ecg(read_ecg(item.path, **item.options), **ecg_options)
+    def process(item: ShardInput, notes: list[str]) -> np.ndarray:
+        raw = read_ecg(item.path, **item.options)
+        notes.extend(raw.notes)
+        return prepare_ecg(raw, **ecg_options)
 
     writer = ShardWriter(out_dir / "ecg.zarr", "signals", (12, n_samples), np.float32,
                          capacity=len(inputs), rows_per_chunk=rows_per_chunk,
                          attributes={"layout": "N, leads (I, II, III, aVR, aVL, aVF, V1-V6), samples",
                                      "recipe": ecg_options, "echo2ecg_version": __version__})
     with writer:
-        ledger = run_shard(inputs, process, writer, "ECG")
+        ledger = run_shard(inputs, process, writer, "ECG", time_limit_s)
     write_table(ledger, out_dir / "ledger.csv")
     return ledger

@@ -21,7 +21,7 @@ import numpy as np
 from pybaselines import Baseline
 from scipy.signal import resample_poly
 
-from echo2ecg.ecg_formats import LEADS, RawEcg
+from echo2ecg.ecg_formats import LEADS, RawEcg, check_sampling_rate
 from echo2ecg.errors import InputRejected
 
 LEAD_GROUPS = ((0, 3), (3, 6), (6, 12))  # (I, II, III), (aVR, aVL, aVF), (V1–V6)
@@ -30,6 +30,10 @@ LEAD_GROUPS = ((0, 3), (3, 6), (6, 12))  # (I, II, III), (aVR, aVL, aVF), (V1–
 FLAT_PEAK_TO_PEAK = 1e-6
 # More constant leads than this and the recording is unusable (a whole group may vanish).
 MAX_FLAT_LEADS = 3
+# After drift removal a lead is also flat when what is left is below this share of its range
+# before: it held nothing but drift (or was clipped to a constant), and z-scoring would
+# blow its numerical residue up to unit variance.
+FLAT_AFTER_DRIFT_RATIO = 1e-3
 
 
 def resample_to(signal: np.ndarray, fs_in: float, fs_out: float = 500.0) -> np.ndarray:
@@ -108,20 +112,30 @@ def prepare_ecg(raw: RawEcg, fs_out: float = 500.0, duration_s: float = 10.0,
     """A raw 12-lead ECG → the model's stored input, (12, round(duration_s·fs_out)) float32.
 
     With the defaults: (12, 5000) at 500 Hz, leads in LEADS order, group-wise z-scored.
-    Raises InputRejected for infinite samples and for flat recordings (all leads constant,
-    or more than MAX_FLAT_LEADS constant leads, named).
+    Raises InputRejected for a sampling rate outside the readers' range (a tiny one would
+    make the resampling ratio huge), infinite samples, and flat recordings (all leads
+    constant, or more than MAX_FLAT_LEADS constant leads, named), judged on the recorded
+    samples, after drift removal (drift alone, or a signal clipped to one constant, leaves
+    nothing) and on the output (amplitudes too large to normalise come out as zeros).
     """
+    fs_in = check_sampling_rate(raw.fs)
     signal = np.asarray(raw.signal, dtype=np.float64)
     _reject_infinite(signal)
     # NaN would spread over the resampling filter's length; step 1 zeroes it anyway.
     signal = np.where(np.isnan(signal), 0.0, signal)
-    signal = resample_to(signal, raw.fs, fs_out)
+    signal = resample_to(signal, fs_in, fs_out)
     n_samples = round(duration_s * fs_out)
-    _reject_flat(signal[:, :n_samples])  # judged on recorded samples, not on padding
+    _reject_flat(_flat_leads(signal[:, :n_samples]))  # recorded samples, not padding
     signal = crop_or_pad(signal, n_samples)
-    signal = clip_outliers(signal, n_sigma)
-    signal = remove_baseline(signal, lam, p, max_iter)
-    return groupwise_zscore(signal, LEAD_GROUPS, eps).astype(np.float32)
+    # Amplitudes near float64's range overflow in σ and the variance; what comes out is
+    # judged instead (zeros or non-finite values are flat).
+    with np.errstate(over="ignore", invalid="ignore"):
+        clipped = clip_outliers(signal, n_sigma)
+        signal = remove_baseline(clipped, lam, p, max_iter)
+        _reject_flat(_flat_leads(signal, before=clipped), " after drift removal")
+        signal = groupwise_zscore(signal, LEAD_GROUPS, eps)
+    _reject_flat(_flat_leads(signal) | ~np.isfinite(signal).all(axis=1), " after preprocessing")
+    return signal.astype(np.float32)
 
 
 def _reject_infinite(signal: np.ndarray) -> None:
@@ -130,12 +144,22 @@ def _reject_infinite(signal: np.ndarray) -> None:
         raise InputRejected(f"non-finite samples (infinite) in leads: {_lead_names(infinite)}")
 
 
-def _reject_flat(signal: np.ndarray) -> None:
-    flat = np.ptp(signal, axis=1) < FLAT_PEAK_TO_PEAK
+def _flat_leads(signal: np.ndarray, before: np.ndarray | None = None) -> np.ndarray:
+    """(12,) bool: leads of (12, T) spanning less than FLAT_PEAK_TO_PEAK or, given the
+    signal ``before`` a step, less than FLAT_AFTER_DRIFT_RATIO of its span there."""
+    span = np.ptp(signal, axis=1)
+    flat = span < FLAT_PEAK_TO_PEAK
+    if before is not None:
+        flat |= span < FLAT_AFTER_DRIFT_RATIO * np.ptp(before, axis=1)
+    return flat
+
+
+def _reject_flat(flat: np.ndarray, stage: str = "") -> None:
     if flat.all():
-        raise InputRejected("flat signal: all leads constant")
+        raise InputRejected(f"flat signal{stage}: all leads constant")
     if flat.sum() > MAX_FLAT_LEADS:
-        raise InputRejected(f"flat signal: {flat.sum()} leads constant ({_lead_names(flat)})")
+        raise InputRejected(f"flat signal{stage}: {flat.sum()} leads constant "
+                            f"({_lead_names(flat)})")
 
 
 def _lead_names(mask: np.ndarray) -> str:

@@ -10,6 +10,11 @@ unnormalised (normalisation happens when embedding):
 
 Gray levels for the mask are OpenCV's ``COLOR_RGB2GRAY``
 (0.299 R + 0.587 G + 0.114 B, rounded), on the 0–255 scale.
+
+A clip is never stored black: a mask under ``MIN_MASK_FRACTION`` of the frame (frames that
+do not move, e.g. a still image saved as a clip or an offset table naming one fragment for
+every frame) falls back to the DICOM scan region or is refused, and a clip whose used
+frames are one constant value is refused.
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ import cv2
 import numpy as np
 
 from .dicom import DEFAULT_MAX_BYTES, read_frames, read_ultrasound_header
+from .errors import InputRejected
 
 MORPH_KERNEL = np.ones((3, 3), np.uint8)
 MORPH_ITERATIONS = 10
 CORNER = 20  # pixels: EchoPrime zeroes this top-left square (a stray dot on some machines)
 _FLOOD_VALUE = 100  # any value other than 0/1 marks what the flood fill reached
+# Smallest plausible scan sector, as a fraction of the frame: echo sectors cover roughly a
+# fifth to a half of it; what moves in less than 5 % is a cursor, a clock or noise.
+MIN_MASK_FRACTION = 0.05
 
 
 def clip_frame_indices(n_frames: int, n_out: int = 16, stride: int = 2) -> list[int]:
@@ -92,6 +101,43 @@ def ultrasound_mask(gray: np.ndarray,
     return mask
 
 
+def scan_sector(gray: np.ndarray, region: tuple[int, int, int, int] | None = None,
+                notes: list[str] | None = None) -> np.ndarray:
+    """:func:`ultrasound_mask`, refusing a mask too small to be a scan sector.
+
+    Args:
+        gray: (K, H, W) uint8 gray frames, as for :func:`ultrasound_mask`.
+        region: the DICOM scan-region box ``(x0, y0, x1, y1)``, half-open pixels, or None.
+        notes: when given, a sentence is appended to it if the region replaced the mask.
+
+    Returns:
+        (H, W) uint8 {0, 1} mask covering at least ``MIN_MASK_FRACTION`` of the frame: the
+        moving sector, else (it moves in less than that, e.g. all frames identical) the
+        region box itself.
+
+    Raises:
+        InputRejected: the moving sector is too small and there is no usable region.
+    """
+    mask = ultrasound_mask(gray, region)
+    fraction = float(mask.mean())
+    if fraction >= MIN_MASK_FRACTION:
+        return mask
+    why = ("frames do not move" if (gray == gray[0]).all()
+           else f"the moving area is {100 * fraction:.1f} % of the frame")
+    if region is not None:
+        x0, y0, x1, y1 = region
+        box = np.zeros_like(mask)
+        box[y0:y1, x0:x1] = 1
+        if box.mean() >= MIN_MASK_FRACTION:
+            if notes is not None:
+                notes.append(f"scan sector from the ultrasound regions: {why}")
+            return box
+    if why == "frames do not move":
+        raise InputRejected("no moving scan sector: all frames identical")
+    raise InputRejected(f"no moving scan sector: {why} (minimum "
+                        f"{100 * MIN_MASK_FRACTION:g} %)")
+
+
 def _fill_from_corner(mask: np.ndarray) -> np.ndarray:
     """(H, W) {0, 1} → 1 where a 4-connected flood fill from (0, 0) does not reach."""
     filled = mask.copy()
@@ -134,14 +180,16 @@ def crop_and_resize(frames: np.ndarray, size: int = 224, zoom: float = 0.1) -> n
 
 
 def extract_clip(path: str | os.PathLike, n_out: int = 16, stride: int = 2, size: int = 224,
-                 zoom: float = 0.1, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+                 zoom: float = 0.1, max_bytes: int = DEFAULT_MAX_BYTES,
+                 notes: list[str] | None = None) -> np.ndarray:
     """One DICOM echo view → (n_out, size, size, 3) uint8 RGB, unnormalised.
 
     Reads the header (refusing bad files with :class:`~echo2ecg.errors.InputRejected`),
     decodes only :func:`frames_to_decode`, masks the used frames with
-    :func:`ultrasound_mask` (the DICOM scan region as a prior when present), crops and
-    resizes them with :func:`crop_and_resize`, and appends zero frames up to ``n_out``
-    when the clip is shorter than ``n_out · stride`` frames.
+    :func:`scan_sector` (the DICOM scan region as a prior when present, and as the mask
+    when nothing moves), crops and resizes them with :func:`crop_and_resize`, and appends
+    zero frames up to ``n_out`` when the clip is shorter than ``n_out · stride`` frames.
+    A clip whose used frames come out as one constant value (all black) is refused.
 
     Args:
         path: the DICOM file.
@@ -150,21 +198,30 @@ def extract_clip(path: str | os.PathLike, n_out: int = 16, stride: int = 2, size
         size: output side, pixels.
         zoom: fraction of the square's side cut from each edge.
         max_bytes: refuse files whose declared decoded size exceeds this (bytes).
+        notes: when given, sentences about how the clip was made are appended to it
+            (e.g. "scan sector from the ultrasound regions: frames do not move").
     """
     header = read_ultrasound_header(path, max_bytes=max_bytes)
     decoded = read_frames(path, frames_to_decode(header.n_frames, n_out, stride), header)
-    return clip_from_decoded(decoded, header.n_frames, header.region, n_out, stride, size, zoom)
+    clip = clip_from_decoded(decoded, header.n_frames, header.region, n_out, stride, size,
+                             zoom, notes)
+    used = clip[:len(clip_frame_indices(header.n_frames, n_out, stride))]
+    if used.min() == used.max():
+        raise InputRejected(f"blank clip: every pixel of every used frame is {int(used.max())}")
+    return clip
 
 
 def clip_from_decoded(decoded: np.ndarray, n_frames: int,
                       region: tuple[int, int, int, int] | None = None, n_out: int = 16,
-                      stride: int = 2, size: int = 224, zoom: float = 0.1) -> np.ndarray:
+                      stride: int = 2, size: int = 224, zoom: float = 0.1,
+                      notes: list[str] | None = None) -> np.ndarray:
     """The recipe on decoded frames: ``decoded`` (K, H, W, 3) uint8 RGB are the frames
     :func:`frames_to_decode` names for a clip of ``n_frames`` (in that order); ``region``
-    the scan-region box or None. → (n_out, size, size, 3) uint8 (see :func:`extract_clip`).
+    the scan-region box or None; ``notes`` as for :func:`scan_sector`.
+    → (n_out, size, size, 3) uint8 (see :func:`extract_clip`).
     """
     decoded_indices = frames_to_decode(n_frames, n_out, stride)
-    mask = ultrasound_mask(to_gray(decoded), region)
+    mask = scan_sector(to_gray(decoded), region, notes)
     position = {index: k for k, index in enumerate(decoded_indices)}
     used = decoded[[position[i] for i in clip_frame_indices(n_frames, n_out, stride)]]
     # A contiguous (H, W, 3) mask keeps numpy on its fast inner loop (≈8× a 4-D broadcast).

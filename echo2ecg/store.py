@@ -17,7 +17,7 @@ import pandas as pd
 import zarr
 from zarr.codecs import ZstdCodec
 
-LEDGER_COLUMNS = ("source", "status", "reason", "row")
+LEDGER_COLUMNS = ("source", "status", "reason", "note", "row")
 
 
 class ShardWriter:
@@ -102,7 +102,8 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
 
 def read_ledger(path: str | Path) -> pd.DataFrame:
     """A ledger CSV with ``row`` as a nullable integer (empty for rejected files)."""
-    ledger = pd.read_csv(path, dtype={"source": "string", "status": "string", "reason": "string"},
+    ledger = pd.read_csv(path, dtype={"source": "string", "status": "string", "reason": "string",
+                                      "note": "string"},
                          keep_default_na=False, na_values=[""])
     ledger["row"] = ledger["row"].astype("Int64")
     return ledger
