@@ -12,21 +12,32 @@ Each table comes with its per-row evidence, which the findings are computed from
 - SHD data scaling: one row per (model, fraction, subset seed, test ECG) with the score;
 - retrieval: one row per (model, phenotype, query ECG) with whether its top hit matched,
   the rank of its first match, and both of these' exact expectations at random.
+
+A row that cannot be computed (an empty or one-class split, a subset too small for k)
+keeps its place in the table with empty values and says why in ``note``, and the reason
+is logged as a warning. ``evaluation.knn_k`` larger than a reference set a kNN would be
+fitted on is an error: the kNN would silently use fewer neighbours than configured.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
-from .evaluate import (balanced_subset, bootstrap_auroc, bootstrap_mean, cosine_similarity,
-                       first_match_ranks, knn_scores, lvef_class, macro_auroc,
-                       paired_auroc_difference, percentile_interval, phenotype_matches,
-                       random_first_match, resample_weights, stratified_subset)
+from .evaluate import (LVEF_CLASSES, balanced_subset, bootstrap_auroc, bootstrap_mean,
+                       cosine_similarity, first_match_ranks, knn_scores, lvef_class,
+                       macro_auroc, paired_auroc_difference, percentile_interval,
+                       phenotype_matches, random_first_match, resample_weights,
+                       stratified_subset)
+
+log = logging.getLogger(__name__)
 
 RETRIEVAL_PHENOTYPES = ("lvedv", "lvesv", "lvsv", "lvef")
 LVEF_COLUMNS = ["model", "cohort", "auroc", "ci_low", "ci_high", "n_train", "n_test",
-                "n_test_patients", "vs_baseline", "vs_baseline_ci_low", "vs_baseline_ci_high"]
+                "n_test_patients", "vs_baseline", "vs_baseline_ci_low", "vs_baseline_ci_high",
+                "note"]
 SHD_COLUMNS = ["model", "fraction", "n_train", "auroc", "ci_low", "ci_high", "n_seeds",
                "n_test", "n_test_patients", "note"]
 RETRIEVAL_COLUMNS = ["model", "phenotype", "p_at_1", "p_at_1_ci_low", "p_at_1_ci_high",
@@ -35,7 +46,7 @@ RETRIEVAL_COLUMNS = ["model", "phenotype", "p_at_1", "p_at_1_ci_low", "p_at_1_ci
                      "p_at_1_vs_random_ci_high", "rank_gain_vs_random",
                      "rank_gain_vs_random_ci_low", "rank_gain_vs_random_ci_high",
                      "rank_gain_vs_baseline", "rank_gain_vs_baseline_ci_low",
-                     "rank_gain_vs_baseline_ci_high"]
+                     "rank_gain_vs_baseline_ci_high", "note"]
 
 
 def ecg_labels(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -59,29 +70,50 @@ def _split_rows(features: dict, labels: pd.DataFrame, column: str, split: str):
 
 # --------------------------------------------------------------------------- LVEF
 
+def _class_names(classes) -> str:
+    return " or ".join(LVEF_CLASSES[c] for c in classes)
+
+
 def lvef_scores(features: dict, pairs: pd.DataFrame, k: int, balance: bool,
-                seed: int) -> tuple[pd.DataFrame, int]:
+                seed: int, cohort: str = "") -> tuple[pd.DataFrame, int, str]:
     """3-class LVEF kNN on the ECG features: the train split as reference set (cut to
     equal class counts with ``balance``), the test split scored.
 
     Returns (one row per test ECG: ecg, patient, label, score_0..score_2; the reference
-    set's size). No scores (an empty frame) when the reference set is empty.
+    set's size; a note, empty unless something is missing). No scores (an empty frame)
+    when the reference set or the test split is empty, and the note says which. Raises
+    ValueError when ``k`` exceeds the reference set.
     """
     labels = ecg_labels(pairs)
     train_x, train_lvef, _, _ = _split_rows(features, labels, "lvef", "train")
     test_x, test_lvef, patients, ecgs = _split_rows(features, labels, "lvef", "test")
     train_y, test_y = lvef_class(train_lvef), lvef_class(test_lvef)
+    where = f" in cohort {cohort}" if cohort else ""
+    n_unbalanced = len(train_y)
     if balance and len(train_y):
         keep = balanced_subset(train_y, seed)
         train_x, train_y = train_x[keep], train_y[keep]
     columns = ["ecg", "patient", "label", "score_0", "score_1", "score_2"]
-    if len(train_y) == 0 or len(test_y) == 0:
-        return pd.DataFrame(columns=columns), len(train_y)
+    empty = [name for name, y in (("train", train_y), ("test", test_y)) if len(y) == 0]
+    if empty:
+        note = f"no {' and no '.join(empty)} ECGs with an LVEF{where}"
+        return pd.DataFrame(columns=columns), len(train_y), note
+    if k > len(train_y):
+        size, remedy = f"{len(train_y)} train ECGs", "lower evaluation.knn_k"
+        if balance:
+            size += f", {len(train_y) // len(np.unique(train_y))} per class after balancing"
+            if n_unbalanced >= k:
+                remedy += " or set evaluation.balance_lvef_train: false"
+        raise ValueError(f"evaluation.knn_k = {k} is larger than the LVEF reference set"
+                         f"{where} ({size}); {remedy}")
+    # the kNN never predicts a class it has no reference for: that class's AUROC is 0.5
+    absent = sorted(set(range(3)) - set(train_y.tolist()))
+    note = f"the train split holds no {_class_names(absent)} ECGs" if absent else ""
     scores = knn_scores(train_x, train_y, test_x, k, 3)
     frame = pd.DataFrame({"ecg": ecgs, "patient": patients, "label": test_y})
     for c in range(3):
         frame[f"score_{c}"] = scores[:, c]
-    return frame[columns], len(train_y)
+    return frame[columns], len(train_y), note
 
 
 def _score_matrix(frame: pd.DataFrame) -> np.ndarray:
@@ -127,22 +159,32 @@ def lvef_table(features: dict[tuple[str, str], dict], pairs_by_cohort: dict[str,
 
     ``features`` maps (model, cohort) to a loaded feature file. ``vs_baseline`` is the
     model's AUROC minus the ``baseline`` model's on the same cohort, with a paired
-    patient-level bootstrap CI (empty for the baseline itself or without one).
+    patient-level bootstrap CI (empty for the baseline itself or without one). A row
+    without an AUROC (no train or test ECGs, a class missing from the test split) says
+    why in ``note``, as does one whose reference set lacks a class.
     """
-    scores, n_train = {}, {}
+    scores, n_train, notes = {}, {}, {}
     for (model, cohort), feature in features.items():
-        scores[model, cohort], n_train[model, cohort] = lvef_scores(
-            feature, pairs_by_cohort[cohort], k, balance, seed)
+        scores[model, cohort], n_train[model, cohort], notes[model, cohort] = lvef_scores(
+            feature, pairs_by_cohort[cohort], k, balance, seed, cohort)
     rows = []
     for (model, cohort), frame in scores.items():
         auroc, low, high = auroc_summary(frame, 3, n_resamples, seed)
+        note = notes[model, cohort]
+        if len(frame) and not _all_classes(frame, 3):
+            missing = sorted(set(range(3)) - set(frame["label"].astype(int)))
+            note = "; ".join(filter(None, [note, f"the test split holds no "
+                                                 f"{_class_names(missing)} ECGs"]))
+        if note:
+            log.warning("lvef_knn, model %s, cohort %s: %s", model, cohort, note)
         versus = (np.nan, np.nan, np.nan)
         if baseline and model != baseline and (baseline, cohort) in scores:
             versus = paired_auroc_summary(frame, scores[baseline, cohort], 3, n_resamples, seed)
         rows.append({"model": model, "cohort": cohort, "auroc": auroc, "ci_low": low,
                      "ci_high": high, "n_train": n_train[model, cohort], "n_test": len(frame),
                      "n_test_patients": frame["patient"].nunique(), "vs_baseline": versus[0],
-                     "vs_baseline_ci_low": versus[1], "vs_baseline_ci_high": versus[2]})
+                     "vs_baseline_ci_low": versus[1], "vs_baseline_ci_high": versus[2],
+                     "note": note})
     per_ecg = [frame.assign(model=model, cohort=cohort) for (model, cohort), frame in scores.items()]
     per_ecg = pd.concat(per_ecg, ignore_index=True) if per_ecg else pd.DataFrame()
     order = ["model", "cohort"] + [c for c in per_ecg.columns if c not in ("model", "cohort")]
@@ -158,12 +200,17 @@ def shd_scores(features: dict, pairs: pd.DataFrame, fractions: list[float], n_se
 
     Returns (one row per fraction, subset seed and test ECG: fraction, subset, n_train
     (the subset's size), ecg, patient, label, score_0, score_1; the subset size per
-    fraction).
+    fraction). No scores when the train or the test split is empty. Raises ValueError
+    when ``k`` exceeds the train split (every subset has at least k ECGs otherwise).
     """
     labels = ecg_labels(pairs)
     train_x, train_y, _, _ = _split_rows(features, labels, "shd", "train")
     test_x, test_y, patients, ecgs = _split_rows(features, labels, "shd", "test")
     train_y, test_y = train_y.astype(int), test_y.astype(int)
+    if len(test_y) and 0 < len(train_y) < k:
+        raise ValueError(f"evaluation.knn_k = {k} is larger than the SHD training set "
+                         f"({len(train_y)} train ECGs with an SHD label), which every "
+                         "data-scaling subset is drawn from; lower evaluation.knn_k")
     frames, sizes = [], {}
     for fraction in fractions:
         sizes[fraction] = 0
@@ -220,8 +267,15 @@ def shd_table(features: dict[str, dict], pairs: pd.DataFrame, fractions: list[fl
 
     ``auroc`` is the mean over the subsets of a fraction. When a subset holds no more than
     k ECGs, every query has the same k neighbours and the AUROC says nothing (it is
-    exactly 0.5): such a row has no AUROC and says so in ``note``.
+    exactly 0.5), as it does when the train split holds one class only: such a row has
+    no AUROC and says so in ``note``, as does one without train or test ECGs or with a
+    one-class test split.
     """
+    labels = ecg_labels(pairs)
+    known = labels[labels["shd"].notna()]
+    n_classes = {split: known.loc[known["split"] == split, "shd"].nunique()
+                 for split in ("train", "test")}
+    empty = [split for split, n in n_classes.items() if n == 0]
     rows, per_ecg = [], []
     for model, feature in features.items():
         frame, sizes = shd_scores(feature, pairs, fractions, n_seeds, k, seed)
@@ -230,12 +284,18 @@ def shd_table(features: dict[str, dict], pairs: pd.DataFrame, fractions: list[fl
             part = frame[np.isclose(frame["fraction"].astype(float), fraction)]
             n_train, note = sizes[fraction], ""
             auroc = low = high = np.nan
-            if n_train <= k:
+            if empty:
+                note = f"no {' and no '.join(empty)} ECGs with an SHD label"
+            elif n_classes["train"] < 2:
+                note = "the train split holds one class only"
+            elif n_train <= k:
                 note = f"{n_train} training ECGs for k = {k}: every query has the same neighbours"
-            elif len(part) and part["label"].nunique() == 2:
-                auroc, low, high = mean_subset_auroc(part, n_resamples, seed)
-            elif len(part):
+            elif n_classes["test"] < 2:
                 note = "the test split holds one class only"
+            else:
+                auroc, low, high = mean_subset_auroc(part, n_resamples, seed)
+            if note:
+                log.warning("shd_scaling, model %s, fraction %g: %s", model, fraction, note)
             first = part[part["subset"] == 0] if len(part) else part
             rows.append({"model": model, "fraction": fraction, "n_train": n_train,
                          "auroc": auroc, "ci_low": low, "ci_high": high,
@@ -255,13 +315,23 @@ def retrieval_queries(features: dict, pairs: pd.DataFrame, tolerance_sd: float,
                       phenotypes=RETRIEVAL_PHENOTYPES) -> pd.DataFrame:
     """ECG → echo-study retrieval on the test split, in the joint space.
 
-    The gallery is every test study with view embeddings; the queries are the test ECGs
-    paired with them (a query's value is the mean over its paired studies). A study
-    matches when its phenotype lies within ``tolerance_sd`` SDs (over the gallery) of the
-    query's. One row per (phenotype, query): phenotype, ecg, patient, top_hit (0/1),
-    first_rank (1-based; n_gallery + 1 without a match), random_top_hit and random_rank
-    (their exact expectations over random rankings), n_gallery.
+    Per phenotype, the gallery is every test study with view embeddings and a known
+    value of it; the queries are the test ECGs paired with these studies whose value is
+    known too (a query's value is the mean over its paired studies): a study or query of
+    unknown phenotype can be judged neither a match nor a miss. A study matches when its
+    phenotype lies within ``tolerance_sd`` SDs (over the gallery) of the query's. One row
+    per (phenotype, query): phenotype, ecg, patient, top_hit (0/1), first_rank (1-based;
+    n_gallery + 1 without a match), random_top_hit and random_rank (their exact
+    expectations over random rankings), n_gallery. A phenotype that cannot be scored has
+    no rows (see :func:`retrieval_table`).
     """
+    return _retrieval(features, pairs, tolerance_sd, phenotypes)[0]
+
+
+def _retrieval(features: dict, pairs: pd.DataFrame, tolerance_sd: float, phenotypes
+               ) -> tuple[pd.DataFrame, dict[str, str], dict[str, int]]:
+    """(:func:`retrieval_queries`'s rows; phenotype → why it has none; phenotype → gallery
+    size)."""
     columns = ["phenotype", "ecg", "patient", "top_hit", "first_rank", "random_top_hit",
                "random_rank", "n_gallery"]
     test = pairs[pairs["split"] == "test"]
@@ -271,22 +341,36 @@ def retrieval_queries(features: dict, pairs: pd.DataFrame, tolerance_sd: float,
     studies = studies[studies.index.isin(study_index.index)].sort_index()
     queries = ecg_labels(test[test["study"].isin(studies.index)]).sort_index()
     if queries.empty:
-        return pd.DataFrame(columns=columns)
+        reason = ("no test ECGs paired with an echo study in this cohort" if test.empty
+                  else "no test study has view embeddings")
+        return (pd.DataFrame(columns=columns), dict.fromkeys(phenotypes, reason),
+                dict.fromkeys(phenotypes, len(studies)))
     similarity = cosine_similarity(features["ecg_joint"][ecg_index[queries.index].to_numpy()],
                                    features["study_joint"][study_index[studies.index].to_numpy()])
-    frames = []
+    frames, notes, sizes = [], {}, {}
     for phenotype in phenotypes:
-        tolerance = tolerance_sd * studies[phenotype].std(ddof=1)
-        matches = phenotype_matches(queries[phenotype].to_numpy(), studies[phenotype].to_numpy(),
+        # every study of known phenotype has a query of known phenotype: its own ECGs
+        known = queries[phenotype].notna().to_numpy()
+        shown = studies[phenotype].notna().to_numpy()
+        sizes[phenotype] = int(shown.sum())
+        if sizes[phenotype] < 2:
+            notes[phenotype] = (f"fewer than 2 test studies with a known {phenotype}: no SD "
+                                "to set the match tolerance")
+            continue
+        part, gallery = queries[known], studies[shown]
+        tolerance = tolerance_sd * gallery[phenotype].std(ddof=1)
+        matches = phenotype_matches(part[phenotype].to_numpy(), gallery[phenotype].to_numpy(),
                                     tolerance)
-        top_hit, first_rank = first_match_ranks(similarity, matches)
+        top_hit, first_rank = first_match_ranks(similarity[np.ix_(known, shown)], matches)
         random_top_hit, random_rank = random_first_match(matches)
-        frames.append(pd.DataFrame({"phenotype": phenotype, "ecg": queries.index.to_numpy(),
-                                    "patient": queries["patient"].to_numpy(),
+        frames.append(pd.DataFrame({"phenotype": phenotype, "ecg": part.index.to_numpy(),
+                                    "patient": part["patient"].to_numpy(),
                                     "top_hit": top_hit, "first_rank": first_rank,
                                     "random_top_hit": random_top_hit, "random_rank": random_rank,
-                                    "n_gallery": len(studies)}))
-    return pd.concat(frames, ignore_index=True)[columns]
+                                    "n_gallery": len(gallery)}))
+    frame = pd.concat(frames, ignore_index=True)[columns] if frames \
+        else pd.DataFrame(columns=columns)
+    return frame, notes, sizes
 
 
 def _mean_ci(values: np.ndarray, patients: np.ndarray, n_resamples: int, seed: int):
@@ -305,13 +389,26 @@ def retrieval_table(features: dict[str, dict], pairs: pd.DataFrame, tolerance_sd
     differences from random retrieval's exact expectation (``p_at_1_vs_random``;
     ``rank_gain_vs_random`` = random's expected rank − the model's, so positive is
     better) and from the ``baseline`` model (``rank_gain_vs_baseline``). A ``random``
-    row per phenotype gives the expectation itself.
+    row per phenotype gives the expectation itself. A phenotype that cannot be scored (no
+    test ECG paired with a study, no test study with view embeddings, fewer than 2 test
+    studies of known value) keeps its rows, empty but for ``note``, which says why.
     """
-    per_query = {model: retrieval_queries(feature, pairs, tolerance_sd)
-                 for model, feature in features.items()}
+    per_query, notes, galleries = {}, {}, {}
+    for model, feature in features.items():
+        per_query[model], notes[model], galleries[model] = _retrieval(
+            feature, pairs, tolerance_sd, RETRIEVAL_PHENOTYPES)
     rows, random_rows = [], {}
     for model, frame in per_query.items():
-        for phenotype, part in frame.groupby("phenotype", sort=False):
+        for phenotype in RETRIEVAL_PHENOTYPES:
+            if phenotype in notes[model]:
+                note = notes[model][phenotype]
+                log.warning("retrieval, model %s, %s: %s", model, phenotype, note)
+                empty = {"phenotype": phenotype, "n_queries": 0, "n_patients": 0,
+                         "n_gallery": galleries[model][phenotype], "note": note}
+                rows.append({"model": model, **empty})
+                random_rows.setdefault(phenotype, {"model": "random", **empty})
+                continue
+            part = frame[frame["phenotype"] == phenotype]
             patients = part["patient"].to_numpy()
             p1 = _mean_ci(part["top_hit"].to_numpy(), patients, n_resamples, seed)
             rank = _mean_ci(part["first_rank"].to_numpy(), patients, n_resamples, seed)
@@ -323,13 +420,14 @@ def retrieval_table(features: dict[str, dict], pairs: pd.DataFrame, tolerance_sd
             if baseline and model != baseline and baseline in per_query:
                 other = per_query[baseline]
                 other = other[other["phenotype"] == phenotype]
-                if (other["ecg"].to_numpy() == part["ecg"].to_numpy()).all():
+                if len(other) == len(part) \
+                        and (other["ecg"].to_numpy() == part["ecg"].to_numpy()).all():
                     gain_baseline = _mean_ci((other["first_rank"].to_numpy()
                                               - part["first_rank"].to_numpy()), patients,
                                              n_resamples, seed)
             common = {"phenotype": phenotype, "n_queries": len(part),
                       "n_patients": part["patient"].nunique(),
-                      "n_gallery": int(part["n_gallery"].iloc[0])}
+                      "n_gallery": int(part["n_gallery"].iloc[0]), "note": ""}
             rows.append({"model": model, **common, **_triple("p_at_1", p1),
                          **_triple("mean_rank", rank), **_triple("p_at_1_vs_random", p1_random),
                          **_triple("rank_gain_vs_random", gain_random),
@@ -340,9 +438,12 @@ def retrieval_table(features: dict[str, dict], pairs: pd.DataFrame, tolerance_sd
                                              n_resamples, seed)),
                 **_triple("mean_rank", _mean_ci(part["random_rank"].to_numpy(), patients,
                                                 n_resamples, seed))}
-    frames = [frame.assign(model=model) for model, frame in per_query.items()]
-    queries = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if len(queries):
+    frames = [frame.assign(model=model) for model, frame in per_query.items() if len(frame)]
+    first = next(iter(per_query.values()), pd.DataFrame())
+    # without any rows the evidence keeps its header, which its readers look up
+    queries = (pd.concat(frames, ignore_index=True) if frames
+               else first.assign(model=pd.Series(dtype=object)))
+    if len(queries.columns):
         queries = queries[["model"] + [c for c in queries.columns if c != "model"]]
     table = pd.DataFrame(rows + list(random_rows.values()), columns=RETRIEVAL_COLUMNS)
     return table, queries

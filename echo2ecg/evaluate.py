@@ -54,9 +54,13 @@ def knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: 
     """kNN class probabilities (N_test, C): k nearest by Euclidean distance, uniform weights.
 
     Columns are classes 0..C−1 even when the training set lacks some (zero column).
+    Raises ValueError when the training set has fewer than k rows: the scores would not be
+    a k-neighbour vote.
     """
+    if k > len(train_y):
+        raise ValueError(f"k = {k} neighbours asked of a reference set of {len(train_y)} rows")
     n_classes = n_classes or int(max(train_y.max(), 0)) + 1
-    model = KNeighborsClassifier(n_neighbors=min(k, len(train_y)), metric="euclidean",
+    model = KNeighborsClassifier(n_neighbors=k, metric="euclidean",
                                  weights="uniform").fit(train_x, train_y)
     scores = np.zeros((len(test_x), n_classes))
     scores[:, model.classes_.astype(int)] = model.predict_proba(test_x)

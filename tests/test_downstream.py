@@ -1,10 +1,12 @@
 import json
+import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from echo2ecg.downstream import ablation_table, ecg_labels, lvef_table, retrieval_table, shd_table
+from echo2ecg.evaluate import lvef_class
 from echo2ecg.provenance import file_checksum, table_provenance
 from echo2ecg.tables import html_table, write_report_table
 
@@ -132,3 +134,101 @@ def test_folder_checksum_changes_with_content(tmp_path):
     first = file_checksum(tmp_path)
     (tmp_path / "a").write_text("2")
     assert file_checksum(tmp_path) != first
+
+
+def test_lvef_rows_that_cannot_be_computed_say_why(caplog):
+    pairs, features = planted()
+    no_test = pairs.assign(split="train")
+    one_class = pairs.copy()
+    one_class.loc[one_class["split"] == "test", "lvef"] = 60.0  # all normal
+    no_reference = pairs.copy()
+    no_reference.loc[(no_reference["split"] == "train") & (no_reference["lvef"] <= 40), "lvef"] = 45.0
+    cohorts = {"c": pairs, "ext": no_test, "normal": one_class, "unref": no_reference}
+    with caplog.at_level(logging.WARNING, logger="echo2ecg.downstream"):
+        table, scores = lvef_table({("good", name): features for name in cohorts}, cohorts,
+                                   k=5, balance=True, n_resamples=50, seed=0, baseline=None)
+    table = table.set_index("cohort")
+    assert table.loc["c", "note"] == "" and table.loc["c", "auroc"] > 0.85
+    assert table.loc["ext", "note"] == "no test ECGs with an LVEF in cohort ext"
+    assert table.loc["ext", "n_test"] == 0 and np.isnan(table.loc["ext", "auroc"])
+    assert table.loc["normal", "note"] == "the test split holds no reduced or mildly reduced ECGs"
+    assert np.isnan(table.loc["normal", "auroc"]) and table.loc["normal", "n_test"] == 60
+    # scored, but the class without reference ECGs can only get AUROC 0.5: the row says so
+    assert table.loc["unref", "note"] == "the train split holds no reduced ECGs"
+    assert 0.5 < table.loc["unref", "auroc"] < table.loc["c", "auroc"]
+    assert "no test ECGs with an LVEF in cohort ext" in caplog.text
+    assert "holds no reduced or mildly reduced" in caplog.text
+    assert set(scores["cohort"]) == {"c", "normal", "unref"}
+
+
+def test_lvef_knn_k_larger_than_the_balanced_reference_set_is_an_error():
+    pairs, features = planted()
+    train = pairs[pairs["split"] == "train"]
+    per_class = np.bincount(lvef_class(train["lvef"].to_numpy())).min()
+    with pytest.raises(ValueError, match=(
+            rf"^evaluation.knn_k = 150 is larger than the LVEF reference set in cohort c "
+            rf"\({3 * per_class} train ECGs, {per_class} per class after balancing\); lower "
+            r"evaluation.knn_k or set evaluation.balance_lvef_train: false$")):
+        lvef_table({("good", "c"): features}, {"c": pairs}, k=150, balance=True,
+                   n_resamples=50, seed=0, baseline=None)
+    # unbalanced, the same k fits in the 180 train ECGs
+    table, _ = lvef_table({("good", "c"): features}, {"c": pairs}, k=150, balance=False,
+                          n_resamples=50, seed=0, baseline=None)
+    assert table["n_train"].iloc[0] == 180
+
+
+def test_shd_rows_without_test_ecgs_or_a_second_class_say_why(caplog):
+    pairs, features = planted(n_patients=400)
+    no_test = pairs.assign(shd=pairs["shd"].where(pairs["split"] == "train"))
+    one_class_train = pairs.assign(shd=pairs["shd"].where(pairs["split"] == "test", 0))
+    with caplog.at_level(logging.WARNING, logger="echo2ecg.downstream"):
+        empty, _ = shd_table({"good": features}, no_test, [0.5, 1.0], n_seeds=2, k=5,
+                             n_resamples=50, seed=0)
+        flat, _ = shd_table({"good": features}, one_class_train, [1.0], n_seeds=1, k=5,
+                            n_resamples=50, seed=0)
+    assert (empty["note"] == "no test ECGs with an SHD label").all()
+    assert empty["auroc"].isna().all() and (empty["n_test"] == 0).all()
+    assert flat["note"].tolist() == ["the train split holds one class only"]
+    assert np.isnan(flat["auroc"].iloc[0])
+    assert caplog.text.count("no test ECGs with an SHD label") == 2
+
+
+def test_shd_knn_k_larger_than_the_training_set_is_an_error():
+    pairs, features = planted()
+    train = pairs.index[pairs["split"] == "train"]
+    few = pairs.assign(shd=pairs["shd"].astype(float))
+    few.loc[train[3:], "shd"] = np.nan  # three train ECGs keep an SHD label
+    with pytest.raises(ValueError, match=r"^evaluation.knn_k = 5 is larger than the SHD training "
+                                         r"set \(3 train ECGs with an SHD label\)"):
+        shd_table({"good": features}, few, [0.1, 1.0], n_seeds=2, k=5, n_resamples=50, seed=0)
+
+
+def test_retrieval_without_test_pairs_says_why_and_keeps_its_header(caplog):
+    pairs, features = planted()
+    with caplog.at_level(logging.WARNING, logger="echo2ecg.downstream"):
+        table, queries = retrieval_table({"good": features, "noise": features},
+                                         pairs.assign(split="train"), 0.5, n_resamples=50,
+                                         seed=0, baseline="noise")
+    assert len(table) == 3 * 4  # good, noise and random, each phenotype
+    assert (table["note"] == "no test ECGs paired with an echo study in this cohort").all()
+    assert (table["n_queries"] == 0).all() and table["p_at_1"].isna().all()
+    assert queries.empty and {"model", "phenotype", "ecg", "first_rank"} <= set(queries.columns)
+    assert "retrieval, model good, lvef: no test ECGs paired" in caplog.text
+
+
+def test_retrieval_leaves_out_queries_of_unknown_phenotype():
+    pairs, features = planted()
+    test = pairs.index[pairs["split"] == "test"]
+    pairs.loc[test[:10], "lvef"] = np.nan
+    pairs["lvsv"] = np.nan
+    table, queries = retrieval_table({"good": features}, pairs, 0.5, n_resamples=50, seed=0,
+                                     baseline=None)
+    good = table[table["model"] == "good"].set_index("phenotype")
+    assert good.loc["lvef", "n_queries"] == 50 and good.loc["lvedv", "n_queries"] == 60
+    assert good.loc["lvef", "n_gallery"] == 50 and good.loc["lvedv", "n_gallery"] == 60
+    # studies and queries of unknown LVEF are neither matches nor misses
+    assert good.loc["lvef", "p_at_1"] == 1.0 and good.loc["lvef", "mean_rank"] == 1.0
+    assert good.loc["lvsv", "note"] == "fewer than 2 test studies with a known lvsv: no SD to " \
+                                       "set the match tolerance"
+    assert np.isnan(good.loc["lvsv", "p_at_1"]) and good.loc["lvedv", "note"] == ""
+    assert set(queries["phenotype"]) == {"lvedv", "lvesv", "lvef"}

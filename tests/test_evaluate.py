@@ -55,6 +55,14 @@ def test_knn_scores_use_five_neighbours_euclidean():
     np.testing.assert_allclose(scores[1], [0.2, 0.4, 0.4])  # 10.0, 10.1, then 0.4, 0.3, 0.2
 
 
+def test_knn_scores_refuse_more_neighbours_than_reference_rows():
+    # a vote over the 3 rows there are is not the k-neighbour vote that was configured
+    train_x, train_y = np.array([[0.0], [1.0], [2.0]]), np.array([0, 1, 1])
+    with pytest.raises(ValueError, match="k = 5 neighbours asked of a reference set of 3 rows"):
+        knn_scores(train_x, train_y, np.array([[0.5]]), k=5)
+    np.testing.assert_allclose(knn_scores(train_x, train_y, np.array([[0.5]]), k=3), [[1 / 3, 2 / 3]])
+
+
 def test_balanced_subset_has_equal_classes():
     labels = np.array([0] * 50 + [1] * 10 + [2] * 30)
     subset = balanced_subset(labels, seed=0)
