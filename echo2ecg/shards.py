@@ -3,10 +3,16 @@
 Shard membership is a stable hash of the study id (echo views; a study's views stay
 together) or of the ECG id, so adding rows to a manifest only changes the shards the new
 rows fall in. Identifiers are pseudonymised here, before anything reaches a job.
+
+A shard job's parameters carry only :func:`shard_digest` of its rows, never a path or an
+identifier (Snakemake keeps parameters in its own records under ``.snakemake/``): the job
+plans its own shard again from the manifest and checks that the digest still matches.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 
 import pandas as pd
@@ -33,6 +39,13 @@ def _shard_labels(keys: pd.Series, n_shards: int) -> list[str]:
     return [labels[k] for k in keys]
 
 
+def _rows_of_shard(table: pd.DataFrame, shard_key: str, n_shards: int,
+                   only: str | None) -> pd.DataFrame:
+    if only is None:
+        return table
+    return table[[label == only for label in _shard_labels(table[shard_key], n_shards)]]
+
+
 def _plan(table: pd.DataFrame, shard_key: str, n_shards: int, fields: dict[str, list],
           sources: list[str], options: list[dict] | None = None) -> dict[str, list[dict]]:
     plan: dict[str, list[dict]] = {shard_label(i): [] for i in range(n_shards)}
@@ -49,13 +62,15 @@ def _plan(table: pd.DataFrame, shard_key: str, n_shards: int, fields: dict[str, 
 
 
 def plan_echo_shards(views: pd.DataFrame, n_shards: int, key: bytes,
-                     hash_paths: bool = True) -> dict[str, list[dict]]:
+                     hash_paths: bool = True, only: str | None = None) -> dict[str, list[dict]]:
     """Shard label → the shard's inputs as plain dicts (``ShardInput`` fields).
 
     ``views`` is a loaded echo-view manifest (:func:`echo2ecg.manifest.load_echo_views`);
     views are sharded by study, so a study's views stay together. Every shard
     0..n_shards-1 is present, empty ones too, so the set of jobs is fixed by the config.
+    With ``only`` (a shard label), just that shard's rows are planned (and pseudonymised).
     """
+    views = _rows_of_shard(views, "study_id", n_shards, only)
     fields = {"patient": pseudonymise_all(views["patient_id"], key),
               "study": pseudonymise_all(views["study_id"], key),
               "view": pseudonymise_all(views["view_id"], key)}
@@ -63,8 +78,10 @@ def plan_echo_shards(views: pd.DataFrame, n_shards: int, key: bytes,
 
 
 def plan_ecg_shards(ecgs: pd.DataFrame, n_shards: int, key: bytes,
-                    hash_paths: bool = True) -> dict[str, list[dict]]:
-    """Shard label → the shard's ECG inputs, with each file's format and rate as options."""
+                    hash_paths: bool = True, only: str | None = None) -> dict[str, list[dict]]:
+    """Shard label → the shard's ECG inputs, with each file's format and rate as options
+    (``only``: as in :func:`plan_echo_shards`)."""
+    ecgs = _rows_of_shard(ecgs, "ecg_id", n_shards, only)
     fields = {"patient": pseudonymise_all(ecgs["patient_id"], key),
               "ecg": pseudonymise_all(ecgs["ecg_id"], key)}
     options = [{"fmt": fmt} if pd.isna(fs) else {"fmt": fmt, "fs": float(fs)}
@@ -89,3 +106,27 @@ def file_states(inputs: list[dict]) -> list[str]:
         else:
             states.append(f"{stat.st_size}-{stat.st_mtime_ns}")
     return states
+
+
+def shard_digest(inputs: list[dict]) -> str:
+    """SHA-256 (hex) of a shard's rows as the ledger will show them (source, carried
+    fields, reader options) and of each file's size and modification time.
+
+    The shard rule's parameter: any added, removed, renamed or changed file changes it and
+    reruns that shard alone, and it reveals no path or identifier.
+    """
+    rows = [[item["source"], item["fields"], item.get("options", {}), state]
+            for item, state in zip(inputs, file_states(inputs))]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def checked_shard_inputs(plan: dict[str, list[dict]], shard: str, digest: str) -> list[dict]:
+    """The planned inputs of ``shard``, after checking they are the ones the workflow was
+    planned with (``digest``, :func:`shard_digest`); raises RuntimeError if the manifest
+    or a file changed in between, so that a job never runs on rows it was not planned for.
+    """
+    inputs = plan[shard]
+    if shard_digest(inputs) != digest:
+        raise RuntimeError(f"shard {shard}: its manifest rows or files changed after the "
+                           "workflow was planned; run snakemake again")
+    return inputs

@@ -6,19 +6,26 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
-from echo2ecg.config import ConfigError, check_cohort_references, check_config
-from echo2ecg.manifest import load_echo_views, load_ecgs
+from echo2ecg.config import (ConfigError, check_cohort_references, check_config,
+                             check_no_duplicate_keys, check_semantics)
+from echo2ecg.manifest import ManifestError, load_echo_views, load_ecgs
 from echo2ecg.provenance import module_digest
 from echo2ecg.pseudonym import resolve_key
-from echo2ecg.shards import file_states, plan_ecg_shards, plan_echo_shards, shard_label
+from echo2ecg.shards import plan_ecg_shards, plan_echo_shards, shard_digest, shard_label
 
 try:
+    for configfile in workflow.configfiles:  # first: the loaded config has lost the duplicates
+        check_no_duplicate_keys(configfile)
     check_config(config, workflow.source_path("schemas/config.schema.yaml"))
     check_cohort_references(config)
+    check_semantics(config)
 except ConfigError as error:
     raise WorkflowError(str(error))
 
-PSEUDONYM_KEY = resolve_key(config["privacy"]["pseudonym_key"])
+try:
+    PSEUDONYM_KEY = resolve_key(config["privacy"]["pseudonym_key"], demo=config["demo"]["enabled"])
+except ValueError as error:
+    raise WorkflowError(str(error))
 COHORTS = config["cohorts"]
 ECHO_COHORTS = [name for name, cohort in COHORTS.items() if "echo_views" in cohort]
 TRAIN_COHORT = config["pairing"]["train_cohort"]
@@ -68,34 +75,49 @@ def demo_dependency(table):
     return dependency
 
 
+def load_manifest(loader, cohort, table):
+    """A cohort's manifest, a bad one stopping the run with the loader's one message."""
+    try:
+        return loader(manifest_path(cohort, table))
+    except ManifestError as error:
+        raise WorkflowError(str(error))
+
+
 @functools.cache
 def echo_plan(cohort):
-    views = load_echo_views(manifest_path(cohort, "echo_views"))
+    views = load_manifest(load_echo_views, cohort, "echo_views")
     return plan_echo_shards(views, COHORTS[cohort]["echo_shards"], PSEUDONYM_KEY,
                             config["privacy"]["hash_paths"])
 
 
 @functools.cache
 def ecg_plan(cohort):
-    ecgs = load_ecgs(manifest_path(cohort, "ecgs"))
+    ecgs = load_manifest(load_ecgs, cohort, "ecgs")
     return plan_ecg_shards(ecgs, COHORTS[cohort]["ecg_shards"], PSEUDONYM_KEY,
                            config["privacy"]["hash_paths"])
 
 
-def echo_shard_inputs(wildcards):
-    return echo_plan(wildcards.cohort)[wildcards.shard]
+def echo_shard_digest(wildcards):
+    """The shard's rows as a digest: params carry no path or identifier (.snakemake/ keeps
+    them), the job plans its rows again from the manifest."""
+    return shard_digest(echo_plan(wildcards.cohort)[wildcards.shard])
 
 
-def echo_shard_states(wildcards):
-    return file_states(echo_shard_inputs(wildcards))
+def ecg_shard_digest(wildcards):
+    return shard_digest(ecg_plan(wildcards.cohort)[wildcards.shard])
 
 
-def ecg_shard_inputs(wildcards):
-    return ecg_plan(wildcards.cohort)[wildcards.shard]
+def shard_plan_settings(table):
+    """What a shard job needs to plan its own rows: the manifest, the shard count, whether
+    paths are hashed (the key comes from the config or the environment, never a param)."""
 
+    def settings(wildcards):
+        shards = "ecg_shards" if table == "ecgs" else "echo_shards"
+        return {"manifest": manifest_path(wildcards.cohort, table),
+                "n_shards": COHORTS[wildcards.cohort][shards],
+                "hash_paths": config["privacy"]["hash_paths"]}
 
-def ecg_shard_states(wildcards):
-    return file_states(ecg_shard_inputs(wildcards))
+    return settings
 
 
 def clip_recipe():

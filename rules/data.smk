@@ -8,10 +8,12 @@ rule extract_echo:
         clips=directory("results/data/{cohort}/echo/shard_{shard}/clips.zarr"),
         ledger="results/data/{cohort}/echo/shard_{shard}/ledger.csv",
     params:
-        inputs=echo_shard_inputs,
-        file_states=echo_shard_states,
+        rows=echo_shard_digest,
+        plan=shard_plan_settings("echo_views"),
         recipe=clip_recipe(),
-        code=module_digest("echo", "dicom", "data_stage", "store"),
+        time_limit_s=config["echo"]["file_time_limit_s"],
+        code=module_digest("echo", "dicom", "files", "data_stage", "shards", "manifest", "pseudonym",
+                           "store"),
     log:
         "logs/extract_echo/{cohort}/shard_{shard}.log",
     benchmark:
@@ -33,10 +35,12 @@ rule prep_ecg:
         signals=directory("results/data/{cohort}/ecg/shard_{shard}/ecg.zarr"),
         ledger="results/data/{cohort}/ecg/shard_{shard}/ledger.csv",
     params:
-        inputs=ecg_shard_inputs,
-        file_states=ecg_shard_states,
+        rows=ecg_shard_digest,
+        plan=shard_plan_settings("ecgs"),
         recipe=ecg_recipe(),
-        code=module_digest("ecg", "ecg_formats", "data_stage", "store"),
+        time_limit_s=config["ecg"]["file_time_limit_s"],
+        code=module_digest("ecg", "ecg_formats", "files", "data_stage", "shards", "manifest",
+                           "pseudonym", "store"),
     log:
         "logs/prep_ecg/{cohort}/shard_{shard}.log",
     benchmark:

@@ -11,13 +11,14 @@ rule embed_echo:
         batch_size=config["echo_encoder"]["batch_size"],
         workers=config["echo_encoder"]["loader_workers"],
         precision=config["echo_encoder"]["precision"],
+        cpu_threads=config["echo_encoder"]["cpu_threads"],
         init_seed=echo_init_seed(),
         code=module_digest("embed", "devices", "models.echo_encoder", "store"),
     log:
         "logs/embed_echo/{cohort}/shard_{shard}.log",
     benchmark:
         "benchmarks/embed_echo/{cohort}/shard_{shard}.tsv"
-    threads: 2
+    threads: config["echo_encoder"]["cpu_threads"]
     resources:
         gpu=1,
         mem_mb=6000,

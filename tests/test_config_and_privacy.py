@@ -55,12 +55,12 @@ def test_keys_naming_cohorts_must_name_real_ones():
 
 def test_pseudonyms_are_keyed_and_stable(monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
-    key = resolve_key("k1")
+    key = resolve_key("k1" * 16)
     assert pseudonymise("MRN123", key) == pseudonymise("MRN123", key)
-    assert pseudonymise("MRN123", key) != pseudonymise("MRN123", resolve_key("k2"))
+    assert pseudonymise("MRN123", key) != pseudonymise("MRN123", resolve_key("k2" * 16))
     assert len(pseudonymise("MRN123", key)) == 16 and "123" not in pseudonymise("MRN123", key)
-    monkeypatch.setenv(KEY_ENV, "from-env")
-    assert resolve_key("k1") == b"from-env"
+    monkeypatch.setenv(KEY_ENV, "from-env" * 4)
+    assert resolve_key("k1" * 16) == b"from-env" * 4
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(ValueError, match=KEY_ENV):
         resolve_key(None)

@@ -7,7 +7,8 @@ from echo2ecg.embed import embed_clip_store
 from echo2ecg.models import build_echo_encoder
 from echo2ecg.runlog import log_to
 
-torch.set_num_threads(snakemake.threads)  # as many as the rule declares
+# The configured count, not the granted one: results must not depend on --cores.
+torch.set_num_threads(snakemake.params.cpu_threads)
 
 with log_to(snakemake.log[0]) as log:
     weights = snakemake.input.weights[0] if snakemake.input.weights else None

@@ -1,7 +1,7 @@
 """pair_split: ECG-echo pairs within the window, split by patient, with Table 1 counts."""
 
 from echo2ecg.ledger import read_shard_ledgers, usable_views_per_study
-from echo2ecg.manifest import load_ecgs, load_labels
+from echo2ecg.manifest import check_time_zones_agree, load_ecgs, load_labels
 from echo2ecg.pairs import build_pairs, split_counts
 from echo2ecg.pseudonym import resolve_key
 from echo2ecg.runlog import log_to
@@ -11,10 +11,13 @@ with log_to(snakemake.log[0]) as log:
     cohort = snakemake.wildcards.cohort
     echo_ledgers = snakemake.input.echo_ledgers
     views = usable_views_per_study(read_shard_ledgers(echo_ledgers)) if echo_ledgers else None
+    ecgs, labels = load_ecgs(snakemake.input.ecgs), load_labels(snakemake.input.labels)
+    check_time_zones_agree({snakemake.input.ecgs: ecgs, snakemake.input.labels: labels})
     pairs = build_pairs(
-        load_ecgs(snakemake.input.ecgs), load_labels(snakemake.input.labels),
+        ecgs, labels,
         read_shard_ledgers(snakemake.input.ecg_ledgers), views,
-        resolve_key(snakemake.config["privacy"]["pseudonym_key"]),
+        resolve_key(snakemake.config["privacy"]["pseudonym_key"],
+                    demo=snakemake.config["demo"]["enabled"]),
         snakemake.params.window_days, snakemake.params.fractions, snakemake.params.seed,
     )
     write_table(pairs, snakemake.output.pairs)
