@@ -1,6 +1,6 @@
 """Patient-level bootstrap AUROC: 1,000 resamples of 2,000 patients' 5,000 test ECGs, 3 classes.
 
-`echo2ecg.evaluate.bootstrap_aurocs` draws patients with replacement and scores every
+`echo2ecg.evaluate.metrics.bootstrap_aurocs` draws patients with replacement and scores every
 resample at once from one sort (a resample is a row weight per ECG: how often its patient
 was drawn); the reference stacks each resample's ECGs (every drawn patient's, with
 repeats) and calls scikit-learn's `roc_auc_score`. Both see the same draws; their 1,000
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from echo2ecg.evaluate import bootstrap_aurocs, knn_scores
+from echo2ecg.evaluate.metrics import bootstrap_aurocs, knn_scores
 
 from figures import write_figures
 

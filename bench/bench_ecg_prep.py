@@ -2,7 +2,7 @@
 
 The reference is the hand-written scipy loop the OTiS / Echo2ECG code used for drift
 removal (rebuild the sparse system, ``spsolve``, reweight; 5 solves per lead). The
-pipeline uses pybaselines' ``asls`` with pentapy's pentadiagonal solver (echo2ecg.ecg).
+pipeline uses pybaselines' ``asls`` with pentapy's pentadiagonal solver (echo2ecg.data.ecg).
 Both are timed on the drift-removal step alone and on the whole preparation (the other
 steps are shared), on synthetic 12 x 5000 ECGs at 500 Hz, and their outputs must agree
 to 1e-5 (asserted).
@@ -29,9 +29,9 @@ import scipy  # noqa: E402
 from scipy import sparse  # noqa: E402
 from scipy.sparse.linalg import spsolve  # noqa: E402
 
-from echo2ecg.ecg import (LEAD_GROUPS, clip_outliers, crop_or_pad, groupwise_zscore,  # noqa: E402
+from echo2ecg.data.ecg import (LEAD_GROUPS, clip_outliers, crop_or_pad, groupwise_zscore,  # noqa: E402
                           prepare_ecg, remove_baseline)
-from echo2ecg.ecg_formats import RawEcg  # noqa: E402
+from echo2ecg.data.ecg_formats import RawEcg  # noqa: E402
 from figures import write_figures  # noqa: E402
 
 FS, N_SAMPLES = 500.0, 5000

@@ -1,4 +1,4 @@
-"""Views per second of ``echo2ecg.echo.extract_clip`` against a straightforward reference.
+"""Views per second of ``echo2ecg.data.echo.extract_clip`` against a straightforward reference.
 
 The reference does what EchoPrime's own script does, frame by frame: decode *every* frame
 (``ds.pixel_array``, which pydicom already converts from YBR to RGB), build the mask,
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
-from echo2ecg.echo import extract_clip  # noqa: E402
+from echo2ecg.data.echo import extract_clip  # noqa: E402
 
 from figures import write_figures  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Clips per second of ``echo2ecg.embed.embed_clip_store`` against the reference way of embedding.
+"""Clips per second of ``echo2ecg.embed.views.embed_clip_store`` against the reference way of embedding.
 
 The reference embeds as the Echo2ECG/EchoPrime scripts do: one clip at a time (batch 1), read
 in the main process, normalised to float32 on the CPU, copied to the device, forward in
@@ -33,10 +33,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import zarr  # noqa: E402
 
-from echo2ecg.devices import choose_device  # noqa: E402
-from echo2ecg.embed import embed_clip_store  # noqa: E402
+from echo2ecg.embed.devices import choose_device  # noqa: E402
+from echo2ecg.embed.views import embed_clip_store  # noqa: E402
 from echo2ecg.models import build_echo_encoder, normalise_clips  # noqa: E402
-from echo2ecg.store import ShardWriter, open_rows  # noqa: E402
+from echo2ecg.data.store import ShardWriter, open_rows  # noqa: E402
 from figures import write_figures  # noqa: E402
 
 CLIP_SHAPE = (16, 224, 224, 3)

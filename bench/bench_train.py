@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from echo2ecg.models import ECGEncoder, Echo2ECG, build_echo_encoder  # noqa: E402
-from echo2ecg.train import (PairBatches, PairData, TrainSettings, batch_loss,  # noqa: E402
+from echo2ecg.train.loop import (PairBatches, PairData, TrainSettings, batch_loss,  # noqa: E402
                             param_groups)
 from figures import write_figures  # noqa: E402
 

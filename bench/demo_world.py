@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from echo2ecg.echo import clip_from_frames
-from echo2ecg.embed import embed_clips
+from echo2ecg.data.echo import clip_from_frames
+from echo2ecg.embed.views import embed_clips
 from echo2ecg.models import build_echo_encoder
 from echo2ecg.synth.audit import ridge_probe_r, variance_shares
 from echo2ecg.synth.echo_views import VIEWS, render_clip, sample_anatomy

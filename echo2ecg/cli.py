@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
+from echo2ecg import __version__
 
 
 def _extract_echo(args: argparse.Namespace) -> int:
-    from .data_stage import extract_echo_shard, inputs_from_paths
+    from echo2ecg.data.shard_run import extract_echo_shard, inputs_from_paths
 
     options = {"n_out": args.frames, "stride": args.stride, "size": args.size, "zoom": args.zoom}
     ledger = extract_echo_shard(inputs_from_paths(args.files), args.out, options)
@@ -18,7 +18,7 @@ def _extract_echo(args: argparse.Namespace) -> int:
 
 
 def _prep_ecg(args: argparse.Namespace) -> int:
-    from .data_stage import inputs_from_paths, prep_ecg_shard
+    from echo2ecg.data.shard_run import inputs_from_paths, prep_ecg_shard
 
     reader = {k: v for k, v in (("fmt", args.format), ("fs", args.fs)) if v is not None}
     ledger = prep_ecg_shard(inputs_from_paths(args.files, **reader), args.out)
@@ -26,7 +26,7 @@ def _prep_ecg(args: argparse.Namespace) -> int:
 
 
 def _demo_cohort(args: argparse.Namespace) -> int:
-    from .synth.cohort import demo_specs, generate_demo
+    from echo2ecg.synth.cohort import demo_specs, generate_demo
 
     internal, external = demo_specs(seed=args.seed, scale=args.scale)
     manifests = generate_demo(args.out, internal, external)
@@ -36,7 +36,7 @@ def _demo_cohort(args: argparse.Namespace) -> int:
 
 
 def _embed_ecg(args: argparse.Namespace) -> int:
-    from .extractor import embed_ecg_files
+    from echo2ecg.evaluate.extractor import embed_ecg_files
 
     table = embed_ecg_files(args.checkpoint, args.files, args.device)
     out = Path(args.out)
@@ -51,7 +51,7 @@ def _embed_ecg(args: argparse.Namespace) -> int:
 
 
 def _retrieve(args: argparse.Namespace) -> int:
-    from .extractor import retrieve_studies
+    from echo2ecg.evaluate.extractor import retrieve_studies
 
     print(retrieve_studies(args.checkpoint, args.ecg, args.gallery, args.k, args.device)
           .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         import logging
 
-        from .runlog import FORMAT
+        from echo2ecg.runlog import FORMAT
         logging.basicConfig(level=logging.INFO, format=FORMAT)
     return args.run(args)
 

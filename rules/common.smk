@@ -8,10 +8,10 @@ from snakemake.exceptions import WorkflowError
 
 from echo2ecg.config import (ConfigError, check_cohort_references, check_config,
                              check_no_duplicate_keys, check_semantics)
-from echo2ecg.manifest import ManifestError, load_echo_views, load_ecgs
-from echo2ecg.provenance import module_digest
-from echo2ecg.pseudonym import resolve_key
-from echo2ecg.shards import plan_ecg_shards, plan_echo_shards, shard_digest, shard_label
+from echo2ecg.data.manifest import ManifestError, load_echo_views, load_ecgs
+from echo2ecg.report.provenance import code_digest
+from echo2ecg.data.pseudonym import resolve_key
+from echo2ecg.data.shard_plan import plan_ecg_shards, plan_echo_shards, shard_digest, shard_label
 
 try:
     for configfile in workflow.configfiles:  # first: the loaded config has lost the duplicates
@@ -75,6 +75,12 @@ def demo_dependency(table):
     return dependency
 
 
+def script_code(script):
+    """Digest of the echo2ecg code a workflow script runs (its whole import closure), as
+    a param: a rule reruns when, and only when, code it runs changes."""
+    return code_digest(os.path.join(workflow.basedir, "workflow_scripts", f"{script}.py"))
+
+
 def load_manifest(loader, cohort, table):
     """A cohort's manifest, a bad one stopping the run with the loader's one message."""
     try:
@@ -121,14 +127,14 @@ def shard_plan_settings(table):
 
 
 def clip_recipe():
-    """Keyword arguments of echo2ecg.echo.extract_clip, from config `echo`."""
+    """Keyword arguments of echo2ecg.data.echo.extract_clip, from config `echo`."""
     echo = config["echo"]
     return {"n_out": echo["frames"], "stride": echo["stride"], "size": echo["size"],
             "zoom": echo["zoom"], "max_bytes": int(echo["max_decoded_gib"] * 2**30)}
 
 
 def ecg_recipe():
-    """Keyword arguments of echo2ecg.ecg.prepare_ecg, from config `ecg`."""
+    """Keyword arguments of echo2ecg.data.ecg.prepare_ecg, from config `ecg`."""
     ecg = config["ecg"]
     return {"fs_out": ecg["fs"], "duration_s": ecg["duration_s"], "n_sigma": ecg["clip_sigma"],
             "lam": ecg["asls_lam"], "p": ecg["asls_p"], "max_iter": ecg["asls_iterations"],

@@ -12,8 +12,7 @@ rule extract_echo:
         plan=shard_plan_settings("echo_views"),
         recipe=clip_recipe(),
         time_limit_s=config["echo"]["file_time_limit_s"],
-        code=module_digest("echo", "dicom", "files", "data_stage", "shards", "manifest", "pseudonym",
-                           "store"),
+        code=script_code("extract_echo"),
     log:
         "logs/extract_echo/{cohort}/shard_{shard}.log",
     benchmark:
@@ -39,8 +38,7 @@ rule prep_ecg:
         plan=shard_plan_settings("ecgs"),
         recipe=ecg_recipe(),
         time_limit_s=config["ecg"]["file_time_limit_s"],
-        code=module_digest("ecg", "ecg_formats", "files", "data_stage", "shards", "manifest",
-                           "pseudonym", "store"),
+        code=script_code("prep_ecg"),
     log:
         "logs/prep_ecg/{cohort}/shard_{shard}.log",
     benchmark:
@@ -68,6 +66,8 @@ rule ledger_summary:
             category=DATA,
             labels={"result": "ledger summary", "kind": "table"},
         ),
+    params:
+        code=script_code("ledger_summary"),
     log:
         "logs/ledger_summary/ledger_summary.log",
     benchmark:

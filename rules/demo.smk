@@ -8,8 +8,7 @@ checkpoint demo_cohort:
     params:
         seed=config["demo"]["seed"],
         scale=config["demo"]["scale"],
-        code=module_digest("synth.cohort", "synth.echo_views", "synth.echo_dicom",
-                           "synth.ecg_signals", "synth.ecg_files", "synth.phenotypes"),
+        code=script_code("demo_cohort"),
     log:
         "logs/demo_cohort/demo_cohort.log",
     benchmark:

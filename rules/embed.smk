@@ -13,7 +13,7 @@ rule embed_echo:
         precision=config["echo_encoder"]["precision"],
         cpu_threads=config["echo_encoder"]["cpu_threads"],
         init_seed=echo_init_seed(),
-        code=module_digest("embed", "devices", "models.echo_encoder", "store"),
+        code=script_code("embed_echo"),
     log:
         "logs/embed_echo/{cohort}/shard_{shard}.log",
     benchmark:

@@ -15,8 +15,7 @@ rule features:
         max_views=config["train"]["max_views"],
         kind=config["evaluation"]["features"],
         n_samples=config["evaluation"]["n_samples"],
-        code=module_digest("features", "train", "pretrain", "models.ecg_encoder",
-                           "models.aggregators", "models.echo2ecg"),
+        code=script_code("features"),
     log:
         "logs/features/{variant}/{cohort}.log",
     benchmark:
@@ -50,7 +49,7 @@ rule lvef_knn:
                                      "lvef_cohorts", "baseline", "features", "n_samples",
                                      "checkpoint"),
         pretrained=encoders_pretrained(),
-        code=module_digest("downstream", "evaluate", "features", "provenance", "tables"),
+        code=script_code("lvef_knn"),
     log:
         "logs/lvef_knn/lvef_knn.log",
     benchmark:
@@ -85,7 +84,7 @@ rule shd_scaling:
                                      "shd_fractions", "shd_seeds", "features", "n_samples",
                                      "checkpoint"),
         pretrained=encoders_pretrained(),
-        code=module_digest("downstream", "evaluate", "features", "provenance", "tables", "plots"),
+        code=script_code("shd_scaling"),
     log:
         "logs/shd_scaling/shd_scaling.log",
     benchmark:
@@ -116,7 +115,7 @@ rule retrieval:
         settings=evaluation_settings("retrieval_tolerance_sd", "bootstrap_resamples", "seed",
                                      "baseline", "checkpoint"),
         pretrained=encoders_pretrained(),
-        code=module_digest("downstream", "evaluate", "features", "provenance", "tables"),
+        code=script_code("retrieval"),
     log:
         "logs/retrieval/retrieval.log",
     benchmark:
@@ -146,7 +145,7 @@ rule ablation:
                   "shd_fraction": config["evaluation"]["ablation_shd_fraction"],
                   "variants": config["variants"]},
         pretrained=encoders_pretrained(),
-        code=module_digest("downstream", "provenance", "tables"),
+        code=script_code("ablation"),
     log:
         "logs/ablation/ablation.log",
     benchmark:
@@ -178,7 +177,7 @@ rule findings:
                                         "knn_k", "bootstrap_resamples", "seed"),
                   "retrieval_cohort": TRAIN_COHORT, "variants": config["variants"]},
         pretrained=encoders_pretrained(),
-        code=module_digest("findings", "downstream", "evaluate", "provenance", "tables"),
+        code=script_code("findings"),
     log:
         "logs/findings/findings.log",
     benchmark:

@@ -14,7 +14,7 @@ rule pair_split:
         window_days=config["pairing"]["window_days"],
         fractions=cohort_splits,
         seed=config["pairing"]["seed"],
-        code=module_digest("pairs", "ledger"),
+        code=script_code("pair_split"),
     log:
         "logs/pair_split/{cohort}.log",
     benchmark:
@@ -41,6 +41,8 @@ rule cohort_table:
             category=DATA,
             labels={"result": "cohorts and splits", "kind": "table"},
         ),
+    params:
+        code=script_code("cohort_table"),
     log:
         "logs/cohort_table/cohort_table.log",
     benchmark:
@@ -77,8 +79,7 @@ rule pretrain:
         encoder=config["ecg_encoder"],
         train=config["train"],
         ecg_recipe=ecg_recipe(),
-        code=module_digest("pretrain", "train", "augment", "devices", "models.ecg_encoder",
-                           "models.aggregators", "models.echo2ecg"),
+        code=script_code("pretrain"),
     log:
         "logs/pretrain/{variant}.log",
     benchmark:

@@ -5,9 +5,8 @@ import pytest
 import yaml
 
 from echo2ecg.config import ConfigError, check_cohort_references, check_config
-from echo2ecg.provenance import module_digest
-from echo2ecg.pseudonym import KEY_ENV, pseudonymise, resolve_key
-from echo2ecg.shards import file_states, plan_ecg_shards, plan_echo_shards
+from echo2ecg.data.pseudonym import KEY_ENV, pseudonymise, resolve_key
+from echo2ecg.data.shard_plan import file_states, plan_ecg_shards, plan_echo_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "rules/schemas/config.schema.yaml"
@@ -107,10 +106,3 @@ def test_ecg_plan_passes_format_and_rate():
                    key=lambda i: i["fields"]["manifest_row"])
     assert items[0]["options"] == {"fmt": "numpy", "fs": 250.0}
     assert items[1]["options"] == {"fmt": "wfdb"}
-
-
-def test_module_digest_follows_source():
-    assert module_digest("store") == module_digest("store")
-    assert module_digest("store") != module_digest("manifest")
-    with pytest.raises(ValueError):
-        module_digest("no_such_module")

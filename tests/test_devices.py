@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from echo2ecg.devices import LOCK_DIR_ENV, choose_device, lock_path
+from echo2ecg.embed.devices import LOCK_DIR_ENV, choose_device, lock_path
 
 # A job in its own process: lease a GPU of 4 fake ones, print the index, hold until stdin closes.
 HOLDER = textwrap.dedent("""
     import sys
-    from echo2ecg.devices import choose_device
+    from echo2ecg.embed.devices import choose_device
     with choose_device(lock_dir=sys.argv[1], visible="", device_count=4, timeout_s=10,
                        poll_s=0.05) as lease:
         print(lease.index, flush=True)

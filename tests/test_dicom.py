@@ -1,4 +1,4 @@
-"""echo2ecg.dicom: real ultrasound files of every transfer syntax, and broken files.
+"""echo2ecg.data.dicom: real ultrasound files of every transfer syntax, and broken files.
 
 Real files: pydicom's ``examples_ybr_color.dcm`` and the pydicom-data package (imported
 as ``data_store``; both found through ``pydicom.data.get_testdata_file``).
@@ -21,8 +21,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from echo2ecg.dicom import read_frames, read_ultrasound_header
-from echo2ecg.errors import InputRejected
+from echo2ecg.data.dicom import read_frames, read_ultrasound_header
+from echo2ecg.data.errors import InputRejected
 
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 PATIENT = {"PatientName": "Doe^Jane", "PatientID": "MRN99887766", "StudyDate": "20240229"}

@@ -40,11 +40,11 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from echo2ecg.data_stage import ShardInput, extract_echo_shard
-from echo2ecg.dicom import read_frames, read_ultrasound_header
-from echo2ecg.echo import MIN_MASK_FRACTION, extract_clip
-from echo2ecg.errors import InputRejected
-from echo2ecg.limits import time_limit
+from echo2ecg.data.shard_run import ShardInput, extract_echo_shard
+from echo2ecg.data.dicom import read_frames, read_ultrasound_header
+from echo2ecg.data.echo import MIN_MASK_FRACTION, extract_clip
+from echo2ecg.data.errors import InputRejected
+from echo2ecg.data.limits import time_limit
 
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 PATIENT = {"PatientName": "Doe^Jane", "PatientID": "MRN99887766"}
@@ -57,8 +57,8 @@ _CHILD = r"""
 import json, resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-from echo2ecg.echo import extract_clip
-from echo2ecg.errors import InputRejected
+from echo2ecg.data.echo import extract_clip
+from echo2ecg.data.errors import InputRejected
 notes = []
 try:
     clip = extract_clip(sys.argv[2], notes=notes, **json.loads(sys.argv[3]))

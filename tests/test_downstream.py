@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echo2ecg.downstream import ablation_table, ecg_labels, lvef_table, retrieval_table, shd_table
-from echo2ecg.evaluate import lvef_class
-from echo2ecg.provenance import file_checksum, table_provenance
-from echo2ecg.tables import html_table, write_report_table
+from echo2ecg.evaluate.downstream import ablation_table, ecg_labels, lvef_table, retrieval_table, shd_table
+from echo2ecg.evaluate.metrics import lvef_class
+from echo2ecg.report.provenance import file_checksum, table_provenance
+from echo2ecg.report.tables import html_table, write_report_table
 
 
 def planted(n_patients=240, informative=True, seed=0):
@@ -144,7 +144,7 @@ def test_lvef_rows_that_cannot_be_computed_say_why(caplog):
     no_reference = pairs.copy()
     no_reference.loc[(no_reference["split"] == "train") & (no_reference["lvef"] <= 40), "lvef"] = 45.0
     cohorts = {"c": pairs, "ext": no_test, "normal": one_class, "unref": no_reference}
-    with caplog.at_level(logging.WARNING, logger="echo2ecg.downstream"):
+    with caplog.at_level(logging.WARNING, logger="echo2ecg.evaluate.downstream"):
         table, scores = lvef_table({("good", name): features for name in cohorts}, cohorts,
                                    k=5, balance=True, n_resamples=50, seed=0, baseline=None)
     table = table.set_index("cohort")
@@ -181,7 +181,7 @@ def test_shd_rows_without_test_ecgs_or_a_second_class_say_why(caplog):
     pairs, features = planted(n_patients=400)
     no_test = pairs.assign(shd=pairs["shd"].where(pairs["split"] == "train"))
     one_class_train = pairs.assign(shd=pairs["shd"].where(pairs["split"] == "test", 0))
-    with caplog.at_level(logging.WARNING, logger="echo2ecg.downstream"):
+    with caplog.at_level(logging.WARNING, logger="echo2ecg.evaluate.downstream"):
         empty, _ = shd_table({"good": features}, no_test, [0.5, 1.0], n_seeds=2, k=5,
                              n_resamples=50, seed=0)
         flat, _ = shd_table({"good": features}, one_class_train, [1.0], n_seeds=1, k=5,
@@ -205,7 +205,7 @@ def test_shd_knn_k_larger_than_the_training_set_is_an_error():
 
 def test_retrieval_without_test_pairs_says_why_and_keeps_its_header(caplog):
     pairs, features = planted()
-    with caplog.at_level(logging.WARNING, logger="echo2ecg.downstream"):
+    with caplog.at_level(logging.WARNING, logger="echo2ecg.evaluate.downstream"):
         table, queries = retrieval_table({"good": features, "noise": features},
                                          pairs.assign(split="train"), 0.5, n_resamples=50,
                                          seed=0, baseline="noise")

@@ -7,10 +7,10 @@ from pydicom.data import get_testdata_file
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
-from echo2ecg.ecg import (asls_baseline, clip_outliers, crop_or_pad, groupwise_zscore,
+from echo2ecg.data.ecg import (asls_baseline, clip_outliers, crop_or_pad, groupwise_zscore,
                           prepare_ecg, remove_baseline, resample_to)
-from echo2ecg.ecg_formats import RawEcg, read_ecg
-from echo2ecg.errors import InputRejected
+from echo2ecg.data.ecg_formats import RawEcg, read_ecg
+from echo2ecg.data.errors import InputRejected
 
 
 def synthetic_beats(fs=500.0, seconds=10.0, heart_rate_hz=1.2, scale=1.0):

@@ -6,8 +6,8 @@ import pytest
 import wfdb
 from pydicom.data import get_testdata_file
 
-from echo2ecg.ecg_formats import LEADS, lead_from_code, normalise_lead_name, read_ecg
-from echo2ecg.errors import InputRejected
+from echo2ecg.data.ecg_formats import LEADS, lead_from_code, normalise_lead_name, read_ecg
+from echo2ecg.data.errors import InputRejected
 
 SCRAMBLED = ("V4", "aVL", "I", "V1", "III", "V6", "aVF", "II", "V3", "aVR", "V5", "V2")
 

@@ -24,11 +24,11 @@ from pydicom.data import get_testdata_file
 from test_ecg import synthetic_ecg
 from test_ecg_formats import random_leads, write_wfdb
 
-from echo2ecg.data_stage import ShardInput, prep_ecg_shard
-from echo2ecg.ecg import prepare_ecg
-from echo2ecg.ecg_formats import LEADS, RawEcg, read_ecg
-from echo2ecg.errors import InputRejected
-from echo2ecg.store import read_ledger
+from echo2ecg.data.shard_run import ShardInput, prep_ecg_shard
+from echo2ecg.data.ecg import prepare_ecg
+from echo2ecg.data.ecg_formats import LEADS, RawEcg, read_ecg
+from echo2ecg.data.errors import InputRejected
+from echo2ecg.data.store import read_ledger
 
 ADDRESS_SPACE = 3 * 2**30  # bytes: the imports take ~1.4 GiB of address space, a bomb more
 PEAK_RSS_MB = 400  # an interpreter with numpy, pandas (via wfdb) and pydicom is ~120 MB
@@ -37,8 +37,8 @@ V3 = LEADS.index("V3")
 
 RUNNER = textwrap.dedent("""
     import json, sys
-    from echo2ecg.ecg_formats import read_ecg
-    from echo2ecg.errors import InputRejected
+    from echo2ecg.data.ecg_formats import read_ecg
+    from echo2ecg.data.errors import InputRejected
     outcomes = []
     for path, options in json.loads(sys.argv[1]):
         try:

@@ -1,4 +1,4 @@
-"""echo2ecg.echo: frame sampling, the ultrasound mask, crop geometry, the whole clip."""
+"""echo2ecg.data.echo: frame sampling, the ultrasound mask, crop geometry, the whole clip."""
 
 import cv2
 import numpy as np
@@ -7,9 +7,9 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from echo2ecg import echo
-from echo2ecg.dicom import read_frames, read_ultrasound_header
-from echo2ecg.echo import (
+from echo2ecg.data import echo
+from echo2ecg.data.dicom import read_frames, read_ultrasound_header
+from echo2ecg.data.echo import (
     clip_frame_indices,
     crop_and_resize,
     extract_clip,
@@ -17,7 +17,7 @@ from echo2ecg.echo import (
     to_gray,
     ultrasound_mask,
 )
-from echo2ecg.errors import InputRejected
+from echo2ecg.data.errors import InputRejected
 
 H, W = 240, 300
 APEX, RADIUS, HALF_ANGLE = (150, 30), 140, 40  # the scan sector: a fan opening downwards

@@ -14,9 +14,9 @@ import torch
 import zarr
 from torch import nn
 
-from echo2ecg.embed import embed_clip_store, embed_clips, resolve_precision
+from echo2ecg.embed.views import embed_clip_store, embed_clips, resolve_precision
 from echo2ecg.models import build_echo_encoder, normalise_clips
-from echo2ecg.store import ShardWriter, open_rows
+from echo2ecg.data.store import ShardWriter, open_rows
 
 CLIP_SHAPE = (16, 224, 224, 3)
 
@@ -76,7 +76,7 @@ def tiny_encoder() -> TinyEncoder:
 
 def test_rows_follow_the_clip_store(tmp_path, tiny_encoder, caplog):
     clips = write_clip_store(tmp_path / "clips.zarr", 5)
-    with caplog.at_level(logging.INFO, logger="echo2ecg.embed"):
+    with caplog.at_level(logging.INFO, logger="echo2ecg.embed.views"):
         n = embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder,
                              batch_size=2, num_workers=0, precision="fp32")
     embeddings = open_rows(tmp_path / "embeddings.zarr", "embeddings")
@@ -136,7 +136,7 @@ def test_precision_choice_on_cpu_without_native_bf16(caplog, monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == "fp32"
     assert resolve_precision("fp32", cpu) == "fp32"
-    with caplog.at_level(logging.WARNING, logger="echo2ecg.embed"):
+    with caplog.at_level(logging.WARNING, logger="echo2ecg.embed.views"):
         assert resolve_precision("bf16", cpu) == "fp32"
     assert "bf16 is not available" in caplog.text
     with pytest.raises(ValueError, match="precision"):

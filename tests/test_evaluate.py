@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from echo2ecg.evaluate import (balanced_subset, bootstrap_auroc, bootstrap_aurocs, bootstrap_mean,
+from echo2ecg.evaluate.metrics import (balanced_subset, bootstrap_auroc, bootstrap_aurocs, bootstrap_mean,
                                cosine_similarity, first_match_ranks, knn_scores, lvef_class,
                                macro_auroc, paired_auroc_difference, phenotype_matches,
                                random_retrieval_metrics, resample_weights, retrieval_metrics,

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echo2ecg.findings import FINDINGS_COLUMNS, findings_table, variant_roles, verdict
+from echo2ecg.evaluate.findings import FINDINGS_COLUMNS, findings_table, variant_roles, verdict
 
 VARIANTS = {"echo2ecg": {"pooling": "attention"}, "mean_pool": {"pooling": "mean"},
             "cls_pool": {"pooling": "cls"}, "single_view": {"pooling": "single"},

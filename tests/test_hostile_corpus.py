@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from echo2ecg.ecg_formats import LEADS
+from echo2ecg.data.ecg_formats import LEADS
 from echo2ecg.synth.echo_dicom import DicomIdentity, DicomInstance, echo_dataset
 from echo2ecg.synth.echo_views import ScanSector
 from echo2ecg.synth.ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
@@ -264,7 +264,7 @@ def ecg_corpus(root: Path) -> list[tuple[Path, dict]]:
 
 RUNNER = textwrap.dedent("""
     import json, sys
-    from echo2ecg.data_stage import ShardInput, extract_echo_shard, prep_ecg_shard, printable_path
+    from echo2ecg.data.shard_run import ShardInput, extract_echo_shard, prep_ecg_shard, printable_path
     spec = json.load(open(sys.argv[1]))
     echo = [ShardInput(path=p, source=printable_path(p)) for p in spec["echo"]]
     ecg = [ShardInput(path=p, source=printable_path(p), options=o) for p, o in spec["ecg"]]

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from echo2ecg.manifest import (ManifestError, check_time_zones_agree, load_ecgs, load_echo_views,
+from echo2ecg.data.manifest import (ManifestError, check_time_zones_agree, load_ecgs, load_echo_views,
                               load_labels, shard_of)
 
 

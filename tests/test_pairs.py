@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from echo2ecg.pairs import assign_splits, build_pairs, pair_within_window, split_counts
-from echo2ecg.pseudonym import pseudonymise
+from echo2ecg.train.pairs import assign_splits, build_pairs, pair_within_window, split_counts
+from echo2ecg.data.pseudonym import pseudonymise
 
 T0 = pd.Timestamp("2024-03-01 12:00")
 KEY = b"test-key"

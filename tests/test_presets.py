@@ -7,7 +7,7 @@ import yaml
 
 from echo2ecg.config import check_config
 from echo2ecg.models import count_parameters
-from echo2ecg.pretrain import build_model, train_settings
+from echo2ecg.train.pretrain import build_model, train_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "rules/schemas/config.schema.yaml"

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echo2ecg.data_stage import printable_path, rejection_reason
-from echo2ecg.errors import InputRejected
-from echo2ecg.files import open_regular, os_error_reason
-from echo2ecg.pseudonym import DEMO_KEY, KEY_ENV, MIN_KEY_BYTES, pseudonymise, resolve_key
-from echo2ecg.shards import checked_shard_inputs, plan_echo_shards, shard_digest
+from echo2ecg.data.shard_run import printable_path, rejection_reason
+from echo2ecg.data.errors import InputRejected
+from echo2ecg.data.files import open_regular, os_error_reason
+from echo2ecg.data.pseudonym import DEMO_KEY, KEY_ENV, MIN_KEY_BYTES, pseudonymise, resolve_key
+from echo2ecg.data.shard_plan import checked_shard_inputs, plan_echo_shards, shard_digest
 
 CANARY = "MRN4242CANARY"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zarr
 
-from echo2ecg.store import ShardWriter, open_rows, read_ledger, write_table
+from echo2ecg.data.store import ShardWriter, open_rows, read_ledger, write_table
 
 
 def test_rows_land_in_order_and_array_is_cut_to_rows_written(tmp_path):

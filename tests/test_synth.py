@@ -17,7 +17,7 @@ from pydicom.uid import (
 )
 from scipy.signal import find_peaks
 
-from echo2ecg.manifest import load_ecgs, load_echo_views, load_labels
+from echo2ecg.data.manifest import load_ecgs, load_echo_views, load_labels
 from echo2ecg.synth.cohort import (
     ECG_COLUMNS,
     ECHO_VIEW_COLUMNS,
@@ -362,9 +362,9 @@ def test_recording_nuisance_outweighs_the_patients_signature():
 def test_random_ecg_features_carry_some_but_not_much_lvef():
     """The demo's ECGs through the demo-scale encoder at random init: LVEF kNN AUROC is
     modest, so that alignment has room to help (the issue's aim: 0.65-0.78)."""
-    from echo2ecg.ecg import prepare_ecg
-    from echo2ecg.ecg_formats import RawEcg
-    from echo2ecg.evaluate import balanced_subset, knn_scores, lvef_class, macro_auroc
+    from echo2ecg.data.ecg import prepare_ecg
+    from echo2ecg.data.ecg_formats import RawEcg
+    from echo2ecg.evaluate.metrics import balanced_subset, knn_scores, lvef_class, macro_auroc
     from echo2ecg.models import ECGEncoder
     from echo2ecg.synth.cohort import ecg_signal
 

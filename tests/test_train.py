@@ -15,10 +15,10 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsRegressor
 
-from echo2ecg.augment import (EcgAugment, eval_crop, ft_surrogate, random_crop, sign_flip,
+from echo2ecg.train.augment import (EcgAugment, eval_crop, ft_surrogate, random_crop, sign_flip,
                               time_flip)
 from echo2ecg.models import ECGEncoder, Echo2ECG
-from echo2ecg.train import (PairBatches, PairData, TrainSettings, embed_ecgs, embed_studies,
+from echo2ecg.train.loop import (PairBatches, PairData, TrainSettings, embed_ecgs, embed_studies,
                             evaluate_loss, lr_at, param_groups, per_view_pairs, plot_history,
                             project_ecgs, train)
 

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from echo2ecg.downstream import ablation_table
-from echo2ecg.provenance import table_provenance
+from echo2ecg.evaluate.downstream import ablation_table
+from echo2ecg.report.provenance import table_provenance
 from echo2ecg.runlog import log_to
-from echo2ecg.tables import write_report_table
+from echo2ecg.report.tables import write_report_table
 
 with log_to(snakemake.log[0]):
     settings = snakemake.params.settings

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from echo2ecg.runlog import log_to
-from echo2ecg.store import write_table
-from echo2ecg.tables import write_html, write_markdown
+from echo2ecg.data.store import write_table
+from echo2ecg.report.tables import write_html, write_markdown
 
 with log_to(snakemake.log[0]):
     table = pd.concat([pd.read_csv(path) for path in snakemake.input.splits], ignore_index=True)

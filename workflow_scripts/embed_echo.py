@@ -2,8 +2,8 @@
 
 import torch
 
-from echo2ecg.devices import choose_device
-from echo2ecg.embed import embed_clip_store
+from echo2ecg.embed.devices import choose_device
+from echo2ecg.embed.views import embed_clip_store
 from echo2ecg.models import build_echo_encoder
 from echo2ecg.runlog import log_to
 

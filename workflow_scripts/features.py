@@ -2,11 +2,11 @@
 
 import torch
 
-from echo2ecg.devices import choose_device
-from echo2ecg.features import cohort_features, load_variant, save_features
-from echo2ecg.ledger import read_shard_ledgers
-from echo2ecg.pairs import read_id_table
-from echo2ecg.pretrain import stores_by_shard
+from echo2ecg.embed.devices import choose_device
+from echo2ecg.evaluate.features import cohort_features, load_variant, save_features
+from echo2ecg.data.ledger import read_shard_ledgers
+from echo2ecg.train.pairs import read_id_table
+from echo2ecg.train.pretrain import stores_by_shard
 from echo2ecg.runlog import log_to
 
 torch.set_num_threads(snakemake.threads)  # as many as the rule declares

@@ -1,11 +1,11 @@
 """findings: each of the paper's claims on this cohort, with the paired difference, its
 patient-level CI and whether the claim holds."""
 
-from echo2ecg.findings import findings_table
-from echo2ecg.pairs import read_id_table
-from echo2ecg.provenance import table_provenance
+from echo2ecg.evaluate.findings import findings_table
+from echo2ecg.train.pairs import read_id_table
+from echo2ecg.report.provenance import table_provenance
 from echo2ecg.runlog import log_to
-from echo2ecg.tables import write_report_table
+from echo2ecg.report.tables import write_report_table
 
 with log_to(snakemake.log[0]):
     settings = snakemake.params.settings

@@ -1,9 +1,9 @@
 """ledger_summary: count ok and rejected files per stage, cohort and reason."""
 
-from echo2ecg.ledger import summarise_ledgers
-from echo2ecg.tables import write_html, write_markdown
+from echo2ecg.data.ledger import summarise_ledgers
+from echo2ecg.report.tables import write_html, write_markdown
 from echo2ecg.runlog import log_to
-from echo2ecg.store import write_table
+from echo2ecg.data.store import write_table
 
 with log_to(snakemake.log[0]):
     summary = summarise_ledgers({"echo": snakemake.input.echo, "ecg": snakemake.input.ecg})

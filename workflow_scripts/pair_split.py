@@ -1,11 +1,11 @@
 """pair_split: ECG-echo pairs within the window, split by patient, with Table 1 counts."""
 
-from echo2ecg.ledger import read_shard_ledgers, usable_views_per_study
-from echo2ecg.manifest import check_time_zones_agree, load_ecgs, load_labels
-from echo2ecg.pairs import build_pairs, split_counts
-from echo2ecg.pseudonym import resolve_key
+from echo2ecg.data.ledger import read_shard_ledgers, usable_views_per_study
+from echo2ecg.data.manifest import check_time_zones_agree, load_ecgs, load_labels
+from echo2ecg.train.pairs import build_pairs, split_counts
+from echo2ecg.data.pseudonym import resolve_key
 from echo2ecg.runlog import log_to
-from echo2ecg.store import write_table
+from echo2ecg.data.store import write_table
 
 with log_to(snakemake.log[0]) as log:
     cohort = snakemake.wildcards.cohort

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from echo2ecg.data_stage import ShardInput, prep_ecg_shard
-from echo2ecg.manifest import load_ecgs
-from echo2ecg.pseudonym import resolve_key
+from echo2ecg.data.shard_run import ShardInput, prep_ecg_shard
+from echo2ecg.data.manifest import load_ecgs
+from echo2ecg.data.pseudonym import resolve_key
 from echo2ecg.runlog import log_to
-from echo2ecg.shards import checked_shard_inputs, plan_ecg_shards
+from echo2ecg.data.shard_plan import checked_shard_inputs, plan_ecg_shards
 
 with log_to(snakemake.log[0]):
     plan, shard, config = snakemake.params.plan, snakemake.wildcards.shard, snakemake.config

@@ -1,13 +1,13 @@
 """retrieval: ECG -> echo-study retrieval in the joint space (P@1, mean rank) with
 patient-level CIs, against random and the baseline, and the per-query rows."""
 
-from echo2ecg.downstream import retrieval_table
-from echo2ecg.features import load_features
-from echo2ecg.pairs import read_id_table
-from echo2ecg.provenance import table_provenance
+from echo2ecg.evaluate.downstream import retrieval_table
+from echo2ecg.evaluate.features import load_features
+from echo2ecg.train.pairs import read_id_table
+from echo2ecg.report.provenance import table_provenance
 from echo2ecg.runlog import log_to
-from echo2ecg.store import write_table
-from echo2ecg.tables import write_report_table
+from echo2ecg.data.store import write_table
+from echo2ecg.report.tables import write_report_table
 
 with log_to(snakemake.log[0]):
     settings = snakemake.params.settings

@@ -1,14 +1,14 @@
 """shd_scaling: SHD kNN AUROC trained on growing fractions of the training set, with the
 per-ECG scores of every subset."""
 
-from echo2ecg.downstream import shd_table
-from echo2ecg.features import load_features
-from echo2ecg.plots import plot_shd_scaling
-from echo2ecg.pairs import read_id_table
-from echo2ecg.provenance import table_provenance
+from echo2ecg.evaluate.downstream import shd_table
+from echo2ecg.evaluate.features import load_features
+from echo2ecg.report.plots import plot_shd_scaling
+from echo2ecg.train.pairs import read_id_table
+from echo2ecg.report.provenance import table_provenance
 from echo2ecg.runlog import log_to
-from echo2ecg.store import write_table
-from echo2ecg.tables import write_report_table
+from echo2ecg.data.store import write_table
+from echo2ecg.report.tables import write_report_table
 
 with log_to(snakemake.log[0]):
     settings = snakemake.params.settings

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from pydicom.uid import generate_uid
 
-from .echo_dicom import (
+from echo2ecg.synth.echo_dicom import (
     ECHO_ENCODINGS,
     DicomIdentity,
     DicomInstance,
@@ -56,12 +56,12 @@ from .echo_dicom import (
     write_report_screenshot,
     write_truncated_echo,
 )
-from .echo_views import (APICAL_VIEWS, OTHER_VIEWS, PARASTERNAL_VIEWS, Anatomy, render_clip,
+from echo2ecg.synth.echo_views import (APICAL_VIEWS, OTHER_VIEWS, PARASTERNAL_VIEWS, Anatomy, render_clip,
                          sample_anatomy)
-from .ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
-from .ecg_signals import (LEADS, EcgDevice, EcgModel, EcgTraits, PhenotypeEffects,
+from echo2ecg.synth.ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
+from echo2ecg.synth.ecg_signals import (LEADS, EcgDevice, EcgModel, EcgTraits, PhenotypeEffects,
                           RecordingNuisance, sample_recording, sample_traits, synthesize_ecg)
-from .phenotypes import Phenotype, resting_heart_rate, sample_patient, sample_study
+from echo2ecg.synth.phenotypes import Phenotype, resting_heart_rate, sample_patient, sample_study
 
 ECHO_VIEW_COLUMNS = ("path", "patient_id", "study_id", "view_id", "acquisition_time")
 ECG_COLUMNS = ("path", "patient_id", "ecg_id", "acquisition_time", "format", "fs")

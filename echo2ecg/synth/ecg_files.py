@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, TwelveLeadECGWaveformStorage
 
-from .echo_dicom import DicomIdentity, DicomInstance, base_dataset
+from echo2ecg.synth.echo_dicom import DicomIdentity, DicomInstance, base_dataset
 
 WFDB_ADC_GAIN = 200.0  # ADC units per mV (5 uV resolution)
 DICOM_SENSITIVITY_MV = 0.0025  # mV per stored unit

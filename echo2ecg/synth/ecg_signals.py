@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .phenotypes import Phenotype
+from echo2ecg.synth.phenotypes import Phenotype
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 WAVES = ("P", "P2", "Q", "R", "S", "ST", "T")

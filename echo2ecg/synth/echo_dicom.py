@@ -35,7 +35,7 @@ from pydicom.uid import (
     UltrasoundMultiFrameImageStorage,
 )
 
-from .echo_views import ScanSector
+from echo2ecg.synth.echo_views import ScanSector
 
 ECHO_ENCODINGS = ("rgb", "jpeg_ybr", "mono_rle", "mono_raw")
 MANUFACTURER = "Acme Sonics"

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .ecg_signals import EcgTraits, lead_ii_trace, r_peak_times
-from .phenotypes import Phenotype
+from echo2ecg.synth.ecg_signals import EcgTraits, lead_ii_trace, r_peak_times
+from echo2ecg.synth.phenotypes import Phenotype
 
 APICAL_VIEWS = ("A4C", "A2C")
 PARASTERNAL_VIEWS = ("PLAX", "PSAX")

@@ -24,8 +24,8 @@ import os
 import cv2
 import numpy as np
 
-from .dicom import DEFAULT_MAX_BYTES, read_frames, read_ultrasound_header
-from .errors import InputRejected
+from echo2ecg.data.dicom import DEFAULT_MAX_BYTES, read_frames, read_ultrasound_header
+from echo2ecg.data.errors import InputRejected
 
 MORPH_KERNEL = np.ones((3, 3), np.uint8)
 MORPH_ITERATIONS = 10
@@ -184,7 +184,7 @@ def extract_clip(path: str | os.PathLike, n_out: int = 16, stride: int = 2, size
                  notes: list[str] | None = None) -> np.ndarray:
     """One DICOM echo view → (n_out, size, size, 3) uint8 RGB, unnormalised.
 
-    Reads the header (refusing bad files with :class:`~echo2ecg.errors.InputRejected`),
+    Reads the header (refusing bad files with :class:`~echo2ecg.data.errors.InputRejected`),
     decodes only :func:`frames_to_decode`, masks the used frames with
     :func:`scan_sector` (the DICOM scan region as a prior when present, and as the mask
     when nothing moves), crops and resizes them with :func:`crop_and_resize`, and appends

@@ -1,6 +1,6 @@
 """ECG preprocessing (METHOD.md section 3, the OTiS recipe), on arrays.
 
-:func:`prepare_ecg` turns a :class:`~echo2ecg.ecg_formats.RawEcg` ((12, T) at any rate) into
+:func:`prepare_ecg` turns a :class:`~echo2ecg.data.ecg_formats.RawEcg` ((12, T) at any rate) into
 the model's stored input, (12, 5000) float32 at 500 Hz, unitless (group-wise z-scores):
 
 0. resample to 500 Hz (polyphase) and crop or zero-pad to 10 s — the pipeline's addition,
@@ -21,8 +21,8 @@ import numpy as np
 from pybaselines import Baseline
 from scipy.signal import resample_poly
 
-from echo2ecg.ecg_formats import LEADS, RawEcg, check_sampling_rate
-from echo2ecg.errors import InputRejected
+from echo2ecg.data.ecg_formats import LEADS, RawEcg, check_sampling_rate
+from echo2ecg.data.errors import InputRejected
 
 LEAD_GROUPS = ((0, 3), (3, 6), (6, 12))  # (I, II, III), (aVR, aVL, aVF), (V1–V6)
 # A lead whose peak-to-peak range is below this (signal units, mV for most formats; far

@@ -13,7 +13,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from .pseudonym import pseudonymise_all
+from echo2ecg.data.pseudonym import pseudonymise_all
 
 PHENOTYPES = ("lvef", "lvedv", "lvesv", "lvsv", "shd")
 PAIR_COLUMNS = ("patient", "ecg", "study", "days_apart", "split", "ecg_shard", "ecg_row",
@@ -70,8 +70,8 @@ def build_pairs(ecg_manifest: pd.DataFrame, labels: pd.DataFrame, ecg_ledger: pd
     """The cohort's pairs table (columns PAIR_COLUMNS).
 
     Args:
-        ecg_manifest: loaded ECG manifest (:func:`echo2ecg.manifest.load_ecgs`).
-        labels: loaded echo-report table (:func:`echo2ecg.manifest.load_labels`).
+        ecg_manifest: loaded ECG manifest (:func:`echo2ecg.data.manifest.load_ecgs`).
+        labels: loaded echo-report table (:func:`echo2ecg.data.manifest.load_labels`).
         ecg_ledger: all ECG shard ledgers of the cohort, with a ``shard`` column; only
             ``ok`` ECGs pair.
         views_per_study: study pseudonym → number of usable views, None for cohorts

@@ -26,7 +26,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .evaluate import (LVEF_CLASSES, balanced_subset, bootstrap_auroc, bootstrap_mean,
+from echo2ecg.evaluate.metrics import (LVEF_CLASSES, balanced_subset, bootstrap_auroc, bootstrap_mean,
                        cosine_similarity, first_match_ranks, knn_scores, lvef_class,
                        macro_auroc, paired_auroc_difference, percentile_interval,
                        phenotype_matches, random_first_match, resample_weights,

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .models import Echo2ECG
-from .pretrain import build_model, paired_ecg_signals, study_view_embeddings
-from .train import embed_ecgs, embed_studies, project_ecgs
+from echo2ecg.models import Echo2ECG
+from echo2ecg.train.pretrain import build_model, paired_ecg_signals, study_view_embeddings
+from echo2ecg.train.loop import embed_ecgs, embed_studies, project_ecgs
 
 
 def load_variant(checkpoint_path: str | Path, device: str = "cpu") -> tuple[Echo2ECG, dict]:

@@ -17,8 +17,8 @@ import os
 
 import pandas as pd
 
-from .manifest import shard_of
-from .pseudonym import pseudonymise_all
+from echo2ecg.data.manifest import shard_of
+from echo2ecg.data.pseudonym import pseudonymise_all
 
 
 def shard_label(index: int) -> str:
@@ -65,7 +65,7 @@ def plan_echo_shards(views: pd.DataFrame, n_shards: int, key: bytes,
                      hash_paths: bool = True, only: str | None = None) -> dict[str, list[dict]]:
     """Shard label → the shard's inputs as plain dicts (``ShardInput`` fields).
 
-    ``views`` is a loaded echo-view manifest (:func:`echo2ecg.manifest.load_echo_views`);
+    ``views`` is a loaded echo-view manifest (:func:`echo2ecg.data.manifest.load_echo_views`);
     views are sharded by study, so a study's views stay together. Every shard
     0..n_shards-1 is present, empty ones too, so the set of jobs is fixed by the config.
     With ``only`` (a shard label), just that shard's rows are planned (and pseudonymised).

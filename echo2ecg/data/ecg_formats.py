@@ -10,12 +10,12 @@ derived from Einthoven's and Goldberger's relations::
 
     III = II − I        aVR = −(I + II) / 2        aVL = I − II / 2        aVF = II − I / 2
 
-Anything wrong with a file raises :class:`~echo2ecg.errors.InputRejected` with a reason a
+Anything wrong with a file raises :class:`~echo2ecg.data.errors.InputRejected` with a reason a
 person understands. Reasons never quote values from the file other than sizes, rates and
 lead names, so no patient identifier (name, ID, date, UID) can reach a ledger or a log.
 
 Hostile files are bounded before they cost anything: every file is opened only if it is a
-regular file (:func:`echo2ecg.files.open_regular`; a FIFO would block forever), declared
+regular file (:func:`echo2ecg.data.files.open_regular`; a FIFO would block forever), declared
 sizes are checked before any signal data is read, nothing is read or inflated beyond the
 largest ECG those checks accept (:data:`MAX_SIGNAL_BYTES`), WFDB checksums are verified,
 and samples must be finite with amplitudes an ECG can have (:data:`MAX_PEAK_TO_PEAK_MV`).
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from echo2ecg.errors import InputRejected
-from echo2ecg.files import open_regular
+from echo2ecg.data.errors import InputRejected
+from echo2ecg.data.files import open_regular
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 DERIVABLE_LEADS = ("III", "aVR", "aVL", "aVF")
@@ -278,7 +278,7 @@ def check_amplitudes(channels: np.ndarray, names: list[str | None], in_millivolt
 
 
 def _open_existing(path: Path, what: str, missing: str):
-    """:func:`~echo2ecg.files.open_regular`, with ``missing`` as the reason when nothing
+    """:func:`~echo2ecg.data.files.open_regular`, with ``missing`` as the reason when nothing
     exists at ``path`` (a dangling link still reaches open_regular's own reason)."""
     if not os.path.lexists(path):
         raise InputRejected(missing)

@@ -12,9 +12,9 @@ This module knows DICOM and nothing about echo preprocessing. It answers two que
   with the DICOM header: decoders allocate what the codestream declares, so a clip whose
   frames claim 65535×65535 pixels would otherwise be decoded into gigabytes.
 
-Files are opened with :func:`~echo2ecg.files.open_regular` (a FIFO, directory or device
+Files are opened with :func:`~echo2ecg.data.files.open_regular` (a FIFO, directory or device
 is refused before a byte is read). Everything wrong with a file raises
-:class:`~echo2ecg.errors.InputRejected`. Reasons are built from what went wrong, never
+:class:`~echo2ecg.data.errors.InputRejected`. Reasons are built from what went wrong, never
 from an exception's text: attribute names, SOP class and transfer syntax *names*, sizes
 and counts, never patient identifiers, dates, UIDs, paths or file content.
 """
@@ -42,8 +42,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from .errors import InputRejected
-from .files import open_regular
+from echo2ecg.data.errors import InputRejected
+from echo2ecg.data.files import open_regular
 
 DEFAULT_MAX_BYTES = 8 * 1024**3
 """Default limit on a clip's declared decoded size (all frames, stored samples): 8 GiB."""

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from echo2ecg.models.echo_encoder import ECHO_EMBED_DIM, normalise_clips
-from echo2ecg.store import ShardWriter, open_rows
+from echo2ecg.data.store import ShardWriter, open_rows
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn
     ("bf16"/"fp32", as used) and ``device_type`` ("cuda"/"cpu"). The store appears only
     when complete: if anything fails, nothing is left at ``out_store``.
 
-    device: torch device string (see :func:`echo2ecg.devices.choose_device`); the encoder is
+    device: torch device string (see :func:`echo2ecg.embed.devices.choose_device`); the encoder is
         moved there and put in eval mode. On CUDA, cuDNN autotuning is switched on for the
         whole process.
     batch_size: clips per forward pass. num_workers: DataLoader processes reading clips.

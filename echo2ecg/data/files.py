@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 
-from .errors import InputRejected
+from echo2ecg.data.errors import InputRejected
 
 _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),

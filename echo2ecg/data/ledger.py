@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .store import read_ledger
+from echo2ecg.data.store import read_ledger
 
 SUMMARY_COLUMNS = ("stage", "cohort", "status", "reason", "files")
 

@@ -23,14 +23,14 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .echo import extract_clip
-from .ecg import prepare_ecg
-from .ecg_formats import read_ecg
-from .errors import InputRejected
-from .files import os_error_reason
-from .limits import TimeLimitExceeded, time_limit
-from .store import LEDGER_COLUMNS, ShardWriter, write_table
+from echo2ecg import __version__
+from echo2ecg.data.echo import extract_clip
+from echo2ecg.data.ecg import prepare_ecg
+from echo2ecg.data.ecg_formats import read_ecg
+from echo2ecg.data.errors import InputRejected
+from echo2ecg.data.files import os_error_reason
+from echo2ecg.data.limits import TimeLimitExceeded, time_limit
+from echo2ecg.data.store import LEDGER_COLUMNS, ShardWriter, write_table
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def rejection_reason(error: Exception) -> str:
 
 def _raised_in(error: Exception) -> str:
     """The innermost function of the error's traceback, as module.function (a place in
-    code, never data): "numpy.reshape", "echo2ecg.ecg.prepare_ecg"."""
+    code, never data): "numpy.reshape", "echo2ecg.data.ecg.prepare_ecg"."""
     frames = traceback.extract_tb(error.__traceback__)
     if not frames:
         return "unknown place"
@@ -157,7 +157,7 @@ def extract_echo_shard(inputs: list[ShardInput], out_dir: str | Path,
                        time_limit_s: float | None = None) -> pd.DataFrame:
     """DICOM echo views → ``out_dir/clips.zarr`` + ``out_dir/ledger.csv`` (one view per chunk).
 
-    ``clip_options`` are keyword arguments of :func:`echo2ecg.echo.extract_clip`;
+    ``clip_options`` are keyword arguments of :func:`echo2ecg.data.echo.extract_clip`;
     ``time_limit_s`` the most seconds one file may take (see :func:`run_shard`).
     """
     out_dir = Path(out_dir)
@@ -181,8 +181,8 @@ def prep_ecg_shard(inputs: list[ShardInput], out_dir: str | Path,
                    time_limit_s: float | None = None) -> pd.DataFrame:
     """ECG files → ``out_dir/ecg.zarr`` (float32 (N, 12, 5000)) + ``out_dir/ledger.csv``.
 
-    ``ecg_options`` are keyword arguments of :func:`echo2ecg.ecg.prepare_ecg`; an input's
-    ``options`` (``fmt``, ``fs``) go to :func:`echo2ecg.ecg_formats.read_ecg`;
+    ``ecg_options`` are keyword arguments of :func:`echo2ecg.data.ecg.prepare_ecg`; an input's
+    ``options`` (``fmt``, ``fs``) go to :func:`echo2ecg.data.ecg_formats.read_ecg`;
     ``time_limit_s`` as for :func:`extract_echo_shard`.
     """
     out_dir = Path(out_dir)

@@ -90,7 +90,7 @@ def write_report_table(table: pd.DataFrame, csv_path: str | Path, title: str,
     by rename."""
     import json
 
-    from .store import write_table
+    from echo2ecg.data.store import write_table
 
     csv_path = Path(csv_path)
     write_table(table, csv_path)

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .ledger import shard_of_ledger
-from .models import ECGEncoder, Echo2ECG, load_otis_checkpoint
-from .store import open_rows
-from .train import (HISTORY_COLUMNS, PairData, TrainSettings, plot_history, save_checkpoint,
+from echo2ecg.data.ledger import shard_of_ledger
+from echo2ecg.models import ECGEncoder, Echo2ECG, load_otis_checkpoint
+from echo2ecg.data.store import open_rows
+from echo2ecg.train.loop import (HISTORY_COLUMNS, PairData, TrainSettings, plot_history, save_checkpoint,
                     train, write_history)
 
 log = logging.getLogger(__name__)

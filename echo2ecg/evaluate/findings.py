@@ -1,7 +1,7 @@
 """The paper's claims, checked on the user's own cohort (``results/tables/findings.csv``).
 
 One row per claim and cohort (and phenotype, for retrieval), computed from the per-row
-evidence of the evaluation tables (see :mod:`echo2ecg.downstream`): the two numbers
+evidence of the evaluation tables (see :mod:`echo2ecg.evaluate.downstream`): the two numbers
 compared, their paired difference oriented so that a positive value is in the claim's
 favour, its 95 % CI from a paired patient-level bootstrap, and a verdict:
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .downstream import auroc_point, mean_subset_auroc, paired_auroc_summary
-from .evaluate import bootstrap_mean
+from echo2ecg.evaluate.downstream import auroc_point, mean_subset_auroc, paired_auroc_summary
+from echo2ecg.evaluate.metrics import bootstrap_mean
 
 # the verdict next to its claim: what a reader looks for first
 FINDINGS_COLUMNS = ["claim", "cohort", "holds", "metric", "model", "versus", "model_value",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime
 import hashlib
 import importlib.metadata
@@ -11,24 +12,70 @@ import platform
 import subprocess
 from pathlib import Path
 
-from . import __version__
+from echo2ecg import __version__
 
 
-def module_digest(*modules: str) -> str:
-    """SHA-256 (first 16 hex digits) over the source of the named ``echo2ecg`` modules.
+def imported_modules(source: str, package: str = "echo2ecg",
+                     root: str | Path | None = None) -> list[str]:
+    """The ``package`` modules a Python source imports, directly or through one another
+    (imports inside functions included), sorted: the code a workflow script runs.
+
+    ``root`` is the folder holding the package (default: where it is installed). Each
+    module's package ``__init__`` counts too, since importing the module runs it.
+    """
+    root = Path(root) if root is not None else Path(importlib.util.find_spec(package).origin).parents[1]
+    seen: set[str] = set()
+    pending = _imports_of(source, package, root)
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        pending |= _imports_of(_module_file(name, root).read_text(), package, root)
+    return sorted(seen)
+
+
+def code_digest(script: str | Path, package: str = "echo2ecg",
+                root: str | Path | None = None) -> str:
+    """SHA-256 (first 16 hex digits) of the sources of every ``package`` module that
+    ``script`` imports, transitively (:func:`imported_modules`).
 
     Snakemake's code trigger sees a script's own text, not the library it calls; a rule
-    that puts this digest in its params reruns when one of the modules it uses changes,
-    and only then.
+    that puts this digest in its params reruns when, and only when, code it runs changes.
     """
+    root = Path(root) if root is not None else Path(importlib.util.find_spec(package).origin).parents[1]
     digest = hashlib.sha256()
-    for name in sorted(modules):
-        spec = importlib.util.find_spec(f"echo2ecg.{name}")
-        if spec is None or spec.origin is None:
-            raise ValueError(f"no module echo2ecg.{name}")
-        with open(spec.origin, "rb") as source:
-            digest.update(name.encode() + b"\0" + source.read())
+    for name in imported_modules(Path(script).read_text(), package, root):
+        digest.update(name.encode() + b"\0" + _module_file(name, root).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _module_file(name: str, root: Path) -> Path:
+    base = root.joinpath(*name.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _imports_of(source: str, package: str, root: Path) -> set[str]:
+    """Modules of ``package`` named by the import statements of ``source``, with the
+    packages above them (``from a.b import c`` is module a.b.c when c is a module)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            targets = [f"{node.module}.{alias.name}" for alias in node.names]
+            targets = [t if _module_file(t, root).exists() else node.module for t in targets]
+        else:
+            continue
+        for target in targets:
+            parts = target.split(".")
+            if parts[0] != package:
+                continue
+            for depth in range(1, len(parts) + 1):  # the package inits run too
+                name = ".".join(parts[:depth])
+                if _module_file(name, root).exists():
+                    names.add(name)
+    return names
 
 
 def file_checksum(path: str | Path) -> str:

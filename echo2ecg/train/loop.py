@@ -33,8 +33,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .augment import EcgAugment, eval_crop, random_crop
-from .models import ECGEncoder, Echo2ECG, clip_loss
+from echo2ecg.train.augment import EcgAugment, eval_crop, random_crop
+from echo2ecg.models import ECGEncoder, Echo2ECG, clip_loss
 
 log = logging.getLogger(__name__)
 

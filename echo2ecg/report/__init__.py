@@ -1,0 +1,2 @@
+"""What every stage writes for a reader: tables (CSV, Markdown, HTML), plots, and the
+provenance of each table."""
