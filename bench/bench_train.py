@@ -36,8 +36,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from echo2ecg.models import ECGEncoder, Echo2ECG, build_echo_encoder  # noqa: E402
-from echo2ecg.train.loop import (PairBatches, PairData, TrainSettings, batch_loss,  # noqa: E402
-                            param_groups)
+from echo2ecg.train.loop import batch_loss  # noqa: E402
+from echo2ecg.train.pair_data import PairBatches, PairData  # noqa: E402
+from echo2ecg.train.schedule import param_groups  # noqa: E402
+from echo2ecg.train.settings import TrainSettings  # noqa: E402
 from figures import write_figures  # noqa: E402
 
 PAPER_PAIRS, PAPER_VIEWS = 11_859, 179_571

@@ -60,8 +60,9 @@ def test_every_rule_with_a_script_carries_its_code_digest():
 
 @pytest.mark.parametrize("module, expected", [
     ("echo2ecg.data.dicom", {"extract_echo", "prep_ecg"}),
-    ("echo2ecg.models.echo_encoder", {"embed_echo", "pretrain", "features", "lvef_knn",
-                                      "shd_scaling", "retrieval"}),
+    ("echo2ecg.models.echo_encoder", {"embed_echo", "pretrain", "features"}),
+    ("echo2ecg.evaluate.metrics", {"lvef_knn", "shd_scaling", "retrieval", "ablation",
+                                   "findings"}),
     ("echo2ecg.evaluate.findings", {"findings"}),
     ("echo2ecg.synth.echo_views", {"demo_cohort"}),
 ])

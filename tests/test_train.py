@@ -18,9 +18,12 @@ from sklearn.neighbors import KNeighborsRegressor
 from echo2ecg.train.augment import (EcgAugment, eval_crop, ft_surrogate, random_crop, sign_flip,
                               time_flip)
 from echo2ecg.models import ECGEncoder, Echo2ECG
-from echo2ecg.train.loop import (PairBatches, PairData, TrainSettings, embed_ecgs, embed_studies,
-                            evaluate_loss, lr_at, param_groups, per_view_pairs, plot_history,
-                            project_ecgs, train)
+from echo2ecg.report.plots import plot_history
+from echo2ecg.train.inference import embed_ecgs, embed_studies, project_ecgs
+from echo2ecg.train.loop import evaluate_loss, train
+from echo2ecg.train.pair_data import PairBatches, PairData, per_view_pairs
+from echo2ecg.train.schedule import lr_at, param_groups
+from echo2ecg.train.settings import TrainSettings
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,8 @@
 import torch
 
 from echo2ecg.embed.devices import choose_device
-from echo2ecg.evaluate.features import cohort_features, load_variant, save_features
+from echo2ecg.evaluate.feature_files import save_features
+from echo2ecg.evaluate.features import cohort_features, load_variant
 from echo2ecg.data.ledger import read_shard_ledgers
 from echo2ecg.train.pairs import read_id_table
 from echo2ecg.train.pretrain import stores_by_shard

@@ -2,7 +2,7 @@
 differences from the baseline, and the per-ECG scores they come from."""
 
 from echo2ecg.evaluate.downstream import lvef_table
-from echo2ecg.evaluate.features import load_features
+from echo2ecg.evaluate.feature_files import load_features
 from echo2ecg.train.pairs import read_id_table
 from echo2ecg.report.provenance import table_provenance
 from echo2ecg.runlog import log_to

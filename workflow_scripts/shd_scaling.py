@@ -2,7 +2,7 @@
 per-ECG scores of every subset."""
 
 from echo2ecg.evaluate.downstream import shd_table
-from echo2ecg.evaluate.features import load_features
+from echo2ecg.evaluate.feature_files import load_features
 from echo2ecg.report.plots import plot_shd_scaling
 from echo2ecg.train.pairs import read_id_table
 from echo2ecg.report.provenance import table_provenance

@@ -166,3 +166,13 @@ def _open_lock_file(path: Path) -> IO[bytes]:
     except FileNotFoundError:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
     return os.fdopen(fd, "rb")
+
+
+def resolve_device(device=None):
+    """A torch device: None → CUDA when available (honouring CUDA_VISIBLE_DEVICES), else
+    the CPU; a string or device as given."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -122,8 +122,7 @@ def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn
     when complete: if anything fails, nothing is left at ``out_store``.
 
     device: torch device string (see :func:`echo2ecg.embed.devices.choose_device`); the encoder is
-        moved there and put in eval mode. On CUDA, cuDNN autotuning is switched on for the
-        whole process.
+        moved there and put in eval mode. On CUDA, cuDNN autotuning is on for this call.
     batch_size: clips per forward pass. num_workers: DataLoader processes reading clips.
     precision: "auto" (bf16 autocast where the device has native bf16, else fp32), "bf16"
         or "fp32"; see :func:`resolve_precision`.
@@ -131,8 +130,6 @@ def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn
     """
     device = torch.device(device)
     precision = resolve_precision(precision, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # one clip shape throughout: tune once
     _prepare_encoder(encoder, device)
     dataset = ClipDataset(clips_store)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -141,9 +138,11 @@ def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn
     log.info("embedding %d clips of %s on %s (%s, batch %d, %d workers)", len(dataset),
              clips_store, device, precision, batch_size, num_workers)
     progress = _Progress(len(dataset), progress_every_s)
-    with ShardWriter(out_store, "embeddings", (ECHO_EMBED_DIM,), np.float32,
-                     capacity=len(dataset), rows_per_chunk=EMBEDDINGS_PER_CHUNK,
-                     attributes=attributes) as writer:
+    # one clip shape throughout: cuDNN tunes once, for this call only
+    with _cudnn_benchmark(device.type == "cuda"), \
+            ShardWriter(out_store, "embeddings", (ECHO_EMBED_DIM,), np.float32,
+                        capacity=len(dataset), rows_per_chunk=EMBEDDINGS_PER_CHUNK,
+                        attributes=attributes) as writer:
         for clips in loader:
             clips = clips.to(device, non_blocking=True)
             for row in _encode_batch(encoder, clips, precision).numpy():
@@ -152,6 +151,17 @@ def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn
         writer.commit()
     progress.finish()
     return len(dataset)
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(on: bool):
+    """cuDNN autotuning on (when ``on``) inside the block, as it was after it."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def _store_attributes(encoder: nn.Module, precision: str, device: torch.device) -> dict:

@@ -9,8 +9,9 @@ from echo2ecg.data.shard_run import rejection_reason
 from echo2ecg.data.ecg import prepare_ecg
 from echo2ecg.data.ecg_formats import read_ecg
 from echo2ecg.evaluate.metrics import cosine_similarity
-from echo2ecg.evaluate.features import load_features, load_variant
-from echo2ecg.train.loop import embed_ecgs, project_ecgs
+from echo2ecg.evaluate.feature_files import load_features
+from echo2ecg.evaluate.features import load_variant
+from echo2ecg.train.inference import embed_ecgs, project_ecgs
 
 
 def prepare_files(paths: list[str], recipe: dict) -> tuple[pd.DataFrame, np.ndarray]:

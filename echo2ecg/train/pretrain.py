@@ -17,8 +17,10 @@ import torch
 from echo2ecg.data.ledger import shard_of_ledger
 from echo2ecg.models import ECGEncoder, Echo2ECG, load_otis_checkpoint
 from echo2ecg.data.store import open_rows
-from echo2ecg.train.loop import (HISTORY_COLUMNS, PairData, TrainSettings, plot_history, save_checkpoint,
-                    train, write_history)
+from echo2ecg.report.plots import plot_history
+from echo2ecg.train.loop import HISTORY_COLUMNS, save_checkpoint, train, write_history
+from echo2ecg.train.pair_data import PairData
+from echo2ecg.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,9 @@ def pretrain_variant(variant: str, spec: dict, encoder: dict, train_config: dict
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = train_settings(train_config, encoder, spec["pooling"])
-    torch.manual_seed(settings.seed)
-    model = build_model(encoder, spec["pooling"])
+    with torch.random.fork_rng(devices=[]):  # the init is the seed's; the global RNG is left
+        torch.manual_seed(settings.seed)
+        model = build_model(encoder, spec["pooling"])
     extra = {"variant": variant, "variant_spec": spec, "ecg_encoder": encoder, **(extra or {})}
     if spec.get("train", True):
         history = train(model, train_data, val_data, settings, out_dir, device=device, extra=extra)
