@@ -7,6 +7,7 @@ repeats) and calls scikit-learn's `roc_auc_score`. Both see the same draws; thei
 AUROCs must agree to 1e-12.
 
     .venv/bin/python bench/bench_bootstrap.py --json bench/out/bench_bootstrap.json
+    .venv/bin/python bench/bench_bootstrap.py --smoke   # 300 ECGs, 20 resamples
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from sklearn.metrics import roc_auc_score
 
 from echo2ecg.evaluate.metrics import bootstrap_aurocs, knn_scores
 
-from figures import write_figures
+from figures import parse_args, write_figures
+
+SMOKE = {"n_test": 300, "patients": 100, "resamples": 20}
 
 
 def _ecgs_per_patient(rng: np.random.Generator, n_patients: int, n_ecgs: int) -> np.ndarray:
@@ -38,7 +41,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parse_args(parser, SMOKE)
 
     rng = np.random.default_rng(0)
     train_x, test_x = rng.normal(size=(3000, 16)), rng.normal(size=(args.n_test, 16))

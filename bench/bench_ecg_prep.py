@@ -8,6 +8,7 @@ steps are shared), on synthetic 12 x 5000 ECGs at 500 Hz, and their outputs must
 to 1e-5 (asserted).
 
     .venv/bin/python bench/bench_ecg_prep.py --n-ecgs 50 --json bench/out/ecg_prep.json
+    .venv/bin/python bench/bench_ecg_prep.py --smoke   # 2 ECGs, 1 repeat
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from scipy.sparse.linalg import spsolve  # noqa: E402
 from echo2ecg.data.ecg import (LEAD_GROUPS, clip_outliers, crop_or_pad, groupwise_zscore,  # noqa: E402
                           prepare_ecg, remove_baseline)
 from echo2ecg.data.ecg_formats import RawEcg  # noqa: E402
-from figures import write_figures  # noqa: E402
+from figures import parse_args, write_figures  # noqa: E402
 
 FS, N_SAMPLES = 500.0, 5000
 LAM, P, N_SOLVES = 1e7, 0.3, 5
 TOLERANCE = 1e-5
+SMOKE = {"n_ecgs": 2, "repeats": 1}
 
 
 def spsolve_asls(y: np.ndarray, lam: float = LAM, p: float = P,
@@ -139,7 +141,7 @@ def main() -> None:
     parser.add_argument("--n-ecgs", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
-    args = parser.parse_args()
+    args = parse_args(parser, SMOKE)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     result = run(args.n_ecgs, args.repeats)

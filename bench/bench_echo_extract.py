@@ -13,6 +13,7 @@ pydicom's test data (``examples_ybr_color.dcm``, 30 frames 240×320) and pydicom
 (``color3d_jpeg_baseline.dcm``, 120 frames 480×640); their outputs must be identical.
 
     .venv/bin/python bench/bench_echo_extract.py --json bench/out/echo_extract.json
+    .venv/bin/python bench/bench_echo_extract.py --smoke   # both clips, 1 timed call each
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from pydicom.data import get_testdata_file  # noqa: E402
 
 from echo2ecg.data.echo import extract_clip  # noqa: E402
 
-from figures import write_figures  # noqa: E402
+from figures import parse_args, write_figures  # noqa: E402
 
 CLIPS = ["examples_ybr_color.dcm", "color3d_jpeg_baseline.dcm"]
+# Both clips even so: the 120-frame one is the one that needs pydicom-data.
+SMOKE = {"repeats": 1}
 
 
 # ------------------------------------------------------------------ reference, frame by frame
@@ -145,7 +148,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per clip and method")
     parser.add_argument("--json", type=Path, help="write the table here as JSON")
-    args = parser.parse_args()
+    args = parse_args(parser, SMOKE)
     cv2.setNumThreads(1)
 
     rows = [bench_clip(name, args.repeats) for name in CLIPS]

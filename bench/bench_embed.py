@@ -10,6 +10,7 @@ one warm-up forward. Reported: clips/s of each, the speed-up, and how far the em
 (max |difference| and the lowest cosine similarity between matching rows).
 
     .venv/bin/python bench/bench_embed.py --json bench/out/bench_embed.json
+    .venv/bin/python bench/bench_embed.py --smoke   # 2 clips, batch 2, 1 worker, any device
 
 Defaults follow the device: CPU 6 clips, batch 2, 1 worker; CUDA 512 clips, batch 64,
 4 workers.
@@ -37,11 +38,13 @@ from echo2ecg.embed.devices import choose_device  # noqa: E402
 from echo2ecg.embed.views import embed_clip_store  # noqa: E402
 from echo2ecg.models import build_echo_encoder, normalise_clips  # noqa: E402
 from echo2ecg.data.store import ShardWriter, open_rows  # noqa: E402
-from figures import write_figures  # noqa: E402
+from figures import parse_args, write_figures  # noqa: E402
 
 CLIP_SHAPE = (16, 224, 224, 3)
 DEFAULTS = {"cpu": {"n_clips": 6, "batch_size": 2, "workers": 1},
             "cuda": {"n_clips": 512, "batch_size": 64, "workers": 4}}
+# Still a batch and a worker, so that the smoke run goes through the DataLoader as the full one.
+SMOKE = {"n_clips": 2, "batch_size": 2, "workers": 1}
 
 
 def write_random_clips(path: Path, n_clips: int, seed: int = 0) -> None:
@@ -135,7 +138,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="embed_clip_store DataLoader workers")
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     parser.add_argument("--json", type=Path, help="write the figures here")
-    args = parser.parse_args()
+    args = parse_args(parser, SMOKE)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     result = run(args.n_clips, args.batch_size, args.workers, args.precision)
     print(json.dumps(result, indent=2))

@@ -14,6 +14,7 @@ cached embeddings: (pairs · views/study · s per clip + pairs / throughput) / (
 throughput) for 15 views per study (the paper: 179,571 views / 11,859 pairs).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_train.py --json bench/out/bench_train.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_train.py --smoke   # batch 2, 1 timed step
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from echo2ecg.train.loop import batch_loss  # noqa: E402
 from echo2ecg.train.pair_data import PairBatches, PairData  # noqa: E402
 from echo2ecg.train.schedule import param_groups  # noqa: E402
 from echo2ecg.train.settings import TrainSettings  # noqa: E402
-from figures import write_figures  # noqa: E402
+from figures import parse_args, write_figures  # noqa: E402
 
 PAPER_PAIRS, PAPER_VIEWS = 11_859, 179_571
 VIEWS_PER_STUDY = 15  # ≈ PAPER_VIEWS / PAPER_PAIRS
+SMOKE = {"steps": 1, "batch_size": 2, "clips": 1, "repeats": 1}
 ENCODERS = {
     "paper (192-d, 12 blocks)": dict(embed_dim=192, depth=12, num_heads=3),
     "demo (96-d, 4 blocks)": dict(embed_dim=96, depth=4, num_heads=3),
@@ -146,7 +148,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=1, help="clips per echo encoder forward")
     parser.add_argument("--repeats", type=int, default=2, help="timed echo encoder forwards")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
-    args = parser.parse_args()
+    args = parse_args(parser, SMOKE)
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     result = run(args.steps, args.batch_size, args.clips, args.repeats)
     print_table(result)

@@ -8,11 +8,16 @@ embeddings and tables never mix with another's. Per seed: the wall time of the w
 ``--keep`` when given.
 
     .venv/bin/python bench/demo_seeds.py --seeds 7 11 23 --json bench/out/demo_seeds.json
+
+``--smoke`` runs no pipeline (even the tiny demo takes minutes: it embeds every view): it
+checks the helpers a seed's run goes through (the copy of the working tree, the seed set
+in its config, the per-rule times) and that Snakemake plans the seeded copy's run (``-n``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import shutil
 import subprocess
@@ -22,11 +27,15 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from figures import write_figures
+from echo2ecg.evaluate.findings import FINDINGS_COLUMNS
+from figures import parse_args, write_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+SHOWN = ["claim", "cohort", "metric", "model", "versus", "model_value", "versus_value",
+         "difference", "ci_low", "ci_high", "holds"]  # of findings.csv, per seed
 
 
 def copy_working_tree(destination: Path) -> None:
@@ -58,6 +67,11 @@ def rule_times(benchmarks: Path) -> dict[str, float]:
     return times
 
 
+def snakemake_command(cores: int, *extra: str) -> list[str]:
+    """The run of a seed's copy, from inside it."""
+    return [str(SNAKEMAKE), "--cores", str(cores), *extra]
+
+
 def run_seed(seed: int, cores: int, keep: Path | None) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"demo_seed{seed}_") as folder:
         work = Path(folder)
@@ -65,8 +79,8 @@ def run_seed(seed: int, cores: int, keep: Path | None) -> dict:
         set_demo_seed(work / "config.yaml", seed)
         started = time.perf_counter()
         with open(work / "snakemake.log", "w") as log:
-            done = subprocess.run([str(SNAKEMAKE), "--cores", str(cores)], cwd=work,
-                                  stdout=log, stderr=subprocess.STDOUT)
+            done = subprocess.run(snakemake_command(cores), cwd=work, stdout=log,
+                                  stderr=subprocess.STDOUT)
         wall = time.perf_counter() - started
         if done.returncode != 0:
             print((work / "snakemake.log").read_text()[-4000:], file=sys.stderr)
@@ -81,22 +95,54 @@ def run_seed(seed: int, cores: int, keep: Path | None) -> dict:
                 "findings": findings.to_dict(orient="records")}
 
 
+def smoke(seed: int, cores: int) -> None:
+    """Everything of a seed's run but the run: copy, seed, plan (``snakemake -n``), times."""
+    with tempfile.TemporaryDirectory(prefix=f"demo_seed{seed}_smoke_") as folder:
+        work = Path(folder)
+        copy_working_tree(work)
+        assert (work / "Snakefile").is_file() and not (work / "results").exists()
+        shipped = yaml.safe_load((work / "config.yaml").read_text())
+        set_demo_seed(work / "config.yaml", seed)
+        seeded = yaml.safe_load((work / "config.yaml").read_text())
+        expected = copy.deepcopy(shipped)
+        expected["demo"]["seed"] = seed
+        assert seeded == expected, "set_demo_seed changed more than demo.seed"
+        planned = subprocess.run(snakemake_command(cores, "-n", "--quiet", "rules"), cwd=work,
+                                 capture_output=True, text=True)
+        if planned.returncode != 0:
+            raise SystemExit(f"seed {seed}: snakemake -n exited with {planned.returncode}:\n"
+                             f"{planned.stdout[-3000:]}\n{planned.stderr[-3000:]}")
+        benchmarks = work / "benchmarks"
+        for name, seconds in (("prep_ecg/internal_0000.tsv", 1.5),
+                              ("prep_ecg/internal_0001.tsv", 2.0), ("pretrain/echo2ecg.tsv", 4.0)):
+            (benchmarks / name).parent.mkdir(parents=True, exist_ok=True)
+            (benchmarks / name).write_text(f"s\th:m:s\n{seconds}\t0:00:0{seconds:.0f}\n")
+        times = rule_times(benchmarks)
+        assert times == {"prep_ecg": 3.5, "pretrain": 4.0}, times
+    missing = set(SHOWN) - set(FINDINGS_COLUMNS)
+    assert not missing, f"findings.csv has no column {sorted(missing)}"
+    print(f"== seed {seed}: copied, seeded and planned; per-rule times add up")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 23])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="copy each seed's results/ here")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parse_args(parser, {"seeds": [11]})
+    if args.smoke:
+        for seed in args.seeds:
+            smoke(seed, args.cores)
+        return
     runs = []
     for seed in args.seeds:
         run = run_seed(seed, args.cores, args.keep)
         runs.append(run)
         table = pd.DataFrame(run["findings"])
         print(f"== seed {seed}: {run['wall_s']:.0f} s; per rule {run['rule_s']}")
-        print(table[["claim", "cohort", "metric", "model", "versus", "model_value",
-                     "versus_value", "difference", "ci_low", "ci_high", "holds"]]
-              .to_string(index=False), flush=True)
+        print(table[SHOWN].to_string(index=False), flush=True)
     write_figures({"cores": args.cores, "runs": runs}, args.json)
 
 

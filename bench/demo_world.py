@@ -10,6 +10,7 @@ Embeds in bf16 where the CPU computes it natively, as the pipeline does (about 1
 clip on 2 Zen 4 cores).
 
     .venv/bin/python bench/demo_world.py --patients 24 --json bench/out/demo_world.json
+    .venv/bin/python bench/demo_world.py --smoke   # A4C, 3 patients x 2 renders, LVEF only
 """
 
 from __future__ import annotations
@@ -30,27 +31,36 @@ from echo2ecg.synth.echo_views import VIEWS, render_clip, sample_anatomy
 from echo2ecg.synth.ecg_signals import sample_traits
 from echo2ecg.synth.phenotypes import sample_patient
 
-from figures import write_figures
+from figures import parse_args, write_figures
 
 PHENOTYPES = ("lvedv", "lvesv", "lvef", "shd")
+# The fewest clips the read-outs accept, 6 (about 20 s of embedding on one core): with one
+# phenotype the phenotype share needs 3 patients, the nuisance share two renders of each.
+SMOKE = {"patients": 3, "renders": 2, "views": ["A4C"], "phenotypes": ["lvef"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patients", type=int, default=24, help="patients per view type")
     parser.add_argument("--renders", type=int, default=2)
+    parser.add_argument("--views", nargs="+", choices=VIEWS, default=list(VIEWS),
+                        help="view types to render (default: all)")
+    parser.add_argument("--phenotypes", nargs="+", choices=PHENOTYPES, default=list(PHENOTYPES),
+                        help="phenotypes to read out (default: all)")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parse_args(parser, SMOKE)
     warnings.filterwarnings("ignore", message="echo encoder: no EchoPrime weights")
 
     rng = np.random.default_rng(123)
     patients = [(sample_patient(rng, (1 / 3, 1 / 3, 1 / 3), 0.35), sample_anatomy(rng),
                  sample_traits(rng)) for _ in range(args.patients)]
-    targets = np.array([[getattr(p, name) for name in PHENOTYPES] for p, _, _ in patients], float)
+    targets = np.array([[getattr(p, name) for name in args.phenotypes] for p, _, _ in patients],
+                       float)
     encoder = build_echo_encoder(None, init_seed=0)
     started = time.perf_counter()
     embeddings = {}
-    for v, view in enumerate(VIEWS):
+    for view in args.views:
+        v = VIEWS.index(view)  # render seeds follow the view, whichever views are asked for
         clips = [clip_from_frames(render_clip(
             phenotype, anatomy, traits, view, np.random.default_rng([v, i, r]), n_frames=34,
             rows=300, cols=400, fps=30.0, heart_rate_bpm=72.0, hospital="Audit").frames)
@@ -76,7 +86,7 @@ def main() -> None:
         probes = ridge_probe_r(e, targets)
         result["views"][view] = {**{k: round(x, 3) for k, x in shares.items()},
                                  **{f"r_{name}": round(float(x), 3)
-                                    for name, x in zip(PHENOTYPES, probes)}}
+                                    for name, x in zip(args.phenotypes, probes)}}
     print(json.dumps(result, indent=2))
     write_figures(result, args.json)
 

@@ -1,4 +1,4 @@
-"""ECG preprocessing (METHOD.md section 3, the OTiS recipe), on arrays.
+"""ECG preprocessing (docs/method.md section 3, the OTiS recipe), on arrays.
 
 :func:`prepare_ecg` turns a :class:`~echo2ecg.data.ecg_formats.RawEcg` ((12, T) at any rate) into
 the model's stored input, (12, 5000) float32 at 500 Hz, unitless (group-wise z-scores):

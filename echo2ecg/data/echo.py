@@ -1,4 +1,4 @@
-"""The EchoPrime clip recipe (METHOD.md §4) on arrays: mask, crop and scale, sample, pad.
+"""The EchoPrime clip recipe (docs/method.md §4) on arrays: mask, crop and scale, sample, pad.
 
 One echo view (a DICOM clip of F frames, H×W) becomes a (16, 224, 224, 3) uint8 RGB clip,
 unnormalised (normalisation happens when embedding):

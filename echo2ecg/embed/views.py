@@ -1,4 +1,4 @@
-"""View embeddings from the frozen echo encoder (METHOD.md section 5), computed once per clip.
+"""View embeddings from the frozen echo encoder (docs/method.md section 5), computed once per clip.
 
 A clip shard (``clips.zarr``, array ``clips`` uint8 (N, 16, 224, 224, 3)) becomes an
 embedding shard (array ``embeddings`` float32 (N, 512), row i = clip row i). Clips travel to

@@ -1,4 +1,4 @@
-"""The paper's downstream tables from feature files and pairs (METHOD.md section 7).
+"""The paper's downstream tables from feature files and pairs (docs/method.md section 7).
 
 Labels attach to ECGs through their pairs: an ECG paired with several studies takes the
 mean of their phenotypes (LVEF, volumes) and SHD when any of them shows it. Every

@@ -34,7 +34,7 @@ def prepare_files(paths: list[str], recipe: dict) -> tuple[pd.DataFrame, np.ndar
 
 def embed_ecg_files(checkpoint: str, paths: list[str], device: str = "cpu") -> pd.DataFrame:
     """One row per file: source, status, reason, feature_0 … feature_{D−1} (the encoder's
-    D-dimensional embedding, METHOD.md section 7; empty for rejected files)."""
+    D-dimensional embedding, docs/method.md section 7; empty for rejected files)."""
     model, saved = load_variant(checkpoint, device)
     verdicts, signals = prepare_files(paths, saved["extra"].get("ecg_recipe", {}))
     n_samples = saved["settings"]["n_samples"]

@@ -1,4 +1,4 @@
-"""Downstream evaluation (METHOD.md section 7): kNN probes, bootstrap AUROC, retrieval.
+"""Downstream evaluation (docs/method.md section 7): kNN probes, bootstrap AUROC, retrieval.
 
 Everything here works on plain arrays: features (N, D) float, labels (N,) int, scores
 (N, C) float. Figures and tables are built by the callers.

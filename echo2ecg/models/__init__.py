@@ -1,4 +1,4 @@
-"""Models (METHOD.md section 5).
+"""Models (docs/method.md section 5).
 
 - :mod:`~echo2ecg.models.echo_encoder`: the frozen EchoPrime MViTv2-S, clip normalisation.
 - :mod:`~echo2ecg.models.ecg_encoder`: the OTiS-style ECG ViT and OTiS weight loading.

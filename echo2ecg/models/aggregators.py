@@ -1,4 +1,4 @@
-"""View aggregators: a study's view embeddings → one study vector (METHOD.md section 5).
+"""View aggregators: a study's view embeddings → one study vector (docs/method.md section 5).
 
 Every pool takes ``views`` (B, V, in_dim) float, V ≤ 128 views per study padded to a common
 V, and ``mask`` (B, V) bool, True where a view is real. Each view is first projected by

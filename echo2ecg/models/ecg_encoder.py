@@ -1,4 +1,4 @@
-"""The trained ECG encoder: a ViT in the OTiS layout (METHOD.md section 5).
+"""The trained ECG encoder: a ViT in the OTiS layout (docs/method.md section 5).
 
 Each lead is cut into patches of 24 samples (Conv2d(1, D, (1, 24)) → LayerNorm → GELU), so a
 (12, 1008) ECG becomes 12 × 42 = 504 tokens of D = 192, plus a class token. A token's position
@@ -13,7 +13,7 @@ they follow OTiS where the tensor is the same, so OTiS weights map one to one):
     patch_embed.proj.{weight,bias} Conv2d(1, D, (1, 24))
     patch_embed.norm.{weight,bias} LayerNorm(D), ε 1e-5 (torch's default, as OTiS)
     lead_pos_embed.weight          (n_leads + 1, D/2); row 0 = padding (zero, never used),
-                                   row i = lead i (1-based, METHOD lead order)
+                                   row i = lead i (1-based, the lead order of docs/method.md section 2)
     time_pos_embed                 (n_samples / 24, D/2) buffer, not trained: row j = patch j
     blocks.{i}.norm1 / norm2       LayerNorm(D), ε 1e-6
     blocks.{i}.attn.qkv            Linear(D, 3D), then

@@ -1,4 +1,4 @@
-"""Echo2ECG: the ECG encoder and a view aggregator meeting in one 512-d space (METHOD.md 5).
+"""Echo2ECG: the ECG encoder and a view aggregator meeting in one 512-d space (docs/method.md 5).
 
     ECG (B, 12, T) ─ ECGEncoder ─ (B, 192) ─ ecg_proj: Linear(192 → 512, no bias) ─┐
                                                                                    ├─ clip_loss
@@ -14,7 +14,7 @@ encoder is not part of this module. Pooling variants (the paper's ablation):
                pool; echo_proj maps a view embedding straight into the joint space
                (Linear(512 → 512, no bias)). It trains on (ECG, view) samples, one per view of
                each paired study; at evaluation a study is the mean of its view embeddings
-               (ViewMean), METHOD section 7's rule for models without an aggregator.
+               (ViewMean), docs/method.md section 7's rule for models without an aggregator.
 
 State-dict keys: ``ecg_encoder.*`` (see ecg_encoder), ``view_mean``, ``view_scale`` (the fixed
 view standardisation), ``view_pool.view_proj.*``,

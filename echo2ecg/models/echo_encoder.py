@@ -1,4 +1,4 @@
-"""The frozen echo encoder: EchoPrime's MViTv2-S video model (METHOD.md section 5).
+"""The frozen echo encoder: EchoPrime's MViTv2-S video model (docs/method.md section 5).
 
 torchvision's ``mvit_v2_s`` with its last head layer replaced by Linear(768 → 512): one
 512-d, not L2-normalised, vector per view clip. EchoPrime's ``echo_prime_encoder.pt`` is a

@@ -1,4 +1,4 @@
-"""ECG training augmentations (METHOD.md section 3), batched on torch tensors.
+"""ECG training augmentations (docs/method.md section 3), batched on torch tensors.
 
 Every function takes a batch ``x`` (B, leads, T) of preprocessed (z-scored) ECGs and a
 ``torch.Generator``; all random numbers are drawn from that generator on its device, so a
@@ -99,7 +99,7 @@ def sign_flip(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch
 
 
 class EcgAugment:
-    """METHOD section 3's training augmentation as one callable: ``(x, generator) → x``.
+    """docs/method.md section 3's training augmentation as one callable: ``(x, generator) → x``.
 
     x: (B, leads, T) float ECGs with T ≥ n_samples; returns (B, leads, n_samples).
     Defaults are the paper's (OTiS) values.

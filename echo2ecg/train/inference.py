@@ -46,7 +46,7 @@ def _ecg_batch(ecgs: np.ndarray, part: slice, n_samples: int, device: torch.devi
 
 def embed_ecgs(model_or_encoder: nn.Module, ecgs: np.ndarray, batch_size: int = 256,
                n_samples: int = 1008, device: str | torch.device | None = None) -> np.ndarray:
-    """ECG features, METHOD 7: (N, 12, T) preprocessed ECGs → (N, embed_dim) float32
+    """ECG features, docs/method.md section 7: (N, 12, T) preprocessed ECGs → (N, embed_dim) float32
     (mean patch token → LayerNorm; 192-d for the paper's encoder), first n_samples, eval mode.
     Accepts an Echo2ECG or a bare ECGEncoder; the encoder is moved to ``device``."""
     device = resolve_device(device)

@@ -1,4 +1,4 @@
-"""Contrastive training of Echo2ECG on cached embeddings (METHOD.md sections 3, 5, 6).
+"""Contrastive training of Echo2ECG on cached embeddings (docs/method.md sections 3, 5, 6).
 
 The echo encoder is never run here: a study is its cached view embeddings, (V, 512) each,
 computed once by the frozen encoder. One training sample is one (ECG, study) pair:

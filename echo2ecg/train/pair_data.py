@@ -90,7 +90,7 @@ def pick_views(views: np.ndarray, max_views: int, single_view: bool, train: bool
 
     Training: a random subset of ``max_views`` when there are more (one random view with
     ``single_view``). Evaluation: the first ``max_views`` (also with ``single_view``: at
-    evaluation the single-view model is given all views and averages them, METHOD 7).
+    evaluation the single-view model is given all views and averages them, docs/method.md section 7).
     """
     n_views = len(views)
     if not train:

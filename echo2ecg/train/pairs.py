@@ -1,4 +1,4 @@
-"""ECG–echo pairs and the patient-level split (METHOD.md section 2).
+"""ECG–echo pairs and the patient-level split (docs/method.md section 2).
 
 An ECG and an echo study of the same patient acquired at most ``window_days`` apart form
 a pair; an ECG may pair with several studies and a study with several ECGs. Splits are by

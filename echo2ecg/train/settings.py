@@ -18,20 +18,20 @@ SINGLE_VIEW_SAMPLINGS = ("every_view", "one_per_study")
 
 @dataclass
 class TrainSettings:
-    """Training hyperparameters; the defaults are the paper's (METHOD.md sections 3 and 6)."""
+    """Training hyperparameters; the defaults are the paper's (docs/method.md sections 3 and 6)."""
 
     epochs: int = 50                    # paper: 50
     batch_size: int = 256               # paper: 256 pairs
     lr: float = 5e-4                    # paper: base learning rate 5e-4
     layer_decay: float = 0.75           # paper: layer-wise lr decay 0.75 over the ECG blocks
     weight_decay: float = 1e-7          # paper: 1e-7 (not on biases, norms, tokens, positions)
-    warmup_epochs: float = 5            # reference pretraining config: 5 (METHOD 6's text: 2)
+    warmup_epochs: float = 5            # reference pretraining config: 5 (docs/method.md section 6: 2)
     warmup_start: float = 0.1           # paper: warm-up starts at 0.1·lr
     min_lr: float = 0.1                 # paper: cosine ends at 0.1·lr at the last epoch
     betas: tuple[float, float] = (0.9, 0.999)  # paper: AdamW betas
     temperature: float = 0.5            # paper: fixed CLIP temperature τ = 0.5
     seed: int = 42                      # paper: 42
-    n_samples: int = 1008               # paper: model input length (METHOD section 3)
+    n_samples: int = 1008               # paper: model input length (docs/method.md section 3)
     max_views: int = 128                # paper: up to 128 views per study
     single_view: bool = False           # the single-view ablation (set by the variant)
     single_view_sampling: str = "every_view"  # reference: every (ECG, view) row a sample;

@@ -1,0 +1,46 @@
+"""Every benchmark script at its ``--smoke`` size, so that a benchmark that no longer runs
+(an API or config check moved under it) fails here instead of on the next full run.
+
+Each runs as a user runs it: ``python bench/NAME.py --smoke`` from the repository root,
+one thread. A smoke run keeps its benchmark's assertions (equal outputs and the like).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (script, extra arguments, timeout s); the slow ones embed clips with the MViTv2-S on CPU.
+SCRIPTS = [
+    pytest.param("figures", [], 60, id="figures"),
+    pytest.param("bench_bootstrap", [], 120, id="bench_bootstrap"),
+    pytest.param("bench_ecg_prep", [], 120, id="bench_ecg_prep"),
+    pytest.param("bench_dryrun", [], 180, id="bench_dryrun"),
+    pytest.param("demo_seeds", [], 180, id="demo_seeds"),
+    # the runner's own plumbing; the benchmarks it runs have their tests here
+    pytest.param("run_all", ["--only", "bench_bootstrap", "bench_ecg_prep"], 180, id="run_all"),
+    pytest.param("bench_echo_extract", [], 300, id="bench_echo_extract",
+                 marks=pytest.mark.slow),
+    pytest.param("bench_train", [], 300, id="bench_train", marks=pytest.mark.slow),
+    pytest.param("bench_embed", [], 300, id="bench_embed", marks=pytest.mark.slow),
+    pytest.param("demo_world", [], 300, id="demo_world", marks=pytest.mark.slow),
+]
+
+
+def test_every_script_has_a_smoke_test():
+    tested = {param.values[0] for param in SCRIPTS}
+    assert tested == {path.stem for path in (ROOT / "bench").glob("*.py")}
+
+
+@pytest.mark.parametrize("script, extra, timeout", SCRIPTS)
+def test_smoke_run(script, extra, timeout):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), "--smoke",
+                           *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"{script} --smoke exited with {done.returncode}:\n" \
+        f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
