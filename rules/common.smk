@@ -155,6 +155,30 @@ def shard_paths(cohort, stage, name):
             for i in range(n_shards)]
 
 
+def shard_labels(cohort, stage):
+    """The shard labels of a cohort's stage, in the order of `shard_paths`: a rule passes
+    them beside its shard inputs, so the library never reads meaning out of a path."""
+    n_shards = COHORTS[cohort]["ecg_shards" if stage == "ecg" else "echo_shards"]
+    return [shard_label(i) for i in range(n_shards)]
+
+
+def cohort_shard_labels(stage):
+    """Params function: `shard_labels` of the job's cohort (none for a cohort without echo)."""
+
+    def labels(wildcards):
+        if stage != "ecg" and wildcards.cohort not in ECHO_COHORTS:
+            return []
+        return shard_labels(wildcards.cohort, stage)
+
+    return labels
+
+
+def ledger_keys():
+    """(stage, cohort) of every ledger `ledger_summary` reads, in input order."""
+    return ([["echo", cohort] for cohort in ECHO_COHORTS for _ in shard_labels(cohort, "echo")]
+            + [["ecg", cohort] for cohort in COHORTS for _ in shard_labels(cohort, "ecg")])
+
+
 def cohort_manifest(table):
     """Input function: a cohort's manifest file (`ecgs`, `labels`)."""
     return lambda wildcards: COHORTS[wildcards.cohort][table]

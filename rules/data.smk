@@ -67,6 +67,7 @@ rule ledger_summary:
             labels={"result": "ledger summary", "kind": "table"},
         ),
     params:
+        ledgers=ledger_keys(),
         code=script_code("ledger_summary"),
     log:
         "logs/ledger_summary/ledger_summary.log",

@@ -12,6 +12,8 @@ rule features:
     output:
         features="results/features/{variant}/{cohort}.npz",
     params:
+        ecg_shards=cohort_shard_labels("ecg"),
+        echo_shards=cohort_shard_labels("echo"),
         max_views=config["train"]["max_views"],
         kind=config["evaluation"]["features"],
         n_samples=config["evaluation"]["n_samples"],

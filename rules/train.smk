@@ -11,6 +11,8 @@ rule pair_split:
         pairs="results/pairs/{cohort}/pairs.csv",
         splits="results/pairs/{cohort}/splits.csv",
     params:
+        ecg_shards=cohort_shard_labels("ecg"),
+        echo_shards=cohort_shard_labels("echo"),
         window_days=config["pairing"]["window_days"],
         fractions=cohort_splits,
         seed=config["pairing"]["seed"],
@@ -75,6 +77,8 @@ rule pretrain:
             labels={"variant": "{variant}", "figure": "loss"},
         ),
     params:
+        ecg_shards=shard_labels(TRAIN_COHORT, "ecg"),
+        echo_shards=shard_labels(TRAIN_COHORT, "echo"),
         variant=lambda w: config["variants"][w.variant],
         encoder=config["ecg_encoder"],
         train=config["train"],

@@ -1,19 +1,10 @@
-from pathlib import Path
-
 import pandas as pd
 import pytest
-import yaml
 
+from conftest import SCHEMA, shipped_config
 from echo2ecg.config import ConfigError, check_cohort_references, check_config
 from echo2ecg.data.pseudonym import KEY_ENV, pseudonymise, resolve_key
 from echo2ecg.data.shard_plan import file_states, plan_ecg_shards, plan_echo_shards
-
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "rules/schemas/config.schema.yaml"
-
-
-def shipped_config():
-    return yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
 def test_shipped_config_is_valid():

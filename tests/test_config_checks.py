@@ -1,23 +1,14 @@
 """Configs that would fail late (after extraction or embedding) or run silently wrong are
 refused up front, each with a line naming its key."""
 
-import copy
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import ROOT, SCHEMA, shipped_config
 from echo2ecg.config import (ConfigError, check_cohort_references, check_config,
                              check_no_duplicate_keys, check_semantics, load_yaml_strict)
-
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "rules/schemas/config.schema.yaml"
-SHIPPED = yaml.safe_load((ROOT / "config.yaml").read_text())
-
-
-def shipped_config():
-    return copy.deepcopy(SHIPPED)
 
 
 def check_all(config):

@@ -11,46 +11,24 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import convert_color_space
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     RLELossless,
 )
 
+from conftest import PATIENT, US_MULTIFRAME, write_clip
 from echo2ecg.data.dicom import read_frames, read_ultrasound_header
 from echo2ecg.data.errors import InputRejected
-
-US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
-PATIENT = {"PatientName": "Doe^Jane", "PatientID": "MRN99887766", "StudyDate": "20240229"}
 
 
 def real(name: str) -> str:
     path = get_testdata_file(name)
     assert path is not None, f"{name} missing: pip install pydicom-data (see requirements.lock)"
     return path
-
-
-def write_clip(path, frames: np.ndarray, photometric: str, bits_stored: int | None = None,
-               syntax: str | None = None, **elements) -> str:
-    """A small Ultrasound Multi-frame file from (F, H, W[, 3]) frames, native or compressed."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = elements.pop("SOPClassUID", US_MULTIFRAME)
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.Modality = "US"
-    for key, value in {**PATIENT, **elements}.items():
-        setattr(ds, key, value)
-    ds.set_pixel_data(frames, photometric, bits_stored or frames.dtype.itemsize * 8)
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    if syntax is not None:
-        ds.compress(syntax)
-    ds.save_as(path, enforce_file_format=True)
-    return str(path)
 
 
 def as_multiframe(name: str, path, n_frames: int) -> str:

@@ -40,13 +40,13 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from conftest import US_MULTIFRAME
 from echo2ecg.data.shard_run import ShardInput, extract_echo_shard
 from echo2ecg.data.dicom import read_frames, read_ultrasound_header
 from echo2ecg.data.echo import MIN_MASK_FRACTION, extract_clip
 from echo2ecg.data.errors import InputRejected
 from echo2ecg.data.limits import time_limit
 
-US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 PATIENT = {"PatientName": "Doe^Jane", "PatientID": "MRN99887766"}
 REPO = Path(__file__).resolve().parents[1]
 CHILD_MEMORY_LIMIT = 1_500_000_000  # bytes of address space (a bare child maps ~0.35 GB)

@@ -1,47 +1,15 @@
-"""ECG preprocessing (METHOD.md section 3): resampling, cropping, clipping, ALS, z-score."""
+"""ECG preprocessing (docs/method.md section 3): resampling, cropping, clipping, ALS, z-score."""
 
 import numpy as np
 import pybaselines._banded_utils
 import pytest
 from pydicom.data import get_testdata_file
-from scipy import sparse
-from scipy.sparse.linalg import spsolve
 
+from conftest import spsolve_asls, synthetic_beats, synthetic_ecg
 from echo2ecg.data.ecg import (asls_baseline, clip_outliers, crop_or_pad, groupwise_zscore,
                           prepare_ecg, remove_baseline, resample_to)
 from echo2ecg.data.ecg_formats import RawEcg, read_ecg
 from echo2ecg.data.errors import InputRejected
-
-
-def synthetic_beats(fs=500.0, seconds=10.0, heart_rate_hz=1.2, scale=1.0):
-    """One ECG-like lead in mV: Gaussian P, Q, R, S and T waves; shape (fs·seconds,)."""
-    t = np.arange(round(fs * seconds)) / fs
-    waves = ((-0.16, 0.025, 0.15), (-0.02, 0.01, -0.1), (0.0, 0.012, 1.2),
-             (0.03, 0.01, -0.25), (0.25, 0.05, 0.3))  # (offset s, width s, amplitude mV)
-    lead = np.zeros_like(t)
-    for r_peak in np.arange(0.3, seconds, 1 / heart_rate_hz):
-        for offset, width, amplitude in waves:
-            lead += amplitude * np.exp(-0.5 * ((t - r_peak - offset) / width) ** 2)
-    return scale * lead
-
-
-def synthetic_ecg(fs=500.0, seconds=10.0, seed=0):
-    """(12, fs·seconds) ECG-like leads with different scales, plus a little noise."""
-    rng = np.random.default_rng(seed)
-    leads = [synthetic_beats(fs, seconds, scale=s) for s in np.linspace(-1.0, 1.5, 12)]
-    return np.array(leads) + rng.normal(0, 0.01, (12, round(fs * seconds)))
-
-
-def spsolve_asls(y, lam, p, n_solves):
-    """Reference: Eilers' ALS as a plain scipy loop, n_solves weighted solves."""
-    n = len(y)
-    second_difference = sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n - 2, n))
-    penalty = lam * (second_difference.T @ second_difference)
-    weights = np.ones(n)
-    for _ in range(n_solves):
-        baseline = spsolve(sparse.csc_matrix(sparse.diags(weights) + penalty), weights * y)
-        weights = np.where(y > baseline, p, 1 - p)
-    return baseline
 
 
 # --- resampling, cropping, clipping ------------------------------------------------------

@@ -3,19 +3,13 @@
 import numpy as np
 import pydicom
 import pytest
-import wfdb
 from pydicom.data import get_testdata_file
 
+from conftest import random_leads, write_wfdb
 from echo2ecg.data.ecg_formats import LEADS, lead_from_code, normalise_lead_name, read_ecg
 from echo2ecg.data.errors import InputRejected
 
 SCRAMBLED = ("V4", "aVL", "I", "V1", "III", "V6", "aVF", "II", "V3", "aVR", "V5", "V2")
-
-
-def random_leads(n_samples=5000, seed=0):
-    """(12, n) smooth-ish random signals in mV, one distinct row per lead."""
-    rng = np.random.default_rng(seed)
-    return np.cumsum(rng.normal(0, 0.02, (12, n_samples)), axis=1)
 
 
 # --- DICOM waveform ----------------------------------------------------------------------
@@ -88,17 +82,6 @@ def test_non_dicom_file_rejected(tmp_path):
 
 
 # --- WFDB --------------------------------------------------------------------------------
-
-def write_wfdb(folder, leads, signal_mv, fs=500, units=None, name="rec"):
-    """Write (n_leads, T) mV signals as a WFDB record, 200 ADC units per mV."""
-    units = units or ["mV"] * len(leads)
-    scale = np.array([1000.0 if unit == "uV" else 1.0 for unit in units])
-    gains = [200.0 / s for s in scale]
-    wfdb.wrsamp(name, fs=fs, units=list(units), sig_name=list(leads),
-                p_signal=(signal_mv * scale[:, None]).T, fmt=["16"] * len(leads),
-                adc_gain=gains, baseline=[0] * len(leads), write_dir=str(folder))
-    return folder / f"{name}.hea"
-
 
 def test_wfdb_scrambled_leads_come_back_in_lead_order(tmp_path):
     truth = random_leads()

@@ -21,9 +21,8 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from test_ecg import synthetic_ecg
-from test_ecg_formats import random_leads, write_wfdb
 
+from conftest import random_leads, synthetic_ecg, write_wfdb
 from echo2ecg.data.shard_run import ShardInput, prep_ecg_shard
 from echo2ecg.data.ecg import prepare_ecg
 from echo2ecg.data.ecg_formats import LEADS, RawEcg, read_ecg

@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 
+from conftest import ECHO_ECG_ROWS as ECG_ROWS
+from conftest import H, W, sector_mask, synthetic_echo, write_clip
 from echo2ecg.data import echo
 from echo2ecg.data.dicom import read_frames, read_ultrasound_header
 from echo2ecg.data.echo import (
@@ -18,52 +18,6 @@ from echo2ecg.data.echo import (
     ultrasound_mask,
 )
 from echo2ecg.data.errors import InputRejected
-
-H, W = 240, 300
-APEX, RADIUS, HALF_ANGLE = (150, 30), 140, 40  # the scan sector: a fan opening downwards
-ECG_ROWS = slice(192, 212)
-
-
-def write_clip(path, frames: np.ndarray) -> str:
-    """(F, H, W, 3) uint8 RGB → a native Ultrasound Multi-frame file."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.Modality = meta.MediaStorageSOPClassUID, "US"
-    ds.set_pixel_data(frames, "RGB", 8)
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.save_as(path, enforce_file_format=True)
-    return str(path)
-
-
-def sector_mask() -> np.ndarray:
-    mask = np.zeros((H, W), np.uint8)
-    cv2.ellipse(mask, APEX, (RADIUS, RADIUS), 90, -HALF_ANGLE, HALF_ANGLE, 1, cv2.FILLED)
-    return mask
-
-
-def synthetic_echo(n_frames: int = 40, overlays: bool = True, seed: int = 0) -> np.ndarray:
-    """(F, H, W, 3) uint8: gray speckle moving inside the sector; with ``overlays``, static
-    white text (top left, right), a static gray icon block (top right) and a thin green ECG
-    trace sweeping along the bottom."""
-    rng = np.random.default_rng(seed)
-    inside = sector_mask().astype(bool)
-    frames = np.zeros((n_frames, H, W, 3), np.uint8)
-    for t, frame in enumerate(frames):
-        speckle = rng.integers(40, 256, (H, W), dtype=np.uint8)
-        frame[inside] = speckle[inside, None]
-        if overlays:
-            cv2.putText(frame, "PLA 72bpm", (60, 45), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        (255, 255, 255), 1)
-            cv2.putText(frame, "MI 0.9", (210, 80), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        (255, 255, 255), 1)
-            cv2.rectangle(frame, (200, 20), (250, 45), (200, 200, 200), cv2.FILLED)  # an icon
-            sweep = 20 + (t * 37) % (W - 40)
-            xs = np.arange(10, sweep)
-            ys = 202 + (6 * np.sin(xs / 6.0 + t)).astype(int)
-            cv2.polylines(frame, [np.stack([xs, ys], 1).astype(np.int32)], False, (0, 220, 0), 1)
-    return frames
 
 
 def static_overlay_pixels() -> np.ndarray:

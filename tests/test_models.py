@@ -1,4 +1,4 @@
-"""Models (METHOD.md section 5): echo encoder loading, ECG encoder and OTiS weights,
+"""Models (docs/method.md section 5): echo encoder loading, ECG encoder and OTiS weights,
 view aggregators, the Echo2ECG module and its loss."""
 
 import argparse

@@ -1,16 +1,12 @@
 """The shipped configurations: the demo default and the paper preset."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
+from conftest import ROOT, SCHEMA
 from echo2ecg.config import check_config
 from echo2ecg.models import count_parameters
 from echo2ecg.train.pretrain import build_model, train_settings
-
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "rules/schemas/config.schema.yaml"
 
 
 def load(name):

@@ -1,4 +1,4 @@
-"""Augmentations, batching, optimiser set-up and contrastive training (METHOD.md 3, 6, 7).
+"""Augmentations, batching, optimiser set-up and contrastive training (docs/method.md sections 3, 6, 7).
 
 The learning tests train a tiny model on planted data, where the truth is known: a latent
 phenotype vector z per patient shapes both the ECG and the study's view embeddings, each
@@ -181,7 +181,7 @@ def test_lr_schedule_warm_up_and_cosine_end_points():
     values = [lr_at(e / 10, settings) for e in range(0, 501)]
     assert max(values) == pytest.approx(5e-4)
     assert all(b <= a + 1e-15 for a, b in zip(values[50:], values[51:]))  # falls after warm-up
-    two = TrainSettings(warmup_epochs=2)  # METHOD 6's text
+    two = TrainSettings(warmup_epochs=2)  # docs/method.md section 6
     assert lr_at(1.0, two) == pytest.approx(0.55 * 5e-4) and lr_at(2.0, two) == pytest.approx(5e-4)
 
 
@@ -202,7 +202,7 @@ def test_param_groups_decay_lr_by_layer_and_spare_biases_norms_and_tokens():
         assert scale(name) == pytest.approx(0.75 ** 3)  # block 0's rate, as the reference
     below = param_groups(model, 1e-3, 0.75, 0.05, embeddings_share_block0=False)
     below = {name: group["lr_scale"] for group in below for name in group["names"]}
-    assert below["ecg_encoder.cls_token"] == pytest.approx(0.75 ** 4)  # METHOD 6's text
+    assert below["ecg_encoder.cls_token"] == pytest.approx(0.75 ** 4)  # docs/method.md section 6
     assert below["ecg_encoder.blocks.0.attn.qkv.weight"] == pytest.approx(0.75 ** 3)
     for name in ("ecg_encoder.fc_norm.weight", "ecg_proj.weight", "echo_proj.weight",
                  "view_pool.attention.in_proj_weight"):

@@ -6,7 +6,9 @@ from echo2ecg.runlog import log_to
 from echo2ecg.data.store import write_table
 
 with log_to(snakemake.log[0]):
-    summary = summarise_ledgers({"echo": snakemake.input.echo, "ecg": snakemake.input.ecg})
+    paths = [*snakemake.input.echo, *snakemake.input.ecg]
+    summary = summarise_ledgers([(stage, cohort, path)
+                                 for (stage, cohort), path in zip(snakemake.params.ledgers, paths)])
     write_table(summary, snakemake.output.table)
     write_markdown(summary, snakemake.output.markdown, "Data stage: files per outcome")
     write_html(summary, snakemake.output.html, "Data stage: files per outcome")

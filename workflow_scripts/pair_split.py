@@ -10,12 +10,14 @@ from echo2ecg.data.store import write_table
 with log_to(snakemake.log[0]) as log:
     cohort = snakemake.wildcards.cohort
     echo_ledgers = snakemake.input.echo_ledgers
-    views = usable_views_per_study(read_shard_ledgers(echo_ledgers)) if echo_ledgers else None
+    echo_ledger = read_shard_ledgers(dict(zip(snakemake.params.echo_shards, echo_ledgers)))
+    views = usable_views_per_study(echo_ledger) if echo_ledgers else None
     ecgs, labels = load_ecgs(snakemake.input.ecgs), load_labels(snakemake.input.labels)
     check_time_zones_agree({snakemake.input.ecgs: ecgs, snakemake.input.labels: labels})
     pairs = build_pairs(
         ecgs, labels,
-        read_shard_ledgers(snakemake.input.ecg_ledgers), views,
+        read_shard_ledgers(dict(zip(snakemake.params.ecg_shards, snakemake.input.ecg_ledgers))),
+        views,
         resolve_key(snakemake.config["privacy"]["pseudonym_key"],
                     demo=snakemake.config["demo"]["enabled"]),
         snakemake.params.window_days, snakemake.params.fractions, snakemake.params.seed,

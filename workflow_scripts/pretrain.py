@@ -5,16 +5,17 @@ import torch
 from echo2ecg.embed.devices import choose_device
 from echo2ecg.data.ledger import read_shard_ledgers
 from echo2ecg.train.pairs import read_id_table
-from echo2ecg.train.pretrain import load_pair_data, pretrain_variant, stores_by_shard
+from echo2ecg.train.pretrain import load_pair_data, pretrain_variant
 from echo2ecg.runlog import log_to
 
 torch.set_num_threads(snakemake.threads)  # as many as the rule declares
 
 with log_to(snakemake.log[0]) as log:
     pairs = read_id_table(snakemake.input.pairs)
-    ecg_stores = stores_by_shard(snakemake.input.ecg_stores)
-    embedding_stores = stores_by_shard(snakemake.input.embeddings)
-    echo_ledger = read_shard_ledgers(snakemake.input.echo_ledgers)
+    ecg_stores = dict(zip(snakemake.params.ecg_shards, snakemake.input.ecg_stores))
+    embedding_stores = dict(zip(snakemake.params.echo_shards, snakemake.input.embeddings))
+    echo_ledger = read_shard_ledgers(dict(zip(snakemake.params.echo_shards,
+                                              snakemake.input.echo_ledgers)))
     max_views = snakemake.params.train["max_views"]
     data = {split: load_pair_data(pairs, split, ecg_stores, echo_ledger, embedding_stores, max_views)
             for split in ("train", "val")}

@@ -11,19 +11,9 @@ from echo2ecg.data.store import read_ledger
 SUMMARY_COLUMNS = ("stage", "cohort", "status", "reason", "files")
 
 
-def cohort_of(ledger_path: str | Path) -> str:
-    """The cohort a shard ledger belongs to: results/data/{cohort}/{stage}/shard_X/ledger.csv."""
-    return Path(ledger_path).parents[2].name
-
-
-def shard_of_ledger(ledger_path: str | Path) -> str:
-    """The shard label of a shard ledger: .../shard_0007/ledger.csv → "0007"."""
-    return Path(ledger_path).parent.name.removeprefix("shard_")
-
-
-def read_shard_ledgers(paths: list[str]) -> pd.DataFrame:
-    """Several shard ledgers as one table, with a ``shard`` column."""
-    parts = [read_ledger(p).assign(shard=shard_of_ledger(p)) for p in paths]
+def read_shard_ledgers(ledgers: dict[str, str | Path]) -> pd.DataFrame:
+    """Shard label → ledger path, as one table with a ``shard`` column (the label)."""
+    parts = [read_ledger(path).assign(shard=shard) for shard, path in ledgers.items()]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["shard"])
 
 
@@ -32,18 +22,14 @@ def usable_views_per_study(echo_ledger: pd.DataFrame) -> pd.Series:
     return echo_ledger[echo_ledger["status"] == "ok"].groupby("study").size()
 
 
-def summarise_ledgers(ledgers: dict[str, list[str]]) -> pd.DataFrame:
+def summarise_ledgers(ledgers: list[tuple[str, str, str | Path]]) -> pd.DataFrame:
     """Count files per stage, cohort, status and reason.
 
-    ``ledgers`` maps a stage name (``echo``, ``ecg``) to its shard ledgers. Every file of
-    every ledger is counted once, so the counts add up to the inputs.
+    ``ledgers``: (stage ``echo`` | ``ecg``, cohort, shard ledger path) for every shard.
+    Every file of every ledger is counted once, so the counts add up to the inputs.
     """
-    parts = []
-    for stage, paths in ledgers.items():
-        for path in paths:
-            ledger = read_ledger(path)
-            parts.append(ledger.assign(stage=stage, cohort=cohort_of(path))[
-                ["stage", "cohort", "status", "reason"]])
+    parts = [read_ledger(path).assign(stage=stage, cohort=cohort)[
+                 ["stage", "cohort", "status", "reason"]] for stage, cohort, path in ledgers]
     if not parts:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     rows = pd.concat(parts, ignore_index=True)

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from echo2ecg.data.ledger import shard_of_ledger
 from echo2ecg.models import ECGEncoder, Echo2ECG, load_otis_checkpoint
 from echo2ecg.data.store import open_rows
 from echo2ecg.report.plots import plot_history
@@ -23,11 +22,6 @@ from echo2ecg.train.pair_data import PairData
 from echo2ecg.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
-
-
-def stores_by_shard(paths: list[str]) -> dict[str, str]:
-    """Shard label → store path, for stores laid out as .../shard_XXXX/NAME.zarr."""
-    return {shard_of_ledger(p): p for p in paths}
 
 
 def read_rows(stores: dict[str, str], name: str, shards: pd.Series, rows: pd.Series) -> np.ndarray:
