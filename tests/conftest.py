@@ -153,16 +153,21 @@ def tiny_encoder_config(**overrides) -> dict:
     """The shipped ``ecg_encoder`` section shrunk to a model that trains in a second:
     16-d, one block, 48-sample tokens, 240-sample input (5 tokens per lead)."""
     encoder = shipped_config()["ecg_encoder"]
-    encoder.update(weights=None, embed_dim=16, depth=1, num_heads=2, patch_size=48,
-                   n_samples=240, drop_path=0.0, **overrides)
+    encoder.update({"weights": None, "embed_dim": 16, "depth": 1, "num_heads": 2,
+                    "patch_size": 48, "n_samples": 240, "drop_path": 0.0, **overrides})
     return encoder
 
 
 def tiny_train_config(**overrides) -> dict:
     """The shipped ``train`` section cut to two epochs of batches of 4."""
     train = shipped_config()["train"]
-    train.update(epochs=2, batch_size=4, warmup_epochs=1, **overrides)
+    train.update({"epochs": 2, "batch_size": 4, "warmup_epochs": 1, **overrides})
     return train
+
+
+def by_shard(paths) -> dict[str, str]:
+    """Shard label → path, as the rules pass them (labels "0000", "0001", … in order)."""
+    return {f"{i:04d}": str(path) for i, path in enumerate(paths)}
 
 
 TINY_ECG_SAMPLES = 480   # stored ECG length: twice the tiny model's input
@@ -193,8 +198,8 @@ def write_tiny_cohort(root, n_patients: int = 12, seed: int = 0) -> TinyCohort:
     """n_patients patients over two ECG shards and two echo shards.
 
     Patient i has ECGs e{i}a and e{i}b (one in each ECG shard, rows interleaved with other
-    patients'), one study s{i} with 1-3 views spread over both echo shards, each view shard
-    also holding a rejected view (no store row) between the ok ones, and every ECG paired
+    patients'), one study s{i} with 1-3 views in echo shard i mod 2, each followed in its
+    ledger by a rejected view (no store row), and every ECG paired
     with the study. Splits: patients 0-7 train, 8-9 val, 10-11 test. Patient 0 also has a
     report-only study s0r (no views: n_views 0), paired with its first ECG.
     """
@@ -217,8 +222,8 @@ def write_tiny_cohort(root, n_patients: int = 12, seed: int = 0) -> TinyCohort:
         writer.commit()
         ecg_stores.append(str(path))
 
-    # Echo shards: study s{i}'s views alternate between the shards, each shard's ledger
-    # listing a rejected view after every ok one.
+    # Echo shards: study s{i}'s views all in shard i mod 2 (the plan keeps a study's views
+    # together), each shard's ledger listing a rejected view after every ok one.
     views: dict[str, list[np.ndarray]] = {f"s{i}": [] for i in range(n_patients)}
     ledgers = {0: [], 1: []}
     writers = {shard: ShardWriter(root / f"embeddings/shard_{shard:04d}/embeddings.zarr",
@@ -227,7 +232,7 @@ def write_tiny_cohort(root, n_patients: int = 12, seed: int = 0) -> TinyCohort:
     for patient in range(n_patients):
         study = f"s{patient}"
         for view in range(1 + patient % 3):
-            shard = view % 2
+            shard = patient % 2
             embedding = rng.normal(size=VIEW_DIM).astype(np.float32)
             row = writers[shard].append(embedding)
             views[study].append(embedding)
@@ -264,3 +269,18 @@ def write_tiny_cohort(root, n_patients: int = 12, seed: int = 0) -> TinyCohort:
     return TinyCohort(root, pairs_path, ecg_stores, echo_ledgers,
                       [str(p) for p in embedding_stores], pairs, signals,
                       {study: np.stack(v) for study, v in views.items()})
+
+
+def tiny_checkpoint(out_dir, pooling: str = "attention", ecg_recipe: dict | None = None,
+                    **encoder_overrides) -> Path:
+    """A tiny variant saved as the pipeline saves the untrained baseline (``train: false``:
+    best.pt and last.pt at the seeded initialisation); the path of its last.pt."""
+    from echo2ecg.train.pair_data import PairData
+    from echo2ecg.train.pretrain import pretrain_variant
+
+    no_pairs = PairData(np.zeros((0, 12, TINY_ECG_SAMPLES), np.float32), [], np.zeros((0, 2)))
+    extra = {} if ecg_recipe is None else {"ecg_recipe": ecg_recipe}
+    pretrain_variant("tiny", {"pooling": pooling, "train": False},
+                     tiny_encoder_config(**encoder_overrides), tiny_train_config(), no_pairs,
+                     no_pairs, out_dir, device="cpu", extra=extra)
+    return Path(out_dir) / "last.pt"

@@ -29,7 +29,7 @@ def prepare_files(paths: list[str], recipe: dict) -> tuple[pd.DataFrame, np.ndar
             verdicts.append({"source": str(path), "status": "rejected",
                              "reason": rejection_reason(error)})
     stacked = np.stack(signals) if signals else np.empty((0, 12, 0), np.float32)
-    return pd.DataFrame(verdicts), stacked
+    return pd.DataFrame(verdicts, columns=["source", "status", "reason"]), stacked
 
 
 def embed_ecg_files(checkpoint: str, paths: list[str], device: str = "cpu") -> pd.DataFrame:
