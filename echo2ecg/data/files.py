@@ -65,11 +65,5 @@ def open_regular(path, what: str = "file"):
         raise
 
 
-def regular_file_size(path, what: str = "file") -> int:
-    """Size in bytes of ``path`` if it is a regular file (see :func:`open_regular`)."""
-    with open_regular(path, what) as handle:
-        return os.fstat(handle.fileno()).st_size
-
-
 def _with_what(reason: str, what: str) -> str:
     return reason if what == "file" else f"{what}: {reason}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import datetime
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -23,9 +24,9 @@ def imported_modules(source: str, package: str = "echo2ecg",
     ``root`` is the folder holding the package (default: where it is installed). Each
     module's package ``__init__`` counts too, since importing the module runs it.
     """
-    root = Path(root) if root is not None else Path(importlib.util.find_spec(package).origin).parents[1]
+    root = _package_root(package, root)
     seen: set[str] = set()
-    pending = _imports_of(source, package, root)
+    pending = set(_imports_of(source, package, root))
     while pending:
         name = pending.pop()
         if name in seen:
@@ -43,11 +44,16 @@ def code_digest(script: str | Path, package: str = "echo2ecg",
     Snakemake's code trigger sees a script's own text, not the library it calls; a rule
     that puts this digest in its params reruns when, and only when, code it runs changes.
     """
-    root = Path(root) if root is not None else Path(importlib.util.find_spec(package).origin).parents[1]
+    root = _package_root(package, root)
     digest = hashlib.sha256()
     for name in imported_modules(Path(script).read_text(), package, root):
         digest.update(name.encode() + b"\0" + _module_file(name, root).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _package_root(package: str, root: str | Path | None) -> Path:
+    """``root`` as given, else the folder the installed ``package`` lives in."""
+    return Path(root) if root is not None else Path(importlib.util.find_spec(package).origin).parents[1]
 
 
 def _module_file(name: str, root: Path) -> Path:
@@ -55,7 +61,8 @@ def _module_file(name: str, root: Path) -> Path:
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-def _imports_of(source: str, package: str, root: Path) -> set[str]:
+@functools.lru_cache(maxsize=1024)  # every rule's digest walks the same modules
+def _imports_of(source: str, package: str, root: Path) -> frozenset[str]:
     """Modules of ``package`` named by the import statements of ``source``, with the
     packages above them (``from a.b import c`` is module a.b.c when c is a module)."""
     names: set[str] = set()
@@ -75,7 +82,7 @@ def _imports_of(source: str, package: str, root: Path) -> set[str]:
                 name = ".".join(parts[:depth])
                 if _module_file(name, root).exists():
                     names.add(name)
-    return names
+    return frozenset(names)
 
 
 def file_checksum(path: str | Path) -> str:
