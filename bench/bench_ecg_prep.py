@@ -105,7 +105,7 @@ def run(n_ecgs: int, repeats: int) -> dict:
         "drift removal (ALS, 12 leads)": (
             lambda x: remove_baseline(x, LAM, P, N_SOLVES), reference_remove_baseline, clipped),
         "prepare_ecg (whole recipe)": (
-            lambda raw: prepare_ecg(raw, lam=LAM, p=P, max_iter=N_SOLVES), reference_prepare,
+            lambda raw: prepare_ecg(raw, asls_lam=LAM, asls_p=P, asls_iterations=N_SOLVES), reference_prepare,
             raws),
     }
     rows = []

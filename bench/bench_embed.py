@@ -36,7 +36,7 @@ import zarr  # noqa: E402
 
 from echo2ecg.embed.devices import choose_device  # noqa: E402
 from echo2ecg.embed.views import embed_clip_store  # noqa: E402
-from echo2ecg.models import build_echo_encoder, normalise_clips  # noqa: E402
+from echo2ecg.models import EchoEncoderOrigin, build_echo_encoder, normalise_clips  # noqa: E402
 from echo2ecg.data.store import ShardWriter, open_rows  # noqa: E402
 from figures import parse_args, write_figures  # noqa: E402
 
@@ -96,7 +96,7 @@ def compare(folder: Path, encoder: torch.nn.Module, device: str, n_clips: int,
     reference, reference_s = timed(reference_embed, clips_store, encoder, device)
     warm_up(encoder, device)
     _, optimised_s = timed(embed_clip_store, clips_store, embedding_store, encoder,
-                           device=device, batch_size=batch_size, num_workers=workers,
+                           EchoEncoderOrigin(None), device=device, batch_size=batch_size, num_workers=workers,
                            precision=precision)
     embeddings = open_rows(embedding_store, "embeddings")[:]
     return {

@@ -12,17 +12,21 @@ from echo2ecg import __version__
 def _extract_echo(args: argparse.Namespace) -> int:
     from echo2ecg.data.shard_run import extract_echo_shard, inputs_from_paths
 
-    options = {"n_out": args.frames, "stride": args.stride, "size": args.size, "zoom": args.zoom}
-    ledger = extract_echo_shard(inputs_from_paths(args.files), args.out, options)
-    return _report(ledger, Path(args.out) / "clips.zarr")
+    options = {"frames": args.frames, "stride": args.stride, "size": args.size, "zoom": args.zoom}
+    out = Path(args.out)
+    ledger = extract_echo_shard(inputs_from_paths(args.files), out / "clips.zarr",
+                                out / "ledger.csv", options)
+    return _report(ledger, out / "clips.zarr", out / "ledger.csv")
 
 
 def _prep_ecg(args: argparse.Namespace) -> int:
     from echo2ecg.data.shard_run import inputs_from_paths, prep_ecg_shard
 
     reader = {k: v for k, v in (("fmt", args.format), ("fs", args.fs)) if v is not None}
-    ledger = prep_ecg_shard(inputs_from_paths(args.files, **reader), args.out)
-    return _report(ledger, Path(args.out) / "ecg.zarr")
+    out = Path(args.out)
+    ledger = prep_ecg_shard(inputs_from_paths(args.files, **reader), out / "ecg.zarr",
+                            out / "ledger.csv")
+    return _report(ledger, out / "ecg.zarr", out / "ledger.csv")
 
 
 def _demo_cohort(args: argparse.Namespace) -> int:
@@ -58,9 +62,9 @@ def _retrieve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(ledger, store: Path) -> int:
+def _report(ledger, store: Path, ledger_path: Path) -> int:
     n_ok = int((ledger["status"] == "ok").sum())
-    print(f"{n_ok} ok, {len(ledger) - n_ok} rejected -> {store} (ledger: {store.parent / 'ledger.csv'})")
+    print(f"{n_ok} ok, {len(ledger) - n_ok} rejected -> {store} (ledger: {ledger_path})")
     for reason, count in ledger.loc[ledger["status"] != "ok", "reason"].value_counts().items():
         print(f"  rejected x{count}: {reason}")
     return 0

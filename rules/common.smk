@@ -44,7 +44,7 @@ def demo_manifests():
         return {}
     out = config["demo"]["out"]
     return {
-        "internal_views": f"{out}/internal/echo_views.csv",
+        "internal_echo_views": f"{out}/internal/echo_views.csv",
         "internal_ecgs": f"{out}/internal/ecgs.csv",
         "internal_labels": f"{out}/internal/labels.csv",
         "external_ecgs": f"{out}/external/ecgs.csv",
@@ -119,26 +119,11 @@ def shard_plan_settings(table):
 
     def settings(wildcards):
         shards = "ecg_shards" if table == "ecgs" else "echo_shards"
-        return {"manifest": manifest_path(wildcards.cohort, table),
+        return {"table": table, "manifest": manifest_path(wildcards.cohort, table),
                 "n_shards": COHORTS[wildcards.cohort][shards],
                 "hash_paths": config["privacy"]["hash_paths"]}
 
     return settings
-
-
-def clip_recipe():
-    """Keyword arguments of echo2ecg.data.echo.extract_clip, from config `echo`."""
-    echo = config["echo"]
-    return {"n_out": echo["frames"], "stride": echo["stride"], "size": echo["size"],
-            "zoom": echo["zoom"], "max_bytes": int(echo["max_decoded_gib"] * 2**30)}
-
-
-def ecg_recipe():
-    """Keyword arguments of echo2ecg.data.ecg.prepare_ecg, from config `ecg`."""
-    ecg = config["ecg"]
-    return {"fs_out": ecg["fs"], "duration_s": ecg["duration_s"], "n_sigma": ecg["clip_sigma"],
-            "lam": ecg["asls_lam"], "p": ecg["asls_p"], "max_iter": ecg["asls_iterations"],
-            "eps": ecg["zscore_eps"]}
 
 
 SHARD_DIRS = {

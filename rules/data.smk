@@ -5,13 +5,13 @@ rule extract_echo:
     input:
         manifest=demo_dependency("echo_views"),
     output:
-        clips=directory("results/data/{cohort}/echo/shard_{shard}/clips.zarr"),
-        ledger="results/data/{cohort}/echo/shard_{shard}/ledger.csv",
+        clips=directory(f"{SHARD_DIRS['echo']}/clips.zarr"),
+        ledger=f"{SHARD_DIRS['echo']}/ledger.csv",
     params:
         rows=echo_shard_digest,
         plan=shard_plan_settings("echo_views"),
-        recipe=clip_recipe(),
-        time_limit_s=config["echo"]["file_time_limit_s"],
+        recipe=config["echo"],
+        time_limit_s=config["file_time_limit_s"]["echo"],
         code=script_code("extract_echo"),
     log:
         "logs/extract_echo/{cohort}/shard_{shard}.log",
@@ -31,13 +31,13 @@ rule prep_ecg:
     input:
         manifest=demo_dependency("ecgs"),
     output:
-        signals=directory("results/data/{cohort}/ecg/shard_{shard}/ecg.zarr"),
-        ledger="results/data/{cohort}/ecg/shard_{shard}/ledger.csv",
+        signals=directory(f"{SHARD_DIRS['ecg']}/ecg.zarr"),
+        ledger=f"{SHARD_DIRS['ecg']}/ledger.csv",
     params:
         rows=ecg_shard_digest,
         plan=shard_plan_settings("ecgs"),
-        recipe=ecg_recipe(),
-        time_limit_s=config["ecg"]["file_time_limit_s"],
+        recipe=config["ecg"],
+        time_limit_s=config["file_time_limit_s"]["ecg"],
         code=script_code("prep_ecg"),
     log:
         "logs/prep_ecg/{cohort}/shard_{shard}.log",

@@ -6,6 +6,7 @@ checkpoint demo_cohort:
     output:
         **demo_manifests(),
     params:
+        out=config["demo"]["out"],
         seed=config["demo"]["seed"],
         scale=config["demo"]["scale"],
         code=script_code("demo_cohort"),

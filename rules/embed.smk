@@ -3,10 +3,10 @@
 
 rule embed_echo:
     input:
-        clips="results/data/{cohort}/echo/shard_{shard}/clips.zarr",
+        clips=rules.extract_echo.output.clips,
         weights=echo_encoder_weights(),
     output:
-        embeddings=directory("results/embeddings/{cohort}/shard_{shard}/embeddings.zarr"),
+        embeddings=directory(f"{SHARD_DIRS['embeddings']}/embeddings.zarr"),
     params:
         batch_size=config["echo_encoder"]["batch_size"],
         workers=config["echo_encoder"]["loader_workers"],

@@ -82,7 +82,7 @@ rule pretrain:
         variant=lambda w: config["variants"][w.variant],
         encoder=config["ecg_encoder"],
         train=config["train"],
-        ecg_recipe=ecg_recipe(),
+        ecg_recipe=config["ecg"],
         code=script_code("pretrain"),
     log:
         "logs/pretrain/{variant}.log",

@@ -271,6 +271,19 @@ def write_tiny_cohort(root, n_patients: int = 12, seed: int = 0) -> TinyCohort:
                       {study: np.stack(v) for study, v in views.items()})
 
 
+def train_outputs(folder):
+    """TrainOutputs with the pipeline's file names in ``folder``."""
+    from echo2ecg.train.loop import TrainOutputs
+
+    folder = Path(folder)
+    return TrainOutputs(folder / "best.pt", folder / "last.pt", folder / "history.csv")
+
+
+def variant_outputs(folder):
+    """(TrainOutputs, loss plot) of ``pretrain_variant`` with the pipeline's names."""
+    return train_outputs(folder), Path(folder) / "loss.png"
+
+
 def tiny_checkpoint(out_dir, pooling: str = "attention", ecg_recipe: dict | None = None,
                     **encoder_overrides) -> Path:
     """A tiny variant saved as the pipeline saves the untrained baseline (``train: false``:
@@ -282,5 +295,6 @@ def tiny_checkpoint(out_dir, pooling: str = "attention", ecg_recipe: dict | None
     extra = {} if ecg_recipe is None else {"ecg_recipe": ecg_recipe}
     pretrain_variant("tiny", {"pooling": pooling, "train": False},
                      tiny_encoder_config(**encoder_overrides), tiny_train_config(), no_pairs,
-                     no_pairs, out_dir, device="cpu", extra=extra)
+                     no_pairs, *variant_outputs(out_dir), device="cpu",
+                     extra=extra)
     return Path(out_dir) / "last.pt"

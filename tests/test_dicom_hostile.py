@@ -490,7 +490,8 @@ def test_time_limit_turns_a_slow_decode_into_a_rejection(tmp_path, slow_decode):
     path = recompress(_rle_clip(tmp_path), tmp_path / "rle.dcm", lambda c: c)
     handler_before = signal.getsignal(signal.SIGALRM)
     started = time.monotonic()
-    ledger = extract_echo_shard([ShardInput(path=str(path), source="slow")], tmp_path / "out",
+    ledger = extract_echo_shard([ShardInput(path=str(path), source="slow")],
+                                tmp_path / "out/clips.zarr", tmp_path / "out/ledger.csv",
                                 time_limit_s=0.5)
     assert list(ledger["reason"]) == ["reading took longer than the time limit of 0.5 s"]
     assert time.monotonic() - started < 10
@@ -501,7 +502,8 @@ def test_time_limit_turns_a_slow_decode_into_a_rejection(tmp_path, slow_decode):
 def test_time_limit_leaves_a_fast_file_alone(tmp_path, slow_decode):
     slow_decode.seconds = 0.0
     path = recompress(_rle_clip(tmp_path), tmp_path / "rle.dcm", lambda c: c)
-    ledger = extract_echo_shard([ShardInput(path=str(path), source="fast")], tmp_path / "out",
+    ledger = extract_echo_shard([ShardInput(path=str(path), source="fast")],
+                                tmp_path / "out/clips.zarr", tmp_path / "out/ledger.csv",
                                 time_limit_s=60)
     assert list(ledger["status"]) == ["ok"]
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

@@ -153,7 +153,8 @@ def test_the_ledger_notes_a_default_the_reader_assumed(tmp_path):
     edit_header(header, record_line="rec 12")
     stated = wfdb_record(tmp_path, "stated")
     ledger = prep_ecg_shard([ShardInput(path=str(header), source="default-rate"),
-                             ShardInput(path=str(stated), source="stated-rate")], tmp_path / "out")
+                             ShardInput(path=str(stated), source="stated-rate")],
+                            tmp_path / "out/ecg.zarr", tmp_path / "out/ledger.csv")
     assert list(ledger["status"]) == ["ok", "ok"]
     assert list(ledger["note"]) == ["sampling rate not stated: WFDB default 250 Hz used", ""]
     assert list(read_ledger(tmp_path / "out/ledger.csv")["note"].fillna("")) == list(ledger["note"])

@@ -15,7 +15,7 @@ import zarr
 from torch import nn
 
 from echo2ecg.embed.views import embed_clip_store, embed_clips, resolve_precision
-from echo2ecg.models import build_echo_encoder, normalise_clips
+from echo2ecg.models import EchoEncoderOrigin, build_echo_encoder, normalise_clips
 from echo2ecg.data.store import ShardWriter, open_rows
 
 CLIP_SHAPE = (16, 224, 224, 3)
@@ -24,12 +24,10 @@ CLIP_SHAPE = (16, 224, 224, 3)
 class TinyEncoder(nn.Module):
     """(B, 3, 16, 224, 224) → (B, 512): pooled to 3×2×4×4 values, then one linear layer."""
 
-    def __init__(self, pretrained: bool = False, weights_path: str | None = None):
+    def __init__(self):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool3d((2, 4, 4))
         self.head = nn.Linear(3 * 2 * 4 * 4, 512)
-        self.pretrained = pretrained
-        self.weights_path = weights_path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(x).flatten(1))
@@ -71,13 +69,17 @@ def store_attributes(store) -> dict:
 @pytest.fixture
 def tiny_encoder() -> TinyEncoder:
     torch.manual_seed(0)
-    return TinyEncoder(pretrained=True, weights_path="/local/weights/echo_prime_encoder.pt")
+    return TinyEncoder()
+
+
+# what the tiny encoder stands in for: EchoPrime weights from a local path
+PRETRAINED = EchoEncoderOrigin("/local/weights/echo_prime_encoder.pt")
 
 
 def test_rows_follow_the_clip_store(tmp_path, tiny_encoder, caplog):
     clips = write_clip_store(tmp_path / "clips.zarr", 5)
     with caplog.at_level(logging.INFO, logger="echo2ecg.embed.views"):
-        n = embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder,
+        n = embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder, PRETRAINED,
                              batch_size=2, num_workers=0, precision="fp32")
     embeddings = open_rows(tmp_path / "embeddings.zarr", "embeddings")
     assert n == 5
@@ -90,7 +92,7 @@ def test_rows_follow_the_clip_store(tmp_path, tiny_encoder, caplog):
 def test_worker_processes_give_the_same_rows(tmp_path, tiny_encoder):
     write_clip_store(tmp_path / "clips.zarr", 5)
     for workers in (0, 2):
-        embed_clip_store(tmp_path / "clips.zarr", tmp_path / f"w{workers}.zarr", tiny_encoder,
+        embed_clip_store(tmp_path / "clips.zarr", tmp_path / f"w{workers}.zarr", tiny_encoder, PRETRAINED,
                          batch_size=2, num_workers=workers)
     np.testing.assert_array_equal(open_rows(tmp_path / "w0.zarr", "embeddings")[:],
                                   open_rows(tmp_path / "w2.zarr", "embeddings")[:])
@@ -105,7 +107,7 @@ def test_in_memory_clips_embed_like_the_store(tmp_path, tiny_encoder):
 
 def test_store_attributes_record_the_encoder(tmp_path, tiny_encoder):
     write_clip_store(tmp_path / "clips.zarr", 1)
-    embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder,
+    embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder, PRETRAINED,
                      num_workers=0, precision="fp32")
     assert store_attributes(tmp_path / "embeddings.zarr") == {
         "encoder_pretrained": True, "encoder_weights": "echo_prime_encoder.pt",
@@ -115,7 +117,7 @@ def test_store_attributes_record_the_encoder(tmp_path, tiny_encoder):
 
 def test_empty_clip_store_gives_an_empty_embedding_store(tmp_path, tiny_encoder):
     write_clip_store(tmp_path / "clips.zarr", 0)
-    n = embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder,
+    n = embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder, PRETRAINED,
                          num_workers=2)
     assert n == 0
     embeddings = open_rows(tmp_path / "embeddings.zarr", "embeddings")
@@ -125,7 +127,7 @@ def test_empty_clip_store_gives_an_empty_embedding_store(tmp_path, tiny_encoder)
 def test_failing_encoder_leaves_no_store(tmp_path):
     write_clip_store(tmp_path / "clips.zarr", 4)
     with pytest.raises(RuntimeError, match="encoder failed"):
-        embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", FailingEncoder(),
+        embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", FailingEncoder(), PRETRAINED,
                          batch_size=2, num_workers=0)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clips.zarr"]
 
@@ -152,7 +154,7 @@ def test_bf16_cpu_embeds_in_bf16_close_to_fp32(tmp_path, tiny_encoder, monkeypat
     assert resolve_precision("auto", cpu) == "bf16"
     assert resolve_precision("fp32", cpu) == "fp32"
     clips = write_clip_store(tmp_path / "clips.zarr", 3)
-    embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder,
+    embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder, PRETRAINED,
                      num_workers=0, precision="auto")
     assert store_attributes(tmp_path / "embeddings.zarr")["precision"] == "bf16"
     bf16 = open_rows(tmp_path / "embeddings.zarr", "embeddings")[:]
@@ -167,7 +169,8 @@ def test_real_encoder_rows_match_one_clip_at_a_time(tmp_path):
         encoder = build_echo_encoder()
     clips = write_clip_store(tmp_path / "clips.zarr", 2)
     embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", encoder,
-                     batch_size=2, num_workers=0, precision="fp32")
+                     EchoEncoderOrigin(None, init_seed=0), batch_size=2, num_workers=0,
+                     precision="fp32")
     stored = open_rows(tmp_path / "embeddings.zarr", "embeddings")[:]
     expected = reference_rows(encoder, clips)
     np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-4)

@@ -17,8 +17,8 @@ from echo2ecg.evaluate.metrics import cosine_similarity
 torch.set_num_threads(1)
 
 # Not prepare_ecg's defaults: a checkpoint's recipe must be the one the extractor applies.
-RECIPE = {"fs_out": 500, "duration_s": 10.0, "n_sigma": 2.0, "lam": 1e7, "p": 0.3,
-          "max_iter": 2, "eps": 1e-10}
+RECIPE = {"fs": 500, "duration_s": 10.0, "clip_sigma": 2.0, "asls_lam": 1e7, "asls_p": 0.3,
+          "asls_iterations": 2, "zscore_eps": 1e-10}
 N_SAMPLES = 240
 
 

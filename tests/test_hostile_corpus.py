@@ -268,8 +268,8 @@ RUNNER = textwrap.dedent("""
     spec = json.load(open(sys.argv[1]))
     echo = [ShardInput(path=p, source=printable_path(p)) for p in spec["echo"]]
     ecg = [ShardInput(path=p, source=printable_path(p), options=o) for p, o in spec["ecg"]]
-    extract_echo_shard(echo, spec["out"] + "/echo", {"size": 112, "max_bytes": 2**30})
-    prep_ecg_shard(ecg, spec["out"] + "/ecg")
+    extract_echo_shard(echo, spec["out"] + "/echo/clips.zarr", spec["out"] + "/echo/ledger.csv", {"size": 112, "max_decoded_gib": 1.0})
+    prep_ecg_shard(ecg, spec["out"] + "/ecg/ecg.zarr", spec["out"] + "/ecg/ledger.csv")
     # VmHWM: this program's own peak (ru_maxrss would count the parent's pages at fork)
     peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
     print(json.dumps({"peak_rss_mb": peak_kb / 1024}))

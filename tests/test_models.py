@@ -11,7 +11,7 @@ import torch
 from echo2ecg.models import torchvision_ops
 from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMean, ViewMeanPool
 from echo2ecg.models.echo2ecg import POOLINGS, Echo2ECG, clip_loss, count_parameters
-from echo2ecg.models.echo_encoder import (ECHO_MEAN, ECHO_STD, build_echo_encoder,
+from echo2ecg.models.echo_encoder import (ECHO_MEAN, ECHO_STD, EchoEncoderOrigin, build_echo_encoder,
                                           normalise_clips)
 from echo2ecg.models.ecg_encoder import ECGEncoder, load_otis_checkpoint
 from echo2ecg.models.torchvision_ops import import_torchvision
@@ -49,9 +49,7 @@ def echo_weights(random_echo_encoder, tmp_path_factory):
     return path
 
 
-def test_random_echo_encoder_is_flagged_frozen_and_sized(random_echo_encoder):
-    assert random_echo_encoder.pretrained is False
-    assert random_echo_encoder.weights_path is None
+def test_random_echo_encoder_is_frozen_and_sized(random_echo_encoder):
     assert not random_echo_encoder.training
     assert count_parameters(random_echo_encoder) == 0
     assert count_parameters(random_echo_encoder, trainable_only=False) == 34_623_872
@@ -69,12 +67,10 @@ def test_random_init_is_the_same_network_in_every_job(random_echo_encoder):
     reference = random_echo_encoder.state_dict()
     assert all(torch.equal(reference[k], v) for k, v in again.state_dict().items())
     assert not torch.equal(reference["head.1.weight"], other.state_dict()["head.1.weight"])
-    assert again.init_seed == 0
 
 
 def test_echoprime_state_dict_reproduces_the_forward_pass(random_echo_encoder, echo_weights):
     loaded = build_echo_encoder(echo_weights)
-    assert loaded.pretrained is True and loaded.weights_path == str(echo_weights)
 
     reference = import_torchvision().models.video.mvit_v2_s(weights=None)
     reference.head[-1] = torch.nn.Linear(768, 512)
@@ -88,6 +84,14 @@ def test_echoprime_state_dict_reproduces_the_forward_pass(random_echo_encoder, e
     assert reloaded.shape == (1, 512)
     assert torch.equal(reloaded, original)
     assert torch.equal(reloaded, torchvision_own)
+
+
+def test_the_origin_names_weights_by_file_and_a_random_init_by_seed():
+    assert EchoEncoderOrigin("/site/models/echo_prime_encoder.pt", init_seed=3).attributes() == {
+        "encoder_pretrained": True, "encoder_weights": "echo_prime_encoder.pt",
+        "encoder_init_seed": None}
+    assert EchoEncoderOrigin(None, init_seed=3).attributes() == {
+        "encoder_pretrained": False, "encoder_weights": None, "encoder_init_seed": 3}
 
 
 def test_strict_loading_rejects_a_wrong_key(echo_weights, tmp_path):

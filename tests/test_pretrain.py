@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import by_shard, tiny_encoder_config, tiny_train_config, write_tiny_cohort
+from conftest import (by_shard, tiny_encoder_config, tiny_train_config, variant_outputs,
+                      write_tiny_cohort)
 from echo2ecg.data.ledger import read_shard_ledgers
 from echo2ecg.evaluate.features import load_variant
 from echo2ecg.train.pairs import read_id_table
@@ -14,8 +15,8 @@ from echo2ecg.train.pretrain import build_model, load_pair_data, pretrain_varian
 
 torch.set_num_threads(1)
 
-RECIPE = {"fs_out": 500, "duration_s": 10.0, "n_sigma": 4.0, "lam": 1e7, "p": 0.3,
-          "max_iter": 5, "eps": 1e-10}
+RECIPE = {"fs": 500, "duration_s": 10.0, "clip_sigma": 4.0, "asls_lam": 1e7, "asls_p": 0.3,
+          "asls_iterations": 5, "zscore_eps": 1e-10}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_a_variant_trains_end_to_end_and_its_checkpoint_reloads(cohort, tmp_path
     encoder, train_config = tiny_encoder_config(), tiny_train_config()
     spec = {"pooling": "attention"}
     history = pretrain_variant("echo2ecg", spec, encoder, train_config, data["train"],
-                               data["val"], tmp_path / "echo2ecg", device="cpu",
+                               data["val"], *variant_outputs(tmp_path / "echo2ecg"), device="cpu",
                                extra={"ecg_recipe": RECIPE})
     out = tmp_path / "echo2ecg"
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "history.csv", "last.pt",
@@ -106,7 +107,7 @@ def test_pretraining_twice_gives_the_same_history_and_weights(cohort, tmp_path):
     data = pipeline_inputs(cohort)
     encoder, train_config = tiny_encoder_config(), tiny_train_config(epochs=1)
     histories = [pretrain_variant("mean_pool", {"pooling": "mean"}, encoder, train_config,
-                                  data["train"], data["val"], tmp_path / name, device="cpu")
+                                  data["train"], data["val"], *variant_outputs(tmp_path / name), device="cpu")
                  for name in ("a", "b")]
     columns = ["epoch", "train_loss", "val_loss", "lr"]
     pd.testing.assert_frame_equal(histories[0][columns], histories[1][columns])
@@ -119,7 +120,7 @@ def test_an_untrained_variant_is_saved_at_its_seeded_initialisation(cohort, tmp_
     data = pipeline_inputs(cohort)
     encoder, train_config = tiny_encoder_config(), tiny_train_config()
     history = pretrain_variant("no_align", {"pooling": "attention", "train": False}, encoder,
-                               train_config, data["train"], data["val"], tmp_path / "no_align",
+                               train_config, data["train"], data["val"], *variant_outputs(tmp_path / "no_align"),
                                device="cpu")
     assert len(history) == 0
     assert list(pd.read_csv(tmp_path / "no_align/history.csv").columns) == [
@@ -139,4 +140,4 @@ def test_unknown_train_settings_are_refused(cohort, tmp_path):
     with pytest.raises(ValueError, match="train settings not understood: epoch$"):
         pretrain_variant("x", {"pooling": "mean"}, tiny_encoder_config(),
                          {**tiny_train_config(), "epoch": 3}, data["train"], data["val"],
-                         tmp_path / "x", device="cpu")
+                         *variant_outputs(tmp_path / "x"), device="cpu")

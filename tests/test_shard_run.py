@@ -17,7 +17,7 @@ from echo2ecg.data.echo import extract_clip
 from echo2ecg.data.shard_run import ShardInput, extract_echo_shard, prep_ecg_shard
 from echo2ecg.data.store import LEDGER_COLUMNS, ShardWriter, open_rows, read_ledger
 
-CLIP_OPTIONS = {"size": 32, "n_out": 8}  # small clips: the runner, not the recipe, is tested
+CLIP_OPTIONS = {"size": 32, "frames": 8}  # small clips: the runner, not the recipe, is tested
 ECG_OPTIONS = {"duration_s": 4.0}  # (12, 2000) rows
 
 
@@ -37,7 +37,7 @@ def echo_inputs(folder):
 
 def test_echo_shard_has_a_ledger_row_per_input_and_store_rows_in_order(tmp_path):
     inputs, good = echo_inputs(tmp_path / "in")
-    ledger = extract_echo_shard(inputs, tmp_path / "out", CLIP_OPTIONS)
+    ledger = extract_echo_shard(inputs, tmp_path / "out/clips.zarr", tmp_path / "out/ledger.csv", CLIP_OPTIONS)
 
     assert list(ledger.columns) == [*LEDGER_COLUMNS, "manifest_row", "study"]
     assert ledger["source"].tolist() == ["view-0", "view-1", "view-2", "view-3"]
@@ -75,7 +75,7 @@ def test_the_store_is_committed_before_the_ledger_is_written(tmp_path, monkeypat
         return write_table(table, path)
 
     monkeypatch.setattr(shard_run, "write_table", checking_write_table)
-    extract_echo_shard(inputs, tmp_path / "out", CLIP_OPTIONS)
+    extract_echo_shard(inputs, tmp_path / "out/clips.zarr", tmp_path / "out/ledger.csv", CLIP_OPTIONS)
     assert seen == [{"store_rows": 2, "leftovers": []}]
 
 
@@ -87,12 +87,12 @@ def test_a_store_that_cannot_be_committed_leaves_no_ledger(tmp_path, monkeypatch
 
     monkeypatch.setattr(ShardWriter, "commit", failing_commit)
     with pytest.raises(OSError):
-        extract_echo_shard(inputs, tmp_path / "out", CLIP_OPTIONS)
+        extract_echo_shard(inputs, tmp_path / "out/clips.zarr", tmp_path / "out/ledger.csv", CLIP_OPTIONS)
     assert os.listdir(tmp_path / "out") == []  # no ledger, no store, no temporary store
 
 
 def test_an_empty_shard_gives_an_empty_store_and_ledger(tmp_path):
-    ledger = extract_echo_shard([], tmp_path / "out", CLIP_OPTIONS)
+    ledger = extract_echo_shard([], tmp_path / "out/clips.zarr", tmp_path / "out/ledger.csv", CLIP_OPTIONS)
     assert len(ledger) == 0 and list(ledger.columns) == list(LEDGER_COLUMNS)
     assert open_rows(tmp_path / "out/clips.zarr", "clips").shape == (0, 8, 32, 32, 3)
     assert len(read_ledger(tmp_path / "out/ledger.csv")) == 0
@@ -115,7 +115,7 @@ def ecg_inputs(folder):
 
 def test_ecg_shard_rows_are_the_prepared_signals_in_input_order(tmp_path):
     inputs = ecg_inputs(tmp_path / "in")
-    ledger = prep_ecg_shard(inputs, tmp_path / "out", ECG_OPTIONS, rows_per_chunk=2)
+    ledger = prep_ecg_shard(inputs, tmp_path / "out/ecg.zarr", tmp_path / "out/ledger.csv", ECG_OPTIONS, rows_per_chunk=2)
 
     assert ledger["source"].tolist() == ["ecg-a", "ecg-b", "ecg-c", "ecg-m", "ecg-f", "ecg-d"]
     assert ledger["ecg"].tolist() == ["a", "b", "c", "m", "f", "d"]
@@ -150,7 +150,7 @@ def test_a_file_over_the_time_limit_is_rejected_and_the_shard_goes_on(tmp_path, 
 
     monkeypatch.setattr(shard_run, "read_ecg", slow_for_a)
     started = time.monotonic()
-    ledger = prep_ecg_shard(inputs, tmp_path / "out", ECG_OPTIONS, time_limit_s=0.3)
+    ledger = prep_ecg_shard(inputs, tmp_path / "out/ecg.zarr", tmp_path / "out/ledger.csv", ECG_OPTIONS, time_limit_s=0.3)
     assert time.monotonic() - started < 4
     assert ledger["status"].tolist() == ["rejected", "ok"]
     assert ledger["reason"][0] == "reading took longer than the time limit of 0.3 s"

@@ -1,5 +1,6 @@
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,6 @@ from echo2ecg.data.manifest import load_ecgs, load_echo_views, load_labels
 from echo2ecg.synth.cohort import (
     ECG_COLUMNS,
     ECHO_VIEW_COLUMNS,
-    LABEL_COLUMNS,
     CohortSpec,
     demo_specs,
     generate_cohort,
@@ -32,10 +32,11 @@ from echo2ecg.synth.cohort import (
 from echo2ecg.synth.echo_views import (APICAL_VIEWS, PARASTERNAL_VIEWS, VIEW_SHOWS, VIEWS,
                                        lv_plane_axes, plane_shortening, render_clip,
                                        sample_anatomy)
-from echo2ecg.synth.ecg_signals import (LEADS, EcgDevice, EcgModel, PhenotypeEffects,
+from echo2ecg.synth.ecg_signals import (EcgDevice, EcgModel, PhenotypeEffects,
                                         sample_recording, sample_traits, standard_recording,
                                         synthesize_ecg, typical_traits)
-from echo2ecg.synth.phenotypes import ef_class, phenotype_from_volumes, sample_patient
+from echo2ecg.synth.phenotypes import phenotype_from_volumes, sample_patient
+from echo2ecg.vocabulary import LABEL_COLUMNS, LEADS, lvef_class_of
 
 TINY = CohortSpec(n_patients=4, studies_per_patient=(1, 2), views_per_study=(3, 4),
                   ecgs_per_patient=(2, 3), frames_per_clip=6, rows=96, cols=128,
@@ -183,9 +184,9 @@ def test_phenotypes_are_consistent(cohort):
 def test_demo_default_represents_all_three_ef_classes():
     internal, _ = demo_specs()
     patients = plan_cohort(internal)
-    classes = np.bincount([ef_class(p.phenotype.lvef) for p in patients], minlength=3)
+    classes = np.bincount([lvef_class_of(p.phenotype.lvef) for p in patients], minlength=3)
     assert (classes >= 0.2 * internal.n_patients).all(), classes
-    imaged = np.bincount([ef_class(p.phenotype.lvef) for p in patients if p.with_images],
+    imaged = np.bincount([lvef_class_of(p.phenotype.lvef) for p in patients if p.with_images],
                          minlength=3)
     assert (imaged >= 0.2 * internal.imaged_patients).all(), imaged
 
@@ -414,6 +415,24 @@ def test_external_cohort_is_shifted_and_has_no_echo_files(tmp_path):
     ecgs = read_manifest(manifests["external_ecgs"])
     assert {read_ecg(tmp_path / "external", row)[1] for row in ecgs.itertuples()} <= {250.0, 1000.0}
     assert read_manifest(manifests["external_labels"])["patient_id"].str.startswith("LRM").all()
+
+
+def test_demo_manifests_go_where_the_caller_says_and_still_resolve(tmp_path):
+    small_internal = dataclasses.replace(TINY, n_patients=2, n_corrupt=0)
+    _, external = demo_specs(seed=3, scale=0.02)
+    wanted = {"internal_echo_views": tmp_path / "tables/views.csv",
+              "external_ecgs": tmp_path / "tables/deeper/external.csv"}
+    manifests = generate_demo(tmp_path / "files", small_internal, external, manifests=wanted)
+    assert {k: manifests[k] for k in wanted} == wanted
+    assert manifests["internal_ecgs"] == tmp_path / "files/internal/ecgs.csv"  # the default
+    views = load_echo_views(wanted["internal_echo_views"])
+    ecgs = load_ecgs(wanted["external_ecgs"])
+    for paths, folder in ((views["path"], "files/internal/"), (ecgs["path"], "files/external/")):
+        assert all(os.path.normpath(p).startswith(str(tmp_path / folder)) for p in paths)
+    assert all(os.path.isfile(path) for path in [*views["path"], *ecgs["path"]])
+    with pytest.raises(ValueError, match="not a demo manifest: external_echo_views"):
+        generate_demo(tmp_path / "x", small_internal, external,
+                      manifests={"external_echo_views": tmp_path / "v.csv"})
 
 
 def test_invalid_spec_is_refused():

@@ -15,11 +15,12 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsRegressor
 
-from echo2ecg.train.augment import (EcgAugment, eval_crop, ft_surrogate, random_crop, sign_flip,
+from echo2ecg.train.augment import (AugmentParams, EcgAugment, eval_crop, ft_surrogate, random_crop, sign_flip,
                               time_flip)
 from echo2ecg.models import ECGEncoder, Echo2ECG
 from echo2ecg.report.plots import plot_history
 from echo2ecg.train.inference import embed_ecgs, embed_studies, project_ecgs
+from conftest import train_outputs
 from echo2ecg.train.loop import evaluate_loss, train
 from echo2ecg.train.pair_data import PairBatches, PairData, per_view_pairs
 from echo2ecg.train.schedule import lr_at, param_groups
@@ -296,7 +297,7 @@ class PlantedRun:
         self.model = tiny_model()
         self.settings = TrainSettings(**PLANTED_SETTINGS)
         self.out_dir = out_dir
-        self.history = train(self.model, train_data, val_data, self.settings, out_dir,
+        self.history = train(self.model, train_data, val_data, self.settings, train_outputs(out_dir),
                              device="cpu", extra={"variant": "planted"})
         self.val_data = val_data
         features = [embed_ecgs(self.model, d.ecgs, n_samples=N_SAMPLES, device="cpu")
@@ -388,26 +389,26 @@ def test_training_twice_with_the_same_seed_gives_the_same_history(tmp_path):
     settings = TrainSettings(epochs=2, batch_size=8, lr=1e-3, warmup_epochs=1,
                              n_samples=N_SAMPLES)
     seen = []
-    first = train(tiny_model(), data, val, settings, tmp_path / "a", device="cpu",
+    first = train(tiny_model(), data, val, settings, train_outputs(tmp_path / "a"), device="cpu",
                   progress=seen.append)
-    second = train(tiny_model(), data, val, settings, tmp_path / "b", device="cpu")
+    second = train(tiny_model(), data, val, settings, train_outputs(tmp_path / "b"), device="cpu")
     with_worker = train(tiny_model(), data, val, dataclasses.replace(settings, num_workers=1),
-                        tmp_path / "w", device="cpu")
+                        train_outputs(tmp_path / "w"), device="cpu")
     columns = ["epoch", "train_loss", "val_loss", "lr"]
     pd.testing.assert_frame_equal(first[columns], second[columns])
     pd.testing.assert_frame_equal(first[columns], with_worker[columns])
     assert [row["epoch"] for row in seen] == [1, 2]
     other = train(tiny_model(), data, val, dataclasses.replace(settings, seed=7),
-                  tmp_path / "c", device="cpu")
+                  train_outputs(tmp_path / "c"), device="cpu")
     assert not np.allclose(first["train_loss"], other["train_loss"])
 
 
 def test_training_needs_two_pairs_and_long_enough_ecgs(tmp_path):
     settings = TrainSettings(epochs=1, batch_size=8, n_samples=N_SAMPLES)
     with pytest.raises(ValueError, match="at least 2"):
-        train(tiny_model(), toy_pairs([2]), toy_pairs([2, 2]), settings, tmp_path)
+        train(tiny_model(), toy_pairs([2]), toy_pairs([2, 2]), settings, train_outputs(tmp_path))
     with pytest.raises(ValueError, match="fewer than the model input"):
-        train(tiny_model(), toy_pairs([2, 2], n_samples=100), toy_pairs([2, 2]), settings, tmp_path)
+        train(tiny_model(), toy_pairs([2, 2], n_samples=100), toy_pairs([2, 2]), settings, train_outputs(tmp_path))
 
 
 def test_feature_helpers_use_the_first_samples_in_eval_mode():
@@ -453,3 +454,14 @@ def test_settings_defaults_are_the_papers():
     with pytest.raises(ValueError, match="precision"):
         TrainSettings(precision="fp16")
 
+
+
+def test_augment_params_are_one_nested_setting():
+    settings = TrainSettings(augment_params={"ft_prob": 0.2})  # as the config section gives it
+    assert settings.augment_params == AugmentParams(ft_prob=0.2)
+    assert settings.augment().params.ft_prob == 0.2 and settings.augment().n_samples == 1008
+    assert dataclasses.asdict(settings)["augment_params"]["jitter_scale"] == 0.6  # checkpoints
+    with pytest.raises(TypeError, match="ft_probability"):
+        TrainSettings(augment_params={"ft_probability": 0.2})
+    with pytest.raises(ValueError, match="ft_prob is a probability"):
+        AugmentParams(ft_prob=1.5)

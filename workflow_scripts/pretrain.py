@@ -5,6 +5,7 @@ import torch
 from echo2ecg.embed.devices import choose_device
 from echo2ecg.data.ledger import read_shard_ledgers
 from echo2ecg.train.pairs import read_id_table
+from echo2ecg.train.loop import TrainOutputs
 from echo2ecg.train.pretrain import load_pair_data, pretrain_variant
 from echo2ecg.runlog import log_to
 
@@ -19,10 +20,12 @@ with log_to(snakemake.log[0]) as log:
     max_views = snakemake.params.train["max_views"]
     data = {split: load_pair_data(pairs, split, ecg_stores, echo_ledger, embedding_stores, max_views)
             for split in ("train", "val")}
+    out = snakemake.output
+    outputs = TrainOutputs(best=out.best, last=out.last, history=out.history)
     with choose_device() as lease:
         log.info("variant %s on %s: %d train pairs, %d val pairs", snakemake.wildcards.variant,
                  lease.device, len(data["train"].pairs), len(data["val"].pairs))
         pretrain_variant(snakemake.wildcards.variant, snakemake.params.variant,
                          snakemake.params.encoder, snakemake.params.train, data["train"],
-                         data["val"], snakemake.output.best.rsplit("/", 1)[0], device=lease.device,
+                         data["val"], outputs, out.plot, device=lease.device,
                          extra={"ecg_recipe": snakemake.params.ecg_recipe})

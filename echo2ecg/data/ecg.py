@@ -106,12 +106,13 @@ def groupwise_zscore(x: np.ndarray, groups=LEAD_GROUPS, eps: float = 1e-10) -> n
     return out
 
 
-def prepare_ecg(raw: RawEcg, fs_out: float = 500.0, duration_s: float = 10.0,
-                n_sigma: float = 4.0, lam: float = 1e7, p: float = 0.3, max_iter: int = 5,
-                eps: float = 1e-10) -> np.ndarray:
-    """A raw 12-lead ECG → the model's stored input, (12, round(duration_s·fs_out)) float32.
+def prepare_ecg(raw: RawEcg, fs: float = 500.0, duration_s: float = 10.0,
+                clip_sigma: float = 4.0, asls_lam: float = 1e7, asls_p: float = 0.3,
+                asls_iterations: int = 5, zscore_eps: float = 1e-10) -> np.ndarray:
+    """A raw 12-lead ECG → the model's stored input, (12, round(duration_s·fs)) float32.
 
-    With the defaults: (12, 5000) at 500 Hz, leads in LEADS order, group-wise z-scored.
+    With the defaults (OTiS; the config's ``ecg`` section): (12, 5000) at 500 Hz, leads in
+    LEADS order, clipped to ±4 σ, drift removed by ALS, group-wise z-scored.
     Raises InputRejected for a sampling rate outside the readers' range (a tiny one would
     make the resampling ratio huge), infinite samples, and flat recordings (all leads
     constant, or more than MAX_FLAT_LEADS constant leads, named), judged on the recorded
@@ -123,17 +124,17 @@ def prepare_ecg(raw: RawEcg, fs_out: float = 500.0, duration_s: float = 10.0,
     _reject_infinite(signal)
     # NaN would spread over the resampling filter's length; step 1 zeroes it anyway.
     signal = np.where(np.isnan(signal), 0.0, signal)
-    signal = resample_to(signal, fs_in, fs_out)
-    n_samples = round(duration_s * fs_out)
+    signal = resample_to(signal, fs_in, fs)
+    n_samples = round(duration_s * fs)
     _reject_flat(_flat_leads(signal[:, :n_samples]))  # recorded samples, not padding
     signal = crop_or_pad(signal, n_samples)
     # Amplitudes near float64's range overflow in σ and the variance; what comes out is
     # judged instead (zeros or non-finite values are flat).
     with np.errstate(over="ignore", invalid="ignore"):
-        clipped = clip_outliers(signal, n_sigma)
-        signal = remove_baseline(clipped, lam, p, max_iter)
+        clipped = clip_outliers(signal, clip_sigma)
+        signal = remove_baseline(clipped, asls_lam, asls_p, asls_iterations)
         _reject_flat(_flat_leads(signal, before=clipped), " after drift removal")
-        signal = groupwise_zscore(signal, LEAD_GROUPS, eps)
+        signal = groupwise_zscore(signal, LEAD_GROUPS, zscore_eps)
     _reject_flat(_flat_leads(signal) | ~np.isfinite(signal).all(axis=1), " after preprocessing")
     return signal.astype(np.float32)
 

@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from echo2ecg.data.errors import InputRejected
+from echo2ecg.vocabulary import ECG_FORMATS, LEADS
 from echo2ecg.data.files import open_regular
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 DERIVABLE_LEADS = ("III", "aVR", "aVL", "aVF")
-FORMATS = ("wfdb", "dicom", "numpy")
+FORMATS = ECG_FORMATS
 
 # Plausibility limits, checked on declared sizes before reading data.
 MIN_FS_HZ = 100.0  # below this the QRS complex is not resolved

@@ -179,33 +179,35 @@ def crop_and_resize(frames: np.ndarray, size: int = 224, zoom: float = 0.1) -> n
     return out
 
 
-def extract_clip(path: str | os.PathLike, n_out: int = 16, stride: int = 2, size: int = 224,
-                 zoom: float = 0.1, max_bytes: int = DEFAULT_MAX_BYTES,
+def extract_clip(path: str | os.PathLike, frames: int = 16, stride: int = 2, size: int = 224,
+                 zoom: float = 0.1, max_decoded_gib: float = DEFAULT_MAX_BYTES / 2**30,
                  notes: list[str] | None = None) -> np.ndarray:
-    """One DICOM echo view → (n_out, size, size, 3) uint8 RGB, unnormalised.
+    """One DICOM echo view → (frames, size, size, 3) uint8 RGB, unnormalised.
+
+    The keyword arguments are the config's ``echo`` section (EchoPrime's recipe by default).
 
     Reads the header (refusing bad files with :class:`~echo2ecg.data.errors.InputRejected`),
     decodes only :func:`frames_to_decode`, masks the used frames with
     :func:`scan_sector` (the DICOM scan region as a prior when present, and as the mask
     when nothing moves), crops and resizes them with :func:`crop_and_resize`, and appends
-    zero frames up to ``n_out`` when the clip is shorter than ``n_out · stride`` frames.
+    zero frames up to ``frames`` when the clip is shorter than ``frames · stride`` frames.
     A clip whose used frames come out as one constant value (all black) is refused.
 
     Args:
         path: the DICOM file.
-        n_out: frames in the output clip.
+        frames: frames in the output clip.
         stride: step between used frames, from frame 0.
         size: output side, pixels.
         zoom: fraction of the square's side cut from each edge.
-        max_bytes: refuse files whose declared decoded size exceeds this (bytes).
+        max_decoded_gib: refuse files whose declared decoded size exceeds this (GiB).
         notes: when given, sentences about how the clip was made are appended to it
             (e.g. "scan sector from the ultrasound regions: frames do not move").
     """
-    header = read_ultrasound_header(path, max_bytes=max_bytes)
-    decoded = read_frames(path, frames_to_decode(header.n_frames, n_out, stride), header)
-    clip = clip_from_decoded(decoded, header.n_frames, header.region, n_out, stride, size,
+    header = read_ultrasound_header(path, max_bytes=int(max_decoded_gib * 2**30))
+    decoded = read_frames(path, frames_to_decode(header.n_frames, frames, stride), header)
+    clip = clip_from_decoded(decoded, header.n_frames, header.region, frames, stride, size,
                              zoom, notes)
-    used = clip[:len(clip_frame_indices(header.n_frames, n_out, stride))]
+    used = clip[:len(clip_frame_indices(header.n_frames, frames, stride))]
     if used.min() == used.max():
         raise InputRejected(f"blank clip: every pixel of every used frame is {int(used.max())}")
     return clip

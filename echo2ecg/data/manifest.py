@@ -34,12 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ECHO_VIEW_COLUMNS = ("path", "patient_id", "study_id", "acquisition_time")
-ECG_COLUMNS = ("path", "patient_id", "ecg_id", "acquisition_time", "format")
-LABEL_COLUMNS = (
-    "patient_id", "study_id", "acquisition_time", "lvef", "lvedv", "lvesv", "lvsv", "shd",
-)
-ECG_FORMATS = ("wfdb", "dicom", "numpy")
+from echo2ecg.vocabulary import ECG_COLUMNS, ECG_FORMATS, ECHO_VIEW_COLUMNS, LABEL_COLUMNS
+
 ID_COLUMNS = ("path", "patient_id", "study_id", "view_id", "ecg_id", "format")
 # what a numeric column holds, for the message when a cell is not a number
 NUMBER_EXAMPLES = {

@@ -17,7 +17,7 @@ import os
 
 import pandas as pd
 
-from echo2ecg.data.manifest import shard_of
+from echo2ecg.data.manifest import load_ecgs, load_echo_views, shard_of
 from echo2ecg.data.pseudonym import pseudonymise_all
 
 
@@ -130,3 +130,17 @@ def checked_shard_inputs(plan: dict[str, list[dict]], shard: str, digest: str) -
         raise RuntimeError(f"shard {shard}: its manifest rows or files changed after the "
                            "workflow was planned; run snakemake again")
     return inputs
+
+
+def replan_shard(table: str, manifest: str | os.PathLike, n_shards: int, hash_paths: bool,
+                 key: bytes, shard: str, digest: str) -> list[dict]:
+    """What a shard job runs on: its rows planned again from the manifest (``table`` is
+    ``echo_views`` or ``ecgs``), checked against the ``digest`` the workflow was planned
+    with (see :func:`checked_shard_inputs`)."""
+    if table == "echo_views":
+        plan = plan_echo_shards(load_echo_views(manifest), n_shards, key, hash_paths, only=shard)
+    elif table == "ecgs":
+        plan = plan_ecg_shards(load_ecgs(manifest), n_shards, key, hash_paths, only=shard)
+    else:
+        raise ValueError(f"no shard plan for manifest table {table!r}")
+    return checked_shard_inputs(plan, shard, digest)

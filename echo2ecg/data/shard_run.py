@@ -1,9 +1,9 @@
 """The data stage for one shard: every input file becomes a store row or a ledger reason.
 
-``extract_echo_shard`` turns DICOM clips into ``clips.zarr`` (array ``clips``, uint8
-(N, 16, 224, 224, 3) RGB, unnormalised); ``prep_ecg_shard`` turns ECG files into
-``ecg.zarr`` (array ``signals``, float32 (N, 12, 5000), 500 Hz). Both write ``ledger.csv``
-with one row per input: ``source, status (ok | rejected), reason, note, row`` plus the input's
+``extract_echo_shard`` turns DICOM clips into a clip store (array ``clips``, uint8
+(N, 16, 224, 224, 3) RGB, unnormalised); ``prep_ecg_shard`` turns ECG files into a signal
+store (array ``signals``, float32 (N, 12, 5000), 500 Hz). Both write a ledger (CSV) with one
+row per input, at the paths the caller gives: ``source, status (ok | rejected), reason, note, row`` plus the input's
 carried fields (pseudonymised ids, manifest row). A bad file never stops the shard.
 """
 
@@ -152,19 +152,19 @@ def _field_names(inputs: list[ShardInput]) -> list[str]:
     return list(names)
 
 
-def extract_echo_shard(inputs: list[ShardInput], out_dir: str | Path,
+def extract_echo_shard(inputs: list[ShardInput], store: str | Path, ledger_path: str | Path,
                        clip_options: dict | None = None,
                        time_limit_s: float | None = None) -> pd.DataFrame:
-    """DICOM echo views → ``out_dir/clips.zarr`` + ``out_dir/ledger.csv`` (one view per chunk).
+    """DICOM echo views → the Zarr store ``store`` (one view per chunk) + the ledger CSV
+    ``ledger_path``; returns the ledger.
 
     ``clip_options`` are keyword arguments of :func:`echo2ecg.data.echo.extract_clip`;
     ``time_limit_s`` the most seconds one file may take (see :func:`run_shard`).
     """
-    out_dir = Path(out_dir)
     clip_options = dict(clip_options or {})
     size = clip_options.get("size", 224)
-    n_frames = clip_options.get("n_out", 16)
-    writer = ShardWriter(out_dir / "clips.zarr", "clips", (n_frames, size, size, 3), np.uint8,
+    n_frames = clip_options.get("frames", 16)
+    writer = ShardWriter(store, "clips", (n_frames, size, size, 3), np.uint8,
                          capacity=len(inputs), rows_per_chunk=1,
                          attributes={"layout": "N, frames, height, width, RGB; uint8, unnormalised",
                                      "recipe": clip_options, "echo2ecg_version": __version__})
@@ -172,33 +172,33 @@ def extract_echo_shard(inputs: list[ShardInput], out_dir: str | Path,
         ledger = run_shard(inputs, lambda item, notes: extract_clip(item.path, notes=notes,
                                                                     **clip_options),
                            writer, "echo view", time_limit_s)
-    write_table(ledger, out_dir / "ledger.csv")
+    write_table(ledger, Path(ledger_path))
     return ledger
 
 
-def prep_ecg_shard(inputs: list[ShardInput], out_dir: str | Path,
+def prep_ecg_shard(inputs: list[ShardInput], store: str | Path, ledger_path: str | Path,
                    ecg_options: dict | None = None, rows_per_chunk: int = 32,
                    time_limit_s: float | None = None) -> pd.DataFrame:
-    """ECG files → ``out_dir/ecg.zarr`` (float32 (N, 12, 5000)) + ``out_dir/ledger.csv``.
+    """ECG files → the Zarr store ``store`` (float32 (N, 12, 5000)) + the ledger CSV
+    ``ledger_path``; returns the ledger.
 
     ``ecg_options`` are keyword arguments of :func:`echo2ecg.data.ecg.prepare_ecg`; an input's
     ``options`` (``fmt``, ``fs``) go to :func:`echo2ecg.data.ecg_formats.read_ecg`;
     ``time_limit_s`` as for :func:`extract_echo_shard`.
     """
-    out_dir = Path(out_dir)
     ecg_options = dict(ecg_options or {})
-    n_samples = int(round(ecg_options.get("fs_out", 500) * ecg_options.get("duration_s", 10.0)))
+    n_samples = int(round(ecg_options.get("fs", 500) * ecg_options.get("duration_s", 10.0)))
 
     def process(item: ShardInput, notes: list[str]) -> np.ndarray:
         raw = read_ecg(item.path, **item.options)
         notes.extend(raw.notes)
         return prepare_ecg(raw, **ecg_options)
 
-    writer = ShardWriter(out_dir / "ecg.zarr", "signals", (12, n_samples), np.float32,
+    writer = ShardWriter(store, "signals", (12, n_samples), np.float32,
                          capacity=len(inputs), rows_per_chunk=rows_per_chunk,
                          attributes={"layout": "N, leads (I, II, III, aVR, aVL, aVF, V1-V6), samples",
                                      "recipe": ecg_options, "echo2ecg_version": __version__})
     with writer:
         ledger = run_shard(inputs, process, writer, "ECG", time_limit_s)
-    write_table(ledger, out_dir / "ledger.csv")
+    write_table(ledger, Path(ledger_path))
     return ledger

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from echo2ecg.models.echo_encoder import ECHO_EMBED_DIM, normalise_clips
+from echo2ecg.models.echo_encoder import ECHO_EMBED_DIM, EchoEncoderOrigin, normalise_clips
 from echo2ecg.data.store import ShardWriter, open_rows
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,13 @@ def embed_clips(encoder: nn.Module, clips: np.ndarray, device: str = "cpu",
 
 
 def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn.Module,
-                     device: str = "cpu", batch_size: int = 8, num_workers: int = 2,
+                     origin: EchoEncoderOrigin, device: str = "cpu", batch_size: int = 8, num_workers: int = 2,
                      precision: str = "auto", progress_every_s: float = 10.0) -> int:
     """Embed every clip of ``clips_store`` into a new store ``out_store``; returns N.
 
     ``out_store`` gets array ``embeddings`` float32 (N, 512), row i from clip row i, and the
-    attributes ``encoder_pretrained``, ``encoder_weights`` (file name, or None for random
-    init), ``encoder_init_seed`` (the random init's seed, None with weights), ``precision``
+    attributes of ``origin`` (what ``encoder`` was built from: ``encoder_pretrained``,
+    ``encoder_weights``, ``encoder_init_seed``), ``precision``
     ("bf16"/"fp32", as used) and ``device_type`` ("cuda"/"cpu"). The store appears only
     when complete: if anything fails, nothing is left at ``out_store``.
 
@@ -134,7 +134,7 @@ def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn
     dataset = ClipDataset(clips_store)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
-    attributes = _store_attributes(encoder, precision, device)
+    attributes = {**origin.attributes(), "precision": precision, "device_type": device.type}
     log.info("embedding %d clips of %s on %s (%s, batch %d, %d workers)", len(dataset),
              clips_store, device, precision, batch_size, num_workers)
     progress = _Progress(len(dataset), progress_every_s)
@@ -162,18 +162,6 @@ def _cudnn_benchmark(on: bool):
         yield
     finally:
         torch.backends.cudnn.benchmark = before
-
-
-def _store_attributes(encoder: nn.Module, precision: str, device: torch.device) -> dict:
-    """Provenance of an embedding store; the weights by file name, not by local path."""
-    weights_path = getattr(encoder, "weights_path", None)
-    return {
-        "encoder_pretrained": bool(getattr(encoder, "pretrained", False)),
-        "encoder_weights": Path(weights_path).name if weights_path else None,
-        "encoder_init_seed": getattr(encoder, "init_seed", None),
-        "precision": precision,
-        "device_type": device.type,
-    }
 
 
 class _Progress:

@@ -26,11 +26,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from echo2ecg.evaluate.metrics import (LVEF_CLASSES, balanced_subset, bootstrap_auroc, bootstrap_mean,
+from echo2ecg.evaluate.metrics import (balanced_subset, bootstrap_auroc, bootstrap_mean,
                        cosine_similarity, first_match_ranks, knn_scores, lvef_class,
                        macro_auroc, paired_auroc_difference, percentile_interval,
                        phenotype_matches, random_first_match, resample_weights,
                        stratified_subset)
+from echo2ecg.vocabulary import LVEF_CLASSES
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
-LVEF_CLASSES = ("reduced", "mildly reduced", "normal")  # ESC 2021: <=40, 41-49, >=50 %
+from echo2ecg.vocabulary import LVEF_NORMAL_MIN, LVEF_REDUCED_MAX
 
 
 def lvef_class(lvef: np.ndarray) -> np.ndarray:
     """LVEF (%) → 0 reduced (≤ 40), 1 mildly reduced (41–49), 2 normal (≥ 50)."""
     lvef = np.asarray(lvef, dtype=float)
-    return np.where(lvef <= 40, 0, np.where(lvef < 50, 1, 2))
+    return np.where(lvef <= LVEF_REDUCED_MAX, 0, np.where(lvef < LVEF_NORMAL_MIN, 1, 2))
 
 
 def balanced_subset(labels: np.ndarray, seed: int) -> np.ndarray:

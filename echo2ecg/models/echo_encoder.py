@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,26 @@ ECHO_STD = (47.989223, 46.456997, 47.20083)
 ECHO_EMBED_DIM = 512
 RANDOM_INIT_WARNING = ("echo encoder: no EchoPrime weights given, MViTv2-S starts from random "
                        "init; its view embeddings are not EchoPrime's and every report must say so")
+
+
+@dataclass(frozen=True)
+class EchoEncoderOrigin:
+    """What an echo encoder is built from: an EchoPrime state dict, or a seeded random init
+    (``weights`` None). Embedding stores record it as provenance."""
+
+    weights: str | Path | None = None
+    init_seed: int = 0
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights is not None
+
+    def attributes(self) -> dict:
+        """Store attributes: the weights by file name (never the local path), the seed only
+        for a random init."""
+        return {"encoder_pretrained": self.pretrained,
+                "encoder_weights": Path(self.weights).name if self.pretrained else None,
+                "encoder_init_seed": None if self.pretrained else self.init_seed}
 
 
 def normalise_clips(clips: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -58,9 +79,8 @@ def build_echo_encoder(weights: str | Path | None = None, init_seed: int = 0) ->
         network, or views embedded in different shards land in unrelated spaces. The global
         torch RNG is left as it was.
 
-    The returned module carries ``pretrained`` (bool: weights were loaded) and
-    ``weights_path`` (str or None) for provenance. Input (B, 3, 16, 224, 224) from
-    :func:`normalise_clips`; output (B, 512).
+    Input (B, 3, 16, 224, 224) from :func:`normalise_clips`; output (B, 512). Provenance is
+    the caller's :class:`EchoEncoderOrigin` of the same two arguments.
     """
     video_models = import_torchvision().models.video
     with torch.random.fork_rng(devices=[]):
@@ -73,8 +93,5 @@ def build_echo_encoder(weights: str | Path | None = None, init_seed: int = 0) ->
     else:
         state_dict = torch.load(Path(weights), map_location="cpu", weights_only=True)
         encoder.load_state_dict(state_dict, strict=True)
-    encoder.pretrained = weights is not None
-    encoder.weights_path = None if weights is None else str(weights)
-    encoder.init_seed = None if weights is not None else init_seed
     encoder.requires_grad_(False)
     return encoder.eval()

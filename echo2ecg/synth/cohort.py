@@ -39,6 +39,8 @@ other file; the pipeline has to reject them with a reason.
 from __future__ import annotations
 
 import concurrent.futures
+import os
+from collections.abc import Mapping
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -59,16 +61,19 @@ from echo2ecg.synth.echo_dicom import (
 from echo2ecg.synth.echo_views import (APICAL_VIEWS, OTHER_VIEWS, PARASTERNAL_VIEWS, Anatomy, render_clip,
                          sample_anatomy)
 from echo2ecg.synth.ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
-from echo2ecg.synth.ecg_signals import (LEADS, EcgDevice, EcgModel, EcgTraits, PhenotypeEffects,
+from echo2ecg import vocabulary
+from echo2ecg.vocabulary import LEADS
+from echo2ecg.synth.ecg_signals import (EcgDevice, EcgModel, EcgTraits, PhenotypeEffects,
                           RecordingNuisance, sample_recording, sample_traits, synthesize_ecg)
 from echo2ecg.synth.phenotypes import Phenotype, resting_heart_rate, sample_patient, sample_study
 
-ECHO_VIEW_COLUMNS = ("path", "patient_id", "study_id", "view_id", "acquisition_time")
-ECG_COLUMNS = ("path", "patient_id", "ecg_id", "acquisition_time", "format", "fs")
-LABEL_COLUMNS = ("patient_id", "study_id", "acquisition_time",
-                 "lvef", "lvedv", "lvesv", "lvsv", "shd")
+# the manifests the demo writes: every column, optional ones too
+ECHO_VIEW_COLUMNS = (*vocabulary.ECHO_VIEW_COLUMNS, *vocabulary.ECHO_VIEW_OPTIONAL_COLUMNS)
+ECG_COLUMNS = (*vocabulary.ECG_COLUMNS, *vocabulary.ECG_OPTIONAL_COLUMNS)
 CORRUPT_COLUMNS = ("path", "kind")
-ECG_FORMATS = ("wfdb", "dicom", "numpy")
+DEMO_MANIFESTS = ("internal_echo_views", "internal_ecgs", "internal_labels",
+                  "internal_corrupt_files", "external_ecgs", "external_labels",
+                  "external_corrupt_files")
 CORRUPT_KINDS = ("truncated_echo", "report_screenshot", "flat_ecg")
 PAIRING_WINDOW = timedelta(days=7)
 
@@ -141,7 +146,7 @@ class CohortSpec:
                 problems.append(f"{name} must lie in [0, 1]")
         if not 0.0 < self.shd_prevalence < 1.0:
             problems.append("shd_prevalence must lie in (0, 1)")
-        for name, known in (("ecg_format_mix", ECG_FORMATS), ("echo_encoding_mix", ECHO_ENCODINGS)):
+        for name, known in (("ecg_format_mix", vocabulary.ECG_FORMATS), ("echo_encoding_mix", ECHO_ENCODINGS)):
             unknown = set(getattr(self, name)) - set(known)
             if unknown:
                 problems.append(f"{name}: unknown {', '.join(sorted(unknown))}")
@@ -548,7 +553,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _manifests(patients: list[PatientPlan], write_echo: bool) -> dict[str, pd.DataFrame]:
-    views = [(v.path, p.patient_id, s.study_id, v.sop_uid, _iso(v.acquired))
+    views = [(v.path, p.patient_id, s.study_id, _iso(v.acquired), v.sop_uid)
              for p in patients for s in p.studies for v in s.views]
     format_of = {"wfdb": "wfdb", "dicom": "dicom", "npz": "numpy", "npy": "numpy"}
     ecgs = [(e.path, p.patient_id, e.ecg_id, _iso(e.time), format_of[e.file_type],
@@ -564,7 +569,7 @@ def _manifests(patients: list[PatientPlan], write_echo: bool) -> dict[str, pd.Da
     if write_echo:
         tables["echo_views"] = pd.DataFrame(views, columns=list(ECHO_VIEW_COLUMNS))
     tables["ecgs"] = pd.DataFrame(ecgs, columns=list(ECG_COLUMNS))
-    tables["labels"] = pd.DataFrame(labels, columns=list(LABEL_COLUMNS))
+    tables["labels"] = pd.DataFrame(labels, columns=list(vocabulary.LABEL_COLUMNS))
     tables["corrupt_files"] = pd.DataFrame(corrupt, columns=list(CORRUPT_COLUMNS))
     return tables
 
@@ -593,10 +598,16 @@ def _write_files(jobs: list[tuple[CohortSpec, Path, list[PatientPlan]]], workers
             del done
 
 
-def _write_manifests(spec: CohortSpec, root: Path, patients: list[PatientPlan]) -> dict[str, Path]:
+def _write_manifests(spec: CohortSpec, root: Path, patients: list[PatientPlan],
+                     paths: Mapping[str, str | Path] | None = None) -> dict[str, Path]:
+    """Each manifest at ``paths[name]`` (default ``root/<name>.csv``), its file paths
+    relative to the manifest's own folder, as manifests are read."""
     written = {}
     for name, table in _manifests(patients, spec.write_echo).items():
-        path = root / f"{name}.csv"
+        path = Path((paths or {}).get(name, root / f"{name}.csv"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if "path" in table and path.parent.resolve() != root.resolve():
+            table["path"] = [os.path.relpath(root / p, path.parent) for p in table["path"]]
         table.to_csv(path, index=False)
         written[name] = path
     return written
@@ -614,14 +625,25 @@ def generate_cohort(out_dir: str | Path, spec: CohortSpec, workers: int = 1) -> 
 
 
 def generate_demo(out_dir: str | Path, internal: CohortSpec, external: CohortSpec,
-                  workers: int = 1) -> dict[str, Path]:
+                  workers: int = 1,
+                  manifests: Mapping[str, str | Path] | None = None) -> dict[str, Path]:
     """Write ``out_dir/internal`` and ``out_dir/external`` (files in ``workers``
-    processes); manifests keyed ``<cohort>_<name>``, e.g. ``internal_echo_views``,
-    ``external_labels``."""
+    processes) and their manifests, keyed ``<cohort>_<name>`` (``internal_echo_views``,
+    ``external_labels``, ...): at the paths ``manifests`` gives for a key, else
+    ``out_dir/<cohort>/<name>.csv``. Returns every manifest's path by key."""
+    manifests = dict(manifests or {})
+    unknown = set(manifests) - set(DEMO_MANIFESTS)
+    if unknown:
+        raise ValueError(f"not a demo manifest: {', '.join(sorted(unknown))}")
     cohorts = [(name, spec, Path(out_dir) / name, plan_cohort(spec))
                for name, spec in (("internal", internal), ("external", external))]
     for _, _, root, _ in cohorts:
         root.mkdir(parents=True, exist_ok=True)
     _write_files([(spec, root, patients) for _, spec, root, patients in cohorts], workers)
-    return {f"{name}_{table}": path for name, spec, root, patients in cohorts
-            for table, path in _write_manifests(spec, root, patients).items()}
+    written = {}
+    for name, spec, root, patients in cohorts:
+        paths = {table: path for key, path in manifests.items()
+                 for table in [key.removeprefix(f"{name}_")] if key != table}
+        for table, path in _write_manifests(spec, root, patients, paths).items():
+            written[f"{name}_{table}"] = path
+    return written

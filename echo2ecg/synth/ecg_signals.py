@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from echo2ecg.synth.phenotypes import Phenotype
+from echo2ecg.vocabulary import LEADS
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 WAVES = ("P", "P2", "Q", "R", "S", "ST", "T")
 
 

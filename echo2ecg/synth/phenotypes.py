@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# LVEF classes (ESC 2021): reduced <= 40 %, mildly reduced 41-49 %, normal >= 50 %.
-# Sampling bands stay clear of the class borders so that rounding never moves a patient
-# into the neighbouring class.
-EF_CLASS_NAMES = ("reduced", "mildly_reduced", "normal")
+from echo2ecg.vocabulary import lvef_class_of
+
+# Sampling bands of the LVEF classes (echo2ecg.vocabulary.LVEF_CLASSES), clear of the class
+# borders so that rounding never moves a patient into the neighbouring class.
 EF_CLASS_BANDS = ((18.0, 39.5), (41.5, 48.5), (51.0, 70.0))
 
 
@@ -30,13 +30,6 @@ class Phenotype:
     lvsv: float
     lvef: float
     shd: int
-
-
-def ef_class(lvef: float) -> int:
-    """Index into ``EF_CLASS_NAMES``: 0 reduced (<= 40), 1 mildly reduced, 2 normal (>= 50)."""
-    if lvef <= 40.0:
-        return 0
-    return 1 if lvef < 50.0 else 2
 
 
 def phenotype_from_volumes(lvedv: float, lvef_target: float, shd: int) -> Phenotype:
@@ -72,7 +65,7 @@ def sample_patient(rng: np.random.Generator, ef_class_mix: tuple[float, float, f
 def sample_study(rng: np.random.Generator, patient: Phenotype) -> Phenotype:
     """The phenotype an echo study measures: the patient's, with a few percent of
     measurement variation; the EF class stays the patient's."""
-    low, high = EF_CLASS_BANDS[ef_class(patient.lvef)]
+    low, high = EF_CLASS_BANDS[lvef_class_of(patient.lvef)]
     lvef = float(np.clip(patient.lvef + rng.normal(0.0, 1.0), low, high))
     lvedv = patient.lvedv * np.exp(rng.normal(0.0, 0.03))
     return phenotype_from_volumes(lvedv, lvef, patient.shd)

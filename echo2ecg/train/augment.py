@@ -14,8 +14,29 @@ Evaluation uses no augmentation, only :func:`eval_crop` (the first n_samples).
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Strengths of the training augmentation; the defaults are the paper's (OTiS)."""
+
+    ft_phase_noise: float = 0.075  # FT-surrogate phase noise magnitude
+    ft_prob: float = 0.5           # FT-surrogate probability
+    jitter_scale: float = 0.6      # x + 0.6·x·N(0, 0.2)
+    jitter_sigma: float = 0.2
+    rescale_sigma: float = 0.5     # one scalar ~ N(1, 0.5) per ECG
+    time_flip_p: float = 0.33
+    sign_flip_p: float = 0.33
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ft_phase_noise <= 1.0:
+            raise ValueError(f"ft_phase_noise must lie in [0, 1], got {self.ft_phase_noise}")
+        for name in ("ft_prob", "time_flip_p", "sign_flip_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability, got {getattr(self, name)}")
 
 
 def _uniform(shape: tuple[int, ...], generator: torch.Generator,
@@ -102,33 +123,21 @@ class EcgAugment:
     """docs/method.md section 3's training augmentation as one callable: ``(x, generator) → x``.
 
     x: (B, leads, T) float ECGs with T ≥ n_samples; returns (B, leads, n_samples).
-    Defaults are the paper's (OTiS) values.
     """
 
-    def __init__(self, n_samples: int = 1008, ft_phase_noise: float = 0.075,
-                 ft_prob: float = 0.5, jitter_scale: float = 0.6, jitter_sigma: float = 0.2,
-                 rescale_sigma: float = 0.5, time_flip_p: float = 0.33, sign_flip_p: float = 0.33):
-        if not 0.0 <= ft_phase_noise <= 1.0:
-            raise ValueError(f"ft_phase_noise must lie in [0, 1], got {ft_phase_noise}")
+    def __init__(self, n_samples: int = 1008, params: AugmentParams = AugmentParams()):
         self.n_samples = n_samples
-        self.ft_phase_noise = ft_phase_noise
-        self.ft_prob = ft_prob
-        self.jitter_scale = jitter_scale
-        self.jitter_sigma = jitter_sigma
-        self.rescale_sigma = rescale_sigma
-        self.time_flip_p = time_flip_p
-        self.sign_flip_p = sign_flip_p
+        self.params = params
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        p = self.params
         x = random_crop(x, self.n_samples, generator)
-        x = ft_surrogate(x, self.ft_phase_noise, self.ft_prob, generator)
-        x = jitter(x, self.jitter_scale, self.jitter_sigma, generator)
-        x = rescale(x, self.rescale_sigma, generator)
-        x = time_flip(x, self.time_flip_p, generator)
-        return sign_flip(x, self.sign_flip_p, generator)
+        x = ft_surrogate(x, p.ft_phase_noise, p.ft_prob, generator)
+        x = jitter(x, p.jitter_scale, p.jitter_sigma, generator)
+        x = rescale(x, p.rescale_sigma, generator)
+        x = time_flip(x, p.time_flip_p, generator)
+        return sign_flip(x, p.sign_flip_p, generator)
 
     def __repr__(self) -> str:
-        return (f"EcgAugment(n_samples={self.n_samples}, ft_phase_noise={self.ft_phase_noise}, "
-                f"ft_prob={self.ft_prob}, jitter_scale={self.jitter_scale}, "
-                f"jitter_sigma={self.jitter_sigma}, rescale_sigma={self.rescale_sigma}, "
-                f"time_flip_p={self.time_flip_p}, sign_flip_p={self.sign_flip_p})")
+        values = ", ".join(f"{k}={v}" for k, v in asdict(self.params).items())
+        return f"EcgAugment(n_samples={self.n_samples}, {values})"

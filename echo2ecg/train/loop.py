@@ -11,9 +11,10 @@ Batches are built whole (vectorised augmentation) by :class:`PairBatches`; every
 randomness comes from a generator seeded by (seed, epoch, batch index), so a run is
 reproducible whatever the number of loader workers.
 
-Outputs of :func:`train` in ``out_dir``: ``history.csv`` (epoch, train_loss, val_loss,
-lr, seconds; rewritten after every epoch), ``best.pt`` (lowest validation loss) and
-``last.pt``, each ``{"model", "settings", "epoch", "val_loss", "extra"}``.
+Outputs of :func:`train`, at the paths of a :class:`TrainOutputs`: the history CSV (epoch,
+train_loss, val_loss, lr, seconds; rewritten after every epoch), the best checkpoint (lowest
+validation loss) and the last one, each ``{"model", "settings", "epoch", "val_loss",
+"extra"}``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -45,6 +46,16 @@ log = logging.getLogger(__name__)
 
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    """Where training writes: the checkpoint of the lowest validation loss (``best``), the
+    last epoch's (``last``) and the per-epoch history CSV."""
+
+    best: str | Path
+    last: str | Path
+    history: str | Path
 
 
 def seed_everything(seed: int) -> None:
@@ -108,15 +119,17 @@ def evaluate_loss(model: Echo2ECG, loader: DataLoader, settings: TrainSettings,
     return total / count
 
 
-def _save_atomic(write: Callable[[Path], None], path: Path) -> None:
+def _save_atomic(write: Callable[[Path], None], path: str | Path) -> None:
     """Write through a temporary file and rename, so a killed job leaves no half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     write(partial)
     os.replace(partial, path)
 
 
 def save_checkpoint(model: nn.Module, settings: TrainSettings, epoch: int, val_loss: float,
-                    extra: dict, path: Path) -> None:
+                    extra: dict, path: str | Path) -> None:
     """{"model": CPU state dict, "settings", "epoch", "val_loss", "extra"} → path."""
     checkpoint = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                   "settings": asdict(settings), "epoch": epoch, "val_loss": val_loss,
@@ -124,7 +137,7 @@ def save_checkpoint(model: nn.Module, settings: TrainSettings, epoch: int, val_l
     _save_atomic(lambda partial: torch.save(checkpoint, partial), path)
 
 
-def write_history(history: pd.DataFrame, path: Path) -> None:
+def write_history(history: pd.DataFrame, path: str | Path) -> None:
     _save_atomic(lambda partial: history.to_csv(partial, index=False), path)
 
 
@@ -137,7 +150,7 @@ def _check_data(data: PairData, what: str, n_samples: int) -> None:
 
 
 def train(model: Echo2ECG, train_data: PairData, val_data: PairData, settings: TrainSettings,
-          out_dir: str | Path, device: str | torch.device | None = None,
+          outputs: TrainOutputs, device: str | torch.device | None = None,
           progress: Callable[[dict], None] | None = None,
           extra: dict | None = None) -> pd.DataFrame:
     """Train ``model`` contrastively on cached pairs; returns the per-epoch history.
@@ -145,7 +158,7 @@ def train(model: Echo2ECG, train_data: PairData, val_data: PairData, settings: T
     model: an Echo2ECG (its initial weights are the caller's: random or OTiS).
     train_data / val_data: pairs; validation runs in eval mode without augmentation, on the
         same batches every epoch.
-    out_dir: receives history.csv, best.pt (lowest val loss) and last.pt.
+    outputs: where the history and the best and last checkpoints go.
     device: None → CUDA when available, else CPU. progress: called with each epoch's
         history row (a dict). extra: stored in every checkpoint under "extra".
     History columns: epoch (1-based), train_loss (mean over batches), val_loss, lr (base
@@ -156,12 +169,10 @@ def train(model: Echo2ECG, train_data: PairData, val_data: PairData, settings: T
     if validate:
         _check_data(val_data, "validation", settings.n_samples)
     else:  # a small cohort's validation split can hold fewer pairs than one CLIP batch needs
-        log.warning("validation split has %d pairs: no validation loss, best.pt is the last "
-                    "epoch", len(val_data))
+        log.warning("validation split has %d pairs: no validation loss, the best checkpoint "
+                    "is the last epoch's", len(val_data))
     if settings.single_view and settings.single_view_sampling == "every_view":
         train_data, val_data = per_view_pairs(train_data), per_view_pairs(val_data)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
     extra = dict(extra or {})
     seed_everything(settings.seed)
@@ -195,11 +206,11 @@ def train(model: Echo2ECG, train_data: PairData, val_data: PairData, settings: T
         row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                "seconds": time.perf_counter() - started}
         rows.append(row)
-        write_history(pd.DataFrame(rows, columns=HISTORY_COLUMNS), out_dir / "history.csv")
+        write_history(pd.DataFrame(rows, columns=HISTORY_COLUMNS), outputs.history)
         if val_loss < best_loss or not validate:
             best_loss = val_loss
-            save_checkpoint(model, settings, epoch + 1, val_loss, extra, out_dir / "best.pt")
-        save_checkpoint(model, settings, epoch + 1, val_loss, extra, out_dir / "last.pt")
+            save_checkpoint(model, settings, epoch + 1, val_loss, extra, outputs.best)
+        save_checkpoint(model, settings, epoch + 1, val_loss, extra, outputs.last)
         log.info("epoch %d/%d  train %.4f  val %.4f  lr %.2e  %.1f s", epoch + 1,
                  settings.epochs, train_loss, val_loss, lr, row["seconds"])
         if progress is not None:

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from echo2ecg.data.pseudonym import pseudonymise_all
+from echo2ecg.vocabulary import PHENOTYPES
 
-PHENOTYPES = ("lvef", "lvedv", "lvesv", "lvsv", "shd")
 PAIR_COLUMNS = ("patient", "ecg", "study", "days_apart", "split", "ecg_shard", "ecg_row",
                 "n_views", *PHENOTYPES)
 SPLITS = ("train", "val", "test")

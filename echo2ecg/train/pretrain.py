@@ -15,9 +15,11 @@ import pandas as pd
 import torch
 
 from echo2ecg.models import ECGEncoder, Echo2ECG, load_otis_checkpoint
+from echo2ecg.data.shard_plan import shard_label
 from echo2ecg.data.store import open_rows
 from echo2ecg.report.plots import plot_history
-from echo2ecg.train.loop import HISTORY_COLUMNS, save_checkpoint, train, write_history
+from echo2ecg.train.loop import (HISTORY_COLUMNS, TrainOutputs, save_checkpoint, train,
+                                 write_history)
 from echo2ecg.train.pair_data import PairData
 from echo2ecg.train.settings import TrainSettings
 
@@ -43,8 +45,8 @@ def paired_ecg_signals(pairs: pd.DataFrame, ecg_stores: dict[str, str]
     """The distinct ECGs of ``pairs`` (pseudonyms, in order of appearance) and their
     preprocessed signals, (N, 12, T) float32, read from the ECG shards."""
     ecgs = pairs.drop_duplicates("ecg")[["ecg", "ecg_shard", "ecg_row"]].reset_index(drop=True)
-    signals = read_rows(ecg_stores, "signals", ecgs["ecg_shard"].astype(str).str.zfill(4),
-                        ecgs["ecg_row"])
+    shards = ecgs["ecg_shard"].map(lambda shard: shard_label(int(shard)))
+    signals = read_rows(ecg_stores, "signals", shards, ecgs["ecg_row"])
     return ecgs["ecg"], signals
 
 
@@ -102,34 +104,33 @@ def train_settings(train: dict, encoder: dict, pooling: str) -> TrainSettings:
 
 
 def pretrain_variant(variant: str, spec: dict, encoder: dict, train_config: dict,
-                     train_data: PairData, val_data: PairData, out_dir: str | Path,
-                     device: str = "cpu", extra: dict | None = None) -> pd.DataFrame:
+                     train_data: PairData, val_data: PairData, outputs: TrainOutputs,
+                     loss_plot: str | Path, device: str = "cpu",
+                     extra: dict | None = None) -> pd.DataFrame:
     """Train (or, with ``spec["train"]`` false, only initialise) one variant.
 
-    Writes ``best.pt``, ``last.pt``, ``history.csv`` and ``loss.png`` into ``out_dir``;
-    returns the history (empty for an untrained variant).
+    Writes the checkpoints and history of ``outputs`` and the loss curve (PNG) to
+    ``loss_plot``; returns the history (empty for an untrained variant).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     settings = train_settings(train_config, encoder, spec["pooling"])
     with torch.random.fork_rng(devices=[]):  # the init is the seed's; the global RNG is left
         torch.manual_seed(settings.seed)
         model = build_model(encoder, spec["pooling"])
     extra = {"variant": variant, "variant_spec": spec, "ecg_encoder": encoder, **(extra or {})}
     if spec.get("train", True):
-        history = train(model, train_data, val_data, settings, out_dir, device=device, extra=extra)
+        history = train(model, train_data, val_data, settings, outputs, device=device, extra=extra)
     else:
-        history = untrained_checkpoints(model, settings, out_dir, extra)
-    plot_history(history, out_dir / "loss.png", f"{variant}: contrastive loss")
+        history = untrained_checkpoints(model, settings, outputs, extra)
+    plot_history(history, loss_plot, f"{variant}: contrastive loss")
     return history
 
 
-def untrained_checkpoints(model: Echo2ECG, settings: TrainSettings, out_dir: Path,
+def untrained_checkpoints(model: Echo2ECG, settings: TrainSettings, outputs: TrainOutputs,
                           extra: dict) -> pd.DataFrame:
     """The unimodal baseline: the model at its initialisation, saved as best and last,
     with an empty history."""
-    for name in ("best.pt", "last.pt"):
-        save_checkpoint(model, settings, 0, float("nan"), extra, out_dir / name)
+    for path in (outputs.best, outputs.last):
+        save_checkpoint(model, settings, 0, float("nan"), extra, path)
     history = pd.DataFrame(columns=HISTORY_COLUMNS)
-    write_history(history, out_dir / "history.csv")
+    write_history(history, outputs.history)
     return history

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-
-from echo2ecg.train.augment import EcgAugment
-
-
+from echo2ecg.train.augment import AugmentParams, EcgAugment
 
 PRECISIONS = ("auto", "bf16", "float32")
 
@@ -42,16 +39,12 @@ class TrainSettings:
     augmentation: bool = True           # paper (OTiS augmentations); False: random crop only
     standardize_views: bool = False     # reference: raw view embeddings; True: centre and
     #                                     scale them by the training views' statistics
-    ft_phase_noise: float = 0.075       # paper (OTiS): FT-surrogate phase noise magnitude
-    ft_prob: float = 0.5                # paper (OTiS): FT-surrogate probability
-    jitter_scale: float = 0.6           # paper (OTiS): x + 0.6·x·N(0, 0.2)
-    jitter_sigma: float = 0.2
-    rescale_sigma: float = 0.5          # paper (OTiS): one scalar ~ N(1, 0.5) per ECG
-    time_flip_p: float = 0.33           # paper (OTiS): time flip probability
-    sign_flip_p: float = 0.33           # paper (OTiS): sign flip probability
+    augment_params: AugmentParams = field(default_factory=AugmentParams)  # paper (OTiS)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
+        if isinstance(self.augment_params, dict):  # from a config or a saved checkpoint
+            self.augment_params = AugmentParams(**self.augment_params)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_size < 2:
@@ -62,7 +55,5 @@ class TrainSettings:
 
     def augment(self) -> EcgAugment:
         """The training augmentation these settings describe."""
-        return EcgAugment(self.n_samples, self.ft_phase_noise, self.ft_prob, self.jitter_scale,
-                          self.jitter_sigma, self.rescale_sigma, self.time_flip_p,
-                          self.sign_flip_p)
+        return EcgAugment(self.n_samples, self.augment_params)
 
