@@ -27,8 +27,8 @@ include: "rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         data_stage_outputs(),
         training_outputs(),
         evaluation_outputs(),
-    default_target: True

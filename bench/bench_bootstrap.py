@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from figures import parse_args, write_figures
 from sklearn.metrics import roc_auc_score
 
 from echo2ecg.evaluate.metrics import bootstrap_aurocs, knn_scores
-
-from figures import parse_args, write_figures
 
 SMOKE = {"n_test": 300, "patients": 100, "resamples": 20}
 
@@ -49,8 +48,9 @@ def main() -> None:
     test_y = (test_x[:, 0] > 0.4).astype(int) + (test_x[:, 1] > 0).astype(int)
     scores = knn_scores(train_x, train_y, test_x, k=5)  # kNN probabilities: heavy ties
     # 2,000 patients with 1 to 4 ECGs each (5,000 in all), in random order
-    patients = rng.permutation(np.repeat(np.arange(args.patients),
-                                         _ecgs_per_patient(rng, args.patients, args.n_test)))
+    patients = rng.permutation(
+        np.repeat(np.arange(args.patients), _ecgs_per_patient(rng, args.patients, args.n_test))
+    )
     rows_of = [np.flatnonzero(patients == p) for p in range(args.patients)]
     seed = 11
     draws = np.random.default_rng(seed).integers(0, args.patients, (args.resamples, args.patients))
@@ -59,8 +59,9 @@ def main() -> None:
     reference = []
     for drawn in draws:
         rows = np.concatenate([rows_of[p] for p in drawn])
-        reference.append(roc_auc_score(test_y[rows], scores[rows], multi_class="ovr",
-                                       average="macro"))
+        reference.append(
+            roc_auc_score(test_y[rows], scores[rows], multi_class="ovr", average="macro")
+        )
     reference = np.array(reference)
     reference_s = time.perf_counter() - started
 
@@ -70,10 +71,16 @@ def main() -> None:
 
     max_diff = float(np.abs(fast - reference).max())
     assert max_diff < 1e-12, f"bootstrap AUROCs differ by {max_diff}"
-    result = {"n_test": args.n_test, "patients": args.patients, "classes": 3,
-              "resamples": args.resamples,
-              "reference_seconds": round(reference_s, 3), "vectorised_seconds": round(fast_s, 3),
-              "speedup": round(reference_s / fast_s, 1), "max_abs_difference": max_diff}
+    result = {
+        "n_test": args.n_test,
+        "patients": args.patients,
+        "classes": 3,
+        "resamples": args.resamples,
+        "reference_seconds": round(reference_s, 3),
+        "vectorised_seconds": round(fast_s, 3),
+        "speedup": round(reference_s / fast_s, 1),
+        "max_abs_difference": max_diff,
+    }
     print(json.dumps(result, indent=2))
     write_figures(result, args.json)
 

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from figures import parse_args, write_figures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +33,10 @@ SMOKE = {"views": 150, "shards": 3, "ecgs": 20, "ecg_shards": 2}
 def build_cohort(folder: Path, n_views: int, views_per_study: int, n_ecgs: int) -> dict:
     files = folder / "files"
     files.mkdir(parents=True, exist_ok=True)
-    views, ecgs = ["path,patient_id,study_id,acquisition_time"], \
-        ["path,patient_id,ecg_id,acquisition_time,format"]
+    views, ecgs = (
+        ["path,patient_id,study_id,acquisition_time"],
+        ["path,patient_id,ecg_id,acquisition_time,format"],
+    )
     for i in range(n_views):
         study = i // views_per_study
         name = f"files/v{i:07d}.dcm"
@@ -48,17 +49,20 @@ def build_cohort(folder: Path, n_views: int, views_per_study: int, n_ecgs: int) 
     (folder / "echo_views.csv").write_text("\n".join(views) + "\n")
     (folder / "ecgs.csv").write_text("\n".join(ecgs) + "\n")
     (folder / "labels.csv").write_text(
-        "patient_id,study_id,acquisition_time,lvef,lvedv,lvesv,lvsv,shd\n")
-    return {"echo_views": str(folder / "echo_views.csv"), "ecgs": str(folder / "ecgs.csv"),
-            "labels": str(folder / "labels.csv")}
+        "patient_id,study_id,acquisition_time,lvef,lvedv,lvesv,lvsv,shd\n"
+    )
+    return {
+        "echo_views": str(folder / "echo_views.csv"),
+        "ecgs": str(folder / "ecgs.csv"),
+        "labels": str(folder / "labels.csv"),
+    }
 
 
 def bench_config(manifests: dict, echo_shards: int, ecg_shards: int) -> dict:
     """The shipped config with the demo off and one cohort, ``big``, in every cohort key."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["demo"]["enabled"] = False
-    config["cohorts"] = {"big": {**manifests, "echo_shards": echo_shards,
-                                 "ecg_shards": ecg_shards}}
+    config["cohorts"] = {"big": {**manifests, "echo_shards": echo_shards, "ecg_shards": ecg_shards}}
     config["pairing"]["train_cohort"] = "big"
     config["evaluation"].update(lvef_cohorts=["big"], shd_cohort="big")
     config["privacy"]["pseudonym_key"] = BENCH_KEY
@@ -81,9 +85,22 @@ def run(workdir: Path, args: argparse.Namespace) -> dict:
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(bench_config(manifests, args.shards, args.ecg_shards)))
 
-    command = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2",
-               "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(config_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--quiet",
+        "rules",
+        "--cores",
+        "2",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config_path),
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -93,21 +110,28 @@ def run(workdir: Path, args: argparse.Namespace) -> dict:
     expected = {"extract_echo": args.shards, "prep_ecg": args.ecg_shards}
     planned = {rule: jobs.get(rule) for rule in expected}
     assert planned == expected, f"dry run planned {planned} shard jobs, not {expected}"
-    return {"views": args.views, "echo_shards": args.shards, "ecgs": args.ecgs,
-            "ecg_shards": args.ecg_shards, "dry_run_seconds": round(seconds, 2),
-            "goal_seconds": 15}
+    return {
+        "views": args.views,
+        "echo_shards": args.shards,
+        "ecgs": args.ecgs,
+        "ecg_shards": args.ecg_shards,
+        "dry_run_seconds": round(seconds, 2),
+        "goal_seconds": 15,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--views", type=int, default=200_000)
     parser.add_argument("--shards", type=int, default=1000)
     parser.add_argument("--views-per-study", type=int, default=15)
     parser.add_argument("--ecgs", type=int, default=20_000)
     parser.add_argument("--ecg-shards", type=int, default=100)
-    parser.add_argument("--workdir", type=Path,
-                        help="default bench/out/dryrun; with --smoke a temporary folder")
+    parser.add_argument(
+        "--workdir", type=Path, help="default bench/out/dryrun; with --smoke a temporary folder"
+    )
     parser.add_argument("--json", type=Path)
     args = parse_args(parser, SMOKE)
 

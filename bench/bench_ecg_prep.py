@@ -27,13 +27,19 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pybaselines  # noqa: E402
 import scipy  # noqa: E402
+from figures import parse_args, write_figures  # noqa: E402
 from scipy import sparse  # noqa: E402
 from scipy.sparse.linalg import spsolve  # noqa: E402
 
-from echo2ecg.data.ecg import (LEAD_GROUPS, clip_outliers, crop_or_pad, groupwise_zscore,  # noqa: E402
-                          prepare_ecg, remove_baseline)
+from echo2ecg.data.ecg import (  # noqa: E402
+    LEAD_GROUPS,
+    clip_outliers,
+    crop_or_pad,
+    groupwise_zscore,  # noqa: E402
+    prepare_ecg,
+    remove_baseline,
+)
 from echo2ecg.data.ecg_formats import RawEcg  # noqa: E402
-from figures import parse_args, write_figures  # noqa: E402
 
 FS, N_SAMPLES = 500.0, 5000
 LAM, P, N_SOLVES = 1e7, 0.3, 5
@@ -41,8 +47,9 @@ TOLERANCE = 1e-5
 SMOKE = {"n_ecgs": 2, "repeats": 1}
 
 
-def spsolve_asls(y: np.ndarray, lam: float = LAM, p: float = P,
-                 n_solves: int = N_SOLVES) -> np.ndarray:
+def spsolve_asls(
+    y: np.ndarray, lam: float = LAM, p: float = P, n_solves: int = N_SOLVES
+) -> np.ndarray:
     """Reference ALS baseline of one lead (T,): Eilers' loop with scipy's sparse solver."""
     n = len(y)
     second_difference = sparse.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n - 2, n))
@@ -69,16 +76,25 @@ def synthetic_ecgs(n_ecgs: int, seed: int = 0) -> list[np.ndarray]:
     """n (12, 5000) mV ECG-like recordings: Gaussian P-QRS-T beats, drift, noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(N_SAMPLES) / FS
-    waves = np.array([(-0.16, 0.025, 0.15), (-0.02, 0.01, -0.1), (0.0, 0.012, 1.2),
-                      (0.03, 0.01, -0.25), (0.25, 0.05, 0.3)])  # offset s, width s, mV
+    waves = np.array(
+        [
+            (-0.16, 0.025, 0.15),
+            (-0.02, 0.01, -0.1),
+            (0.0, 0.012, 1.2),
+            (0.03, 0.01, -0.25),
+            (0.25, 0.05, 0.3),
+        ]
+    )  # offset s, width s, mV
     ecgs = []
     for _ in range(n_ecgs):
         beat_times = np.arange(rng.uniform(0.1, 0.6), t[-1], 1 / rng.uniform(0.8, 1.8))
-        lead = sum(a * np.exp(-0.5 * ((t - r - o) / w) ** 2)
-                   for r in beat_times for o, w, a in waves)
+        lead = sum(
+            a * np.exp(-0.5 * ((t - r - o) / w) ** 2) for r in beat_times for o, w, a in waves
+        )
         scales = rng.uniform(-1.5, 1.5, (12, 1))
         drift = rng.uniform(0.1, 1.0, (12, 1)) * np.sin(
-            2 * np.pi * rng.uniform(0.05, 0.5, (12, 1)) * t + rng.uniform(0, 2 * np.pi, (12, 1)))
+            2 * np.pi * rng.uniform(0.05, 0.5, (12, 1)) * t + rng.uniform(0, 2 * np.pi, (12, 1))
+        )
         ecgs.append(scales * lead + drift + rng.normal(0, 0.02, (12, N_SAMPLES)))
     return ecgs
 
@@ -103,10 +119,15 @@ def run(n_ecgs: int, repeats: int) -> dict:
     raws = [RawEcg(x, FS) for x in ecgs]
     steps = {
         "drift removal (ALS, 12 leads)": (
-            lambda x: remove_baseline(x, LAM, P, N_SOLVES), reference_remove_baseline, clipped),
+            lambda x: remove_baseline(x, LAM, P, N_SOLVES),
+            reference_remove_baseline,
+            clipped,
+        ),
         "prepare_ecg (whole recipe)": (
-            lambda raw: prepare_ecg(raw, asls_lam=LAM, asls_p=P, asls_iterations=N_SOLVES), reference_prepare,
-            raws),
+            lambda raw: prepare_ecg(raw, asls_lam=LAM, asls_p=P, asls_iterations=N_SOLVES),
+            reference_prepare,
+            raws,
+        ),
     }
     rows = []
     for step, (pipeline, reference, inputs) in steps.items():
@@ -114,30 +135,54 @@ def run(n_ecgs: int, repeats: int) -> dict:
         reference_seconds, reference_outputs = time_per_ecg(reference, inputs, repeats)
         difference = max_difference(outputs, reference_outputs)
         assert difference <= TOLERANCE, f"{step}: outputs differ by {difference:.2e}"
-        rows.append({"step": step, "pipeline_ecgs_per_s": 1 / seconds,
-                     "reference_ecgs_per_s": 1 / reference_seconds,
-                     "speedup": reference_seconds / seconds, "max_abs_difference": difference})
-    return {"n_ecgs": n_ecgs, "ecg_shape": [12, N_SAMPLES], "fs_hz": FS, "repeats": repeats,
-            "lam": LAM, "p": P, "solves_per_lead": N_SOLVES, "threads": 1,
-            "machine": platform.machine(), "python": platform.python_version(),
-            "numpy": np.__version__, "scipy": scipy.__version__,
-            "pybaselines": pybaselines.__version__, "rows": rows}
+        rows.append(
+            {
+                "step": step,
+                "pipeline_ecgs_per_s": 1 / seconds,
+                "reference_ecgs_per_s": 1 / reference_seconds,
+                "speedup": reference_seconds / seconds,
+                "max_abs_difference": difference,
+            }
+        )
+    return {
+        "n_ecgs": n_ecgs,
+        "ecg_shape": [12, N_SAMPLES],
+        "fs_hz": FS,
+        "repeats": repeats,
+        "lam": LAM,
+        "p": P,
+        "solves_per_lead": N_SOLVES,
+        "threads": 1,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pybaselines": pybaselines.__version__,
+        "rows": rows,
+    }
 
 
 def print_table(result: dict) -> None:
-    print(f"{result['n_ecgs']} synthetic ECGs of 12 x {N_SAMPLES}, one core, "
-          f"best of {result['repeats']}")
-    print(f"{'step':<32} {'spsolve ECG/s':>14} {'pipeline ECG/s':>15} {'speed-up':>9} "
-          f"{'max |diff|':>11}")
+    print(
+        f"{result['n_ecgs']} synthetic ECGs of 12 x {N_SAMPLES}, one core, "
+        f"best of {result['repeats']}"
+    )
+    print(
+        f"{'step':<32} {'spsolve ECG/s':>14} {'pipeline ECG/s':>15} {'speed-up':>9} "
+        f"{'max |diff|':>11}"
+    )
     for row in result["rows"]:
-        print(f"{row['step']:<32} {row['reference_ecgs_per_s']:>14.1f} "
-              f"{row['pipeline_ecgs_per_s']:>15.1f} {row['speedup']:>8.1f}x "
-              f"{row['max_abs_difference']:>11.1e}")
+        print(
+            f"{row['step']:<32} {row['reference_ecgs_per_s']:>14.1f} "
+            f"{row['pipeline_ecgs_per_s']:>15.1f} {row['speedup']:>8.1f}x "
+            f"{row['max_abs_difference']:>11.1e}"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n-ecgs", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")

@@ -31,11 +31,10 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
+from figures import parse_args, write_figures  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
 from echo2ecg.data.echo import extract_clip  # noqa: E402
-
-from figures import parse_args, write_figures  # noqa: E402
 
 CLIPS = ["examples_ybr_color.dcm", "color3d_jpeg_baseline.dcm"]
 # Both clips even so: the 120-frame one is the one that needs pydicom-data.
@@ -44,15 +43,18 @@ SMOKE = {"repeats": 1}
 
 # ------------------------------------------------------------------ reference, frame by frame
 
-def reference_extract_clip(path: str, n_out: int = 16, stride: int = 2, size: int = 224,
-                           zoom: float = 0.1) -> np.ndarray:
+
+def reference_extract_clip(
+    path: str, n_out: int = 16, stride: int = 2, size: int = 224, zoom: float = 0.1
+) -> np.ndarray:
     """The recipe written plainly: decode all, mask all, crop and resize all, then sample."""
     ds = pydicom.dcmread(path)
     video = ds.pixel_array  # (F, H, W, 3) RGB
     n_frames = len(video)
     used = list(range(0, min(n_frames, n_out * stride), stride))
-    mask = reference_mask([video[i] for i in sorted(set(used) | {n_frames - 1})],
-                          reference_region(ds))
+    mask = reference_mask(
+        [video[i] for i in sorted(set(used) | {n_frames - 1})], reference_region(ds)
+    )
     scaled = []
     for frame in video:
         masked = frame * mask[:, :, None]
@@ -93,13 +95,24 @@ def reference_mask(frames: list[np.ndarray], region) -> np.ndarray:
 
 def reference_region(ds):
     """Union of the 2D (spatial format 1) ultrasound regions, half-open, or None."""
-    boxes = [(r.RegionLocationMinX0, r.RegionLocationMinY0,
-              r.RegionLocationMaxX1 + 1, r.RegionLocationMaxY1 + 1)
-             for r in ds.get("SequenceOfUltrasoundRegions", []) if r.RegionSpatialFormat == 1]
+    boxes = [
+        (
+            r.RegionLocationMinX0,
+            r.RegionLocationMinY0,
+            r.RegionLocationMaxX1 + 1,
+            r.RegionLocationMaxY1 + 1,
+        )
+        for r in ds.get("SequenceOfUltrasoundRegions", [])
+        if r.RegionSpatialFormat == 1
+    ]
     if not boxes:
         return None
-    return (max(min(b[0] for b in boxes), 0), max(min(b[1] for b in boxes), 0),
-            min(max(b[2] for b in boxes), ds.Columns), min(max(b[3] for b in boxes), ds.Rows))
+    return (
+        max(min(b[0] for b in boxes), 0),
+        max(min(b[1] for b in boxes), 0),
+        min(max(b[2] for b in boxes), ds.Columns),
+        min(max(b[3] for b in boxes), ds.Rows),
+    )
 
 
 def reference_crop_and_scale(img: np.ndarray, size: int, zoom: float) -> np.ndarray:
@@ -117,6 +130,7 @@ def reference_crop_and_scale(img: np.ndarray, size: int, zoom: float) -> np.ndar
 
 
 # ------------------------------------------------------------------ timing
+
 
 def seconds_per_view(function, path: str, repeats: int) -> float:
     """Median wall time of one call, seconds."""
@@ -138,14 +152,20 @@ def bench_clip(name: str, repeats: int) -> dict:
     ref_s = seconds_per_view(reference_extract_clip, path, repeats)
     fast_s = seconds_per_view(extract_clip, path, repeats)
     n_frames = int(pydicom.dcmread(path, stop_before_pixels=True).NumberOfFrames)
-    return {"file": name, "frames": n_frames, "ref_views_per_s": round(1 / ref_s, 2),
-            "fast_views_per_s": round(1 / fast_s, 2), "speedup": round(ref_s / fast_s, 2),
-            "identical": True}
+    return {
+        "file": name,
+        "frames": n_frames,
+        "ref_views_per_s": round(1 / ref_s, 2),
+        "fast_views_per_s": round(1 / fast_s, 2),
+        "speedup": round(ref_s / fast_s, 2),
+        "identical": True,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per clip and method")
     parser.add_argument("--json", type=Path, help="write the table here as JSON")
     args = parse_args(parser, SMOKE)
@@ -154,8 +174,10 @@ def main() -> None:
     rows = [bench_clip(name, args.repeats) for name in CLIPS]
     print(f"{'file':<28}{'frames':>7}{'ref views/s':>13}{'fast views/s':>14}{'speed-up':>10}")
     for row in rows:
-        print(f"{row['file']:<28}{row['frames']:>7}{row['ref_views_per_s']:>13.2f}"
-              f"{row['fast_views_per_s']:>14.2f}{row['speedup']:>9.2f}x")
+        print(
+            f"{row['file']:<28}{row['frames']:>7}{row['ref_views_per_s']:>13.2f}"
+            f"{row['fast_views_per_s']:>14.2f}{row['speedup']:>9.2f}x"
+        )
     write_figures({"threads": 1, "repeats": args.repeats, "clips": rows}, args.json)
 
 

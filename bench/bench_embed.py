@@ -1,4 +1,5 @@
-"""Clips per second of ``echo2ecg.embed.views.embed_clip_store`` against the reference way of embedding.
+"""Clips per second of ``echo2ecg.embed.views.embed_clip_store`` against the reference way
+of embedding.
 
 The reference embeds as the Echo2ECG/EchoPrime scripts do: one clip at a time (batch 1), read
 in the main process, normalised to float32 on the CPU, copied to the device, forward in
@@ -33,16 +34,18 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import zarr  # noqa: E402
+from figures import parse_args, write_figures  # noqa: E402
 
+from echo2ecg.data.store import ShardWriter, open_rows  # noqa: E402
 from echo2ecg.embed.devices import choose_device  # noqa: E402
 from echo2ecg.embed.views import embed_clip_store  # noqa: E402
 from echo2ecg.models import EchoEncoderOrigin, build_echo_encoder, normalise_clips  # noqa: E402
-from echo2ecg.data.store import ShardWriter, open_rows  # noqa: E402
-from figures import parse_args, write_figures  # noqa: E402
 
 CLIP_SHAPE = (16, 224, 224, 3)
-DEFAULTS = {"cpu": {"n_clips": 6, "batch_size": 2, "workers": 1},
-            "cuda": {"n_clips": 512, "batch_size": 64, "workers": 4}}
+DEFAULTS = {
+    "cpu": {"n_clips": 6, "batch_size": 2, "workers": 1},
+    "cuda": {"n_clips": 512, "batch_size": 64, "workers": 4},
+}
 # Still a batch and a worker, so that the smoke run goes through the DataLoader as the full one.
 SMOKE = {"n_clips": 2, "batch_size": 2, "workers": 1}
 
@@ -62,7 +65,7 @@ def reference_embed(clips_store: Path, encoder: torch.nn.Module, device: str) ->
     rows = []
     with torch.no_grad():
         for index in range(clips.shape[0]):
-            inputs = normalise_clips(clips[index:index + 1]).to(device)
+            inputs = normalise_clips(clips[index : index + 1]).to(device)
             rows.append(encoder(inputs).float().cpu().numpy())
     return np.concatenate(rows)
 
@@ -87,32 +90,54 @@ def agreement(a: np.ndarray, b: np.ndarray) -> dict:
     return {"max_abs_diff": float(np.abs(a - b).max()), "min_cosine": float(cosine.min())}
 
 
-def compare(folder: Path, encoder: torch.nn.Module, device: str, n_clips: int,
-            batch_size: int, workers: int, precision: str) -> dict:
+def compare(
+    folder: Path,
+    encoder: torch.nn.Module,
+    device: str,
+    n_clips: int,
+    batch_size: int,
+    workers: int,
+    precision: str,
+) -> dict:
     """Time both ways on the same ``n_clips`` random clips written under ``folder``."""
     clips_store, embedding_store = folder / "clips.zarr", folder / "embeddings.zarr"
     write_random_clips(clips_store, n_clips)
     warm_up(encoder, device)
     reference, reference_s = timed(reference_embed, clips_store, encoder, device)
     warm_up(encoder, device)
-    _, optimised_s = timed(embed_clip_store, clips_store, embedding_store, encoder,
-                           EchoEncoderOrigin(None), device=device, batch_size=batch_size, num_workers=workers,
-                           precision=precision)
+    _, optimised_s = timed(
+        embed_clip_store,
+        clips_store,
+        embedding_store,
+        encoder,
+        EchoEncoderOrigin(None),
+        device=device,
+        batch_size=batch_size,
+        num_workers=workers,
+        precision=precision,
+    )
     embeddings = open_rows(embedding_store, "embeddings")[:]
     return {
-        "reference": {"batch_size": 1, "workers": 0, "precision": "fp32",
-                      "seconds": reference_s, "clips_per_s": n_clips / reference_s},
+        "reference": {
+            "batch_size": 1,
+            "workers": 0,
+            "precision": "float32",
+            "seconds": reference_s,
+            "clips_per_s": n_clips / reference_s,
+        },
         "embed_clip_store": {
-            "batch_size": batch_size, "workers": workers,
+            "batch_size": batch_size,
+            "workers": workers,
             "precision": zarr.open_group(embedding_store, mode="r").attrs["precision"],
-            "seconds": optimised_s, "clips_per_s": n_clips / optimised_s},
+            "seconds": optimised_s,
+            "clips_per_s": n_clips / optimised_s,
+        },
         "speedup": reference_s / optimised_s,
         "agreement": agreement(embeddings, reference),
     }
 
 
-def run(n_clips: int | None, batch_size: int | None, workers: int | None,
-        precision: str) -> dict:
+def run(n_clips: int | None, batch_size: int | None, workers: int | None, precision: str) -> dict:
     """Lease a device, fill in the device's defaults, compare → the figures."""
     with choose_device() as lease:
         device = lease.device
@@ -124,11 +149,15 @@ def run(n_clips: int | None, batch_size: int | None, workers: int | None,
             warnings.simplefilter("ignore", UserWarning)  # random init is expected here
             encoder = build_echo_encoder().to(device)
         with tempfile.TemporaryDirectory() as tmp:
-            figures = compare(Path(tmp), encoder, device, n_clips, batch_size, workers,
-                              precision)
+            figures = compare(Path(tmp), encoder, device, n_clips, batch_size, workers, precision)
         name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
-    return {"device": device, "device_name": name, "torch_threads": torch.get_num_threads(),
-            "n_clips": n_clips, **figures}
+    return {
+        "device": device,
+        "device_name": name,
+        "torch_threads": torch.get_num_threads(),
+        "n_clips": n_clips,
+        **figures,
+    }
 
 
 def main() -> None:
@@ -136,7 +165,7 @@ def main() -> None:
     parser.add_argument("--n-clips", type=int, help="clips to embed (default by device)")
     parser.add_argument("--batch-size", type=int, help="embed_clip_store batch size")
     parser.add_argument("--workers", type=int, help="embed_clip_store DataLoader workers")
-    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "float32"))
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parse_args(parser, SMOKE)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

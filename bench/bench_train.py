@@ -35,13 +35,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from figures import parse_args, write_figures  # noqa: E402
 
 from echo2ecg.models import ECGEncoder, Echo2ECG, build_echo_encoder  # noqa: E402
 from echo2ecg.train.loop import batch_loss  # noqa: E402
 from echo2ecg.train.pair_data import PairBatches, PairData  # noqa: E402
 from echo2ecg.train.schedule import param_groups  # noqa: E402
 from echo2ecg.train.settings import TrainSettings  # noqa: E402
-from figures import parse_args, write_figures  # noqa: E402
 
 PAPER_PAIRS, PAPER_VIEWS = 11_859, 179_571
 VIEWS_PER_STUDY = 15  # ≈ PAPER_VIEWS / PAPER_PAIRS
@@ -66,10 +66,19 @@ def time_training_steps(encoder_kwargs: dict, batch_size: int, steps: int) -> di
     model = Echo2ECG(ECGEncoder(**encoder_kwargs), "attention")
     settings = TrainSettings(batch_size=batch_size)
     data = synthetic_pairs(batch_size * (steps + 1), VIEWS_PER_STUDY)
-    batches = PairBatches(data, batch_size, settings.n_samples, settings.max_views, train=True,
-                          augment=settings.augment(), seed=settings.seed)
-    optimizer = torch.optim.AdamW(param_groups(model, settings.lr, settings.layer_decay,
-                                               settings.weight_decay), betas=settings.betas)
+    batches = PairBatches(
+        data,
+        batch_size,
+        settings.n_samples,
+        settings.max_views,
+        train=True,
+        augment=settings.augment(),
+        seed=settings.seed,
+    )
+    optimizer = torch.optim.AdamW(
+        param_groups(model, settings.lr, settings.layer_decay, settings.weight_decay),
+        betas=settings.betas,
+    )
     model.train()
     seconds = []
     for index in range(len(batches)):
@@ -80,9 +89,13 @@ def time_training_steps(encoder_kwargs: dict, batch_size: int, steps: int) -> di
         optimizer.step()
         seconds.append(time.perf_counter() - start)
     step_s = statistics.median(seconds[1:])
-    return {"batch_size": batch_size, "timed_steps": len(seconds) - 1,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "seconds_per_step": step_s, "pairs_per_s": batch_size / step_s}
+    return {
+        "batch_size": batch_size,
+        "timed_steps": len(seconds) - 1,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds_per_step": step_s,
+        "pairs_per_s": batch_size / step_s,
+    }
 
 
 def time_echo_encoder(clips: int, repeats: int) -> float:
@@ -106,8 +119,11 @@ def epoch_costs(pairs_per_s: float, clip_s: float, n_pairs: int, views_per_study
     """Seconds per epoch on cached embeddings and with the echo encoder in the loop."""
     cached = n_pairs / pairs_per_s
     with_encoder = cached + n_pairs * views_per_study * clip_s
-    return {"epoch_s_cached": cached, "epoch_s_with_echo_encoder": with_encoder,
-            "ratio": with_encoder / cached}
+    return {
+        "epoch_s_cached": cached,
+        "epoch_s_with_echo_encoder": with_encoder,
+        "ratio": with_encoder / cached,
+    }
 
 
 def run(steps: int, batch_size: int, clips: int, repeats: int) -> dict:
@@ -117,32 +133,49 @@ def run(steps: int, batch_size: int, clips: int, repeats: int) -> dict:
         row = {"ecg_encoder": name, **time_training_steps(kwargs, batch_size, steps)}
         row.update(epoch_costs(row["pairs_per_s"], clip_s, PAPER_PAIRS, VIEWS_PER_STUDY))
         rows.append(row)
-    return {"device": "cpu", "threads": torch.get_num_threads(), "views_per_study": VIEWS_PER_STUDY,
-            "paper_pairs": PAPER_PAIRS, "paper_views": PAPER_VIEWS,
-            "echo_encoder_s_per_clip": clip_s, "echo_encoder_batch": clips,
-            "one_off_embedding_s_paper": PAPER_VIEWS * clip_s,
-            "machine": platform.machine(), "python": platform.python_version(),
-            "torch": torch.__version__, "rows": rows}
+    return {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "views_per_study": VIEWS_PER_STUDY,
+        "paper_pairs": PAPER_PAIRS,
+        "paper_views": PAPER_VIEWS,
+        "echo_encoder_s_per_clip": clip_s,
+        "echo_encoder_batch": clips,
+        "one_off_embedding_s_paper": PAPER_VIEWS * clip_s,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "rows": rows,
+    }
 
 
 def print_table(result: dict) -> None:
-    print(f"CPU, {result['threads']} thread(s); echo encoder "
-          f"{result['echo_encoder_s_per_clip']:.2f} s per clip; "
-          f"{result['views_per_study']} views per study, "
-          f"{result['paper_pairs']:,} pairs per epoch (paper)")
-    print(f"{'ECG encoder':<26} {'pairs/s':>8} {'epoch cached':>13} {'epoch w/ encoder':>17} "
-          f"{'ratio':>7}")
+    print(
+        f"CPU, {result['threads']} thread(s); echo encoder "
+        f"{result['echo_encoder_s_per_clip']:.2f} s per clip; "
+        f"{result['views_per_study']} views per study, "
+        f"{result['paper_pairs']:,} pairs per epoch (paper)"
+    )
+    print(
+        f"{'ECG encoder':<26} {'pairs/s':>8} {'epoch cached':>13} {'epoch w/ encoder':>17} "
+        f"{'ratio':>7}"
+    )
     for row in result["rows"]:
-        print(f"{row['ecg_encoder']:<26} {row['pairs_per_s']:>8.2f} "
-              f"{row['epoch_s_cached'] / 3600:>12.2f}h "
-              f"{row['epoch_s_with_echo_encoder'] / 3600:>16.2f}h {row['ratio']:>6.1f}x")
-    print(f"one-off embedding of the paper's {result['paper_views']:,} views: "
-          f"{result['one_off_embedding_s_paper'] / 3600:.1f} h")
+        print(
+            f"{row['ecg_encoder']:<26} {row['pairs_per_s']:>8.2f} "
+            f"{row['epoch_s_cached'] / 3600:>12.2f}h "
+            f"{row['epoch_s_with_echo_encoder'] / 3600:>16.2f}h {row['ratio']:>6.1f}x"
+        )
+    print(
+        f"one-off embedding of the paper's {result['paper_views']:,} views: "
+        f"{result['one_off_embedding_s_paper'] / 3600:.1f} h"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per encoder")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--clips", type=int, default=1, help="clips per echo encoder forward")

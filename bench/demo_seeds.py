@@ -28,20 +28,39 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from figures import parse_args, write_figures
 
 from echo2ecg.evaluate.findings import FINDINGS_COLUMNS
-from figures import parse_args, write_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-SHOWN = ["claim", "cohort", "metric", "model", "versus", "model_value", "versus_value",
-         "difference", "ci_low", "ci_high", "holds"]  # of findings.csv, per seed
+SHOWN = [
+    "claim",
+    "cohort",
+    "metric",
+    "model",
+    "versus",
+    "model_value",
+    "versus_value",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "holds",
+]  # of findings.csv, per seed
 
 
 def copy_working_tree(destination: Path) -> None:
     """Copy what git tracks or would track (no results, no environment) to ``destination``."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():
@@ -79,8 +98,9 @@ def run_seed(seed: int, cores: int, keep: Path | None) -> dict:
         set_demo_seed(work / "config.yaml", seed)
         started = time.perf_counter()
         with open(work / "snakemake.log", "w") as log:
-            done = subprocess.run(snakemake_command(cores), cwd=work, stdout=log,
-                                  stderr=subprocess.STDOUT)
+            done = subprocess.run(
+                snakemake_command(cores), cwd=work, stdout=log, stderr=subprocess.STDOUT
+            )
         wall = time.perf_counter() - started
         if done.returncode != 0:
             print((work / "snakemake.log").read_text()[-4000:], file=sys.stderr)
@@ -90,9 +110,12 @@ def run_seed(seed: int, cores: int, keep: Path | None) -> dict:
             target = keep / f"seed_{seed}"
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(work / "results", target)
-        return {"seed": seed, "wall_s": round(wall, 1),
-                "rule_s": rule_times(work / "benchmarks"),
-                "findings": findings.to_dict(orient="records")}
+        return {
+            "seed": seed,
+            "wall_s": round(wall, 1),
+            "rule_s": rule_times(work / "benchmarks"),
+            "findings": findings.to_dict(orient="records"),
+        }
 
 
 def smoke(seed: int, cores: int) -> None:
@@ -107,14 +130,23 @@ def smoke(seed: int, cores: int) -> None:
         expected = copy.deepcopy(shipped)
         expected["demo"]["seed"] = seed
         assert seeded == expected, "set_demo_seed changed more than demo.seed"
-        planned = subprocess.run(snakemake_command(cores, "-n", "--quiet", "rules"), cwd=work,
-                                 capture_output=True, text=True)
+        planned = subprocess.run(
+            snakemake_command(cores, "-n", "--quiet", "rules"),
+            cwd=work,
+            capture_output=True,
+            text=True,
+        )
         if planned.returncode != 0:
-            raise SystemExit(f"seed {seed}: snakemake -n exited with {planned.returncode}:\n"
-                             f"{planned.stdout[-3000:]}\n{planned.stderr[-3000:]}")
+            raise SystemExit(
+                f"seed {seed}: snakemake -n exited with {planned.returncode}:\n"
+                f"{planned.stdout[-3000:]}\n{planned.stderr[-3000:]}"
+            )
         benchmarks = work / "benchmarks"
-        for name, seconds in (("prep_ecg/internal_0000.tsv", 1.5),
-                              ("prep_ecg/internal_0001.tsv", 2.0), ("pretrain/echo2ecg.tsv", 4.0)):
+        for name, seconds in (
+            ("prep_ecg/internal_0000.tsv", 1.5),
+            ("prep_ecg/internal_0001.tsv", 2.0),
+            ("pretrain/echo2ecg.tsv", 4.0),
+        ):
             (benchmarks / name).parent.mkdir(parents=True, exist_ok=True)
             (benchmarks / name).write_text(f"s\th:m:s\n{seconds}\t0:00:0{seconds:.0f}\n")
         times = rule_times(benchmarks)
@@ -125,8 +157,9 @@ def smoke(seed: int, cores: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 23])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="copy each seed's results/ here")

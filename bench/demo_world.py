@@ -22,16 +22,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from figures import parse_args, write_figures
 
 from echo2ecg.data.echo import clip_from_frames
 from echo2ecg.embed.views import embed_clips
 from echo2ecg.models import build_echo_encoder
 from echo2ecg.synth.audit import ridge_probe_r, variance_shares
-from echo2ecg.synth.echo_views import VIEWS, render_clip, sample_anatomy
 from echo2ecg.synth.ecg_signals import sample_traits
+from echo2ecg.synth.echo_views import VIEWS, render_clip, sample_anatomy
 from echo2ecg.synth.phenotypes import sample_patient
-
-from figures import parse_args, write_figures
 
 PHENOTYPES = ("lvedv", "lvesv", "lvef", "shd")
 # The fewest clips the read-outs accept, 6 (about 20 s of embedding on one core): with one
@@ -43,31 +42,62 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patients", type=int, default=24, help="patients per view type")
     parser.add_argument("--renders", type=int, default=2)
-    parser.add_argument("--views", nargs="+", choices=VIEWS, default=list(VIEWS),
-                        help="view types to render (default: all)")
-    parser.add_argument("--phenotypes", nargs="+", choices=PHENOTYPES, default=list(PHENOTYPES),
-                        help="phenotypes to read out (default: all)")
+    parser.add_argument(
+        "--views",
+        nargs="+",
+        choices=VIEWS,
+        default=list(VIEWS),
+        help="view types to render (default: all)",
+    )
+    parser.add_argument(
+        "--phenotypes",
+        nargs="+",
+        choices=PHENOTYPES,
+        default=list(PHENOTYPES),
+        help="phenotypes to read out (default: all)",
+    )
     parser.add_argument("--json", type=Path)
     args = parse_args(parser, SMOKE)
     warnings.filterwarnings("ignore", message="echo encoder: no EchoPrime weights")
 
     rng = np.random.default_rng(123)
-    patients = [(sample_patient(rng, (1 / 3, 1 / 3, 1 / 3), 0.35), sample_anatomy(rng),
-                 sample_traits(rng)) for _ in range(args.patients)]
-    targets = np.array([[getattr(p, name) for name in args.phenotypes] for p, _, _ in patients],
-                       float)
+    patients = [
+        (sample_patient(rng, (1 / 3, 1 / 3, 1 / 3), 0.35), sample_anatomy(rng), sample_traits(rng))
+        for _ in range(args.patients)
+    ]
+    targets = np.array(
+        [[getattr(p, name) for name in args.phenotypes] for p, _, _ in patients], float
+    )
     encoder = build_echo_encoder(None, init_seed=0)
     started = time.perf_counter()
     embeddings = {}
     for view in args.views:
         v = VIEWS.index(view)  # render seeds follow the view, whichever views are asked for
-        clips = [clip_from_frames(render_clip(
-            phenotype, anatomy, traits, view, np.random.default_rng([v, i, r]), n_frames=34,
-            rows=300, cols=400, fps=30.0, heart_rate_bpm=72.0, hospital="Audit").frames)
+        clips = [
+            clip_from_frames(
+                render_clip(
+                    phenotype,
+                    anatomy,
+                    traits,
+                    view,
+                    np.random.default_rng([v, i, r]),
+                    n_frames=34,
+                    rows=300,
+                    cols=400,
+                    fps=30.0,
+                    heart_rate_bpm=72.0,
+                    hospital="Audit",
+                ).frames
+            )
             for i, (phenotype, anatomy, traits) in enumerate(patients)
-            for r in range(args.renders)]
-        out = np.concatenate([embed_clips(encoder, np.stack(clips[i:i + 4]), precision="auto")
-                              for i in range(0, len(clips), 4)])
+            for r in range(args.renders)
+        ]
+        out = np.concatenate(
+            [
+                embed_clips(encoder, np.stack(clips[i : i + 4]), precision="auto")
+                for i in range(0, len(clips), 4)
+            ]
+        )
         embeddings[view] = out.reshape(args.patients, args.renders, -1)
         print(f"{view}: {len(clips)} clips, {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -75,18 +105,28 @@ def main() -> None:
     unit = everything / np.linalg.norm(everything, axis=1, keepdims=True)
     cosines = unit @ unit.T
     total = ((everything - everything.mean(axis=0)) ** 2).sum(axis=1).mean()
-    within_view = np.mean([((e.reshape(-1, e.shape[-1]) - e.reshape(-1, e.shape[-1]).mean(axis=0))
-                            ** 2).sum(axis=1).mean() for e in embeddings.values()])
-    result = {"patients_per_view": args.patients, "renders": args.renders,
-              "mean_cosine_between_clips": round(float(cosines[np.triu_indices(len(unit), 1)]
-                                                       .mean()), 3),
-              "view_type_share": round(float(1 - within_view / total), 3), "views": {}}
+    within_view = np.mean(
+        [
+            ((e.reshape(-1, e.shape[-1]) - e.reshape(-1, e.shape[-1]).mean(axis=0)) ** 2)
+            .sum(axis=1)
+            .mean()
+            for e in embeddings.values()
+        ]
+    )
+    result = {
+        "patients_per_view": args.patients,
+        "renders": args.renders,
+        "mean_cosine_between_clips": round(float(cosines[np.triu_indices(len(unit), 1)].mean()), 3),
+        "view_type_share": round(float(1 - within_view / total), 3),
+        "views": {},
+    }
     for view, e in embeddings.items():
         shares = variance_shares(e, targets)
         probes = ridge_probe_r(e, targets)
-        result["views"][view] = {**{k: round(x, 3) for k, x in shares.items()},
-                                 **{f"r_{name}": round(float(x), 3)
-                                    for name, x in zip(args.phenotypes, probes)}}
+        result["views"][view] = {
+            **{k: round(x, 3) for k, x in shares.items()},
+            **{f"r_{name}": round(float(x), 3) for name, x in zip(args.phenotypes, probes)},
+        }
     print(json.dumps(result, indent=2))
     write_figures(result, args.json)
 

@@ -16,16 +16,29 @@ from pathlib import Path
 from figures import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ("bench_echo_extract", "bench_ecg_prep", "bench_dryrun", "bench_bootstrap",
-           "bench_train", "bench_embed")
+BENCHES = (
+    "bench_echo_extract",
+    "bench_ecg_prep",
+    "bench_dryrun",
+    "bench_bootstrap",
+    "bench_train",
+    "bench_embed",
+)
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=BENCHES, default=list(BENCHES),
-                        help="run these benchmarks only, in this order")
-    parser.add_argument("--out", type=Path,
-                        help="folder of the JSON figures (default bench/out; with --smoke none)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=BENCHES,
+        default=list(BENCHES),
+        help="run these benchmarks only, in this order",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="folder of the JSON figures (default bench/out; with --smoke none)"
+    )
     args = parse_args(parser, {})
     out = args.out or (None if args.smoke else ROOT / "bench/out")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

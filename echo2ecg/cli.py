@@ -14,8 +14,9 @@ def _extract_echo(args: argparse.Namespace) -> int:
 
     options = {"frames": args.frames, "stride": args.stride, "size": args.size, "zoom": args.zoom}
     out = Path(args.out)
-    ledger = extract_echo_shard(inputs_from_paths(args.files), out / "clips.zarr",
-                                out / "ledger.csv", options)
+    ledger = extract_echo_shard(
+        inputs_from_paths(args.files), out / "clips.zarr", out / "ledger.csv", options
+    )
     return _report(ledger, out / "clips.zarr", out / "ledger.csv")
 
 
@@ -24,8 +25,9 @@ def _prep_ecg(args: argparse.Namespace) -> int:
 
     reader = {k: v for k, v in (("fmt", args.format), ("fs", args.fs)) if v is not None}
     out = Path(args.out)
-    ledger = prep_ecg_shard(inputs_from_paths(args.files, **reader), out / "ecg.zarr",
-                            out / "ledger.csv")
+    ledger = prep_ecg_shard(
+        inputs_from_paths(args.files, **reader), out / "ecg.zarr", out / "ledger.csv"
+    )
     return _report(ledger, out / "ecg.zarr", out / "ledger.csv")
 
 
@@ -57,8 +59,11 @@ def _embed_ecg(args: argparse.Namespace) -> int:
 def _retrieve(args: argparse.Namespace) -> int:
     from echo2ecg.evaluate.extractor import retrieve_studies
 
-    print(retrieve_studies(args.checkpoint, args.ecg, args.gallery, args.k, args.device)
-          .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(
+        retrieve_studies(args.checkpoint, args.ecg, args.gallery, args.k, args.device).to_string(
+            index=False, float_format=lambda v: f"{v:.4f}"
+        )
+    )
     return 0
 
 
@@ -76,19 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    echo = commands.add_parser("extract-echo", help="DICOM echo views -> DIR/clips.zarr + DIR/ledger.csv")
+    echo = commands.add_parser(
+        "extract-echo", help="DICOM echo views -> DIR/clips.zarr + DIR/ledger.csv"
+    )
     echo.add_argument("--out", required=True, help="output folder")
     echo.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     echo.add_argument("--stride", type=int, default=2, help="frame stride from frame 0 (default 2)")
     echo.add_argument("--size", type=int, default=224, help="output side in pixels (default 224)")
-    echo.add_argument("--zoom", type=float, default=0.1, help="fraction cut from each edge (default 0.1)")
+    echo.add_argument(
+        "--zoom", type=float, default=0.1, help="fraction cut from each edge (default 0.1)"
+    )
     echo.add_argument("files", nargs="+", help="DICOM ultrasound multi-frame files")
     echo.set_defaults(run=_extract_echo)
 
     ecg = commands.add_parser("prep-ecg", help="12-lead ECGs -> DIR/ecg.zarr + DIR/ledger.csv")
     ecg.add_argument("--out", required=True, help="output folder")
-    ecg.add_argument("--format", choices=("wfdb", "dicom", "numpy"),
-                     help="file format (default: from the suffix: .hea, .dcm, .npy/.npz)")
+    ecg.add_argument(
+        "--format",
+        choices=("wfdb", "dicom", "numpy"),
+        help="file format (default: from the suffix: .hea, .dcm, .npy/.npz)",
+    )
     ecg.add_argument("--fs", type=float, help="sampling rate in Hz, for bare .npy arrays")
     ecg.add_argument("files", nargs="+", help="ECG files (WFDB by the .hea path)")
     ecg.set_defaults(run=_prep_ecg)
@@ -103,17 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve = commands.add_parser("retrieve", help="the echo studies most similar to an ECG")
     retrieve.add_argument("--checkpoint", required=True, help="a trained variant's best.pt")
     retrieve.add_argument("--ecg", required=True, help="one ECG file")
-    retrieve.add_argument("--gallery", required=True,
-                          help="study embeddings: a feature file results/features/VARIANT/COHORT.npz")
+    retrieve.add_argument(
+        "--gallery",
+        required=True,
+        help="study embeddings: a feature file results/features/VARIANT/COHORT.npz",
+    )
     retrieve.add_argument("-k", type=int, default=5, help="studies to list (default 5)")
     retrieve.add_argument("--device", default="cpu", help="torch device (default cpu)")
     retrieve.set_defaults(run=_retrieve)
 
-    demo = commands.add_parser("demo-cohort", help="write the synthetic demo cohort and its manifests")
+    demo = commands.add_parser(
+        "demo-cohort", help="write the synthetic demo cohort and its manifests"
+    )
     demo.add_argument("--out", required=True, help="output folder")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    demo.add_argument("--scale", type=float, default=1.0,
-                      help="multiply the number of patients (default 1.0)")
+    demo.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the number of patients (default 1.0)"
+    )
     demo.set_defaults(run=_demo_cohort)
     return parser
 
@@ -124,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         from echo2ecg.runlog import FORMAT
+
         logging.basicConfig(level=logging.INFO, format=FORMAT)
     return args.run(args)
 

@@ -25,7 +25,9 @@ def _is_strict_integer(_checker, instance) -> bool:
 _Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", _is_strict_integer))
+        "integer", _is_strict_integer
+    ),
+)
 
 # Bound violations carry the key's schema `description` (why the bound is where it is).
 _BOUNDS = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}
@@ -53,8 +55,10 @@ def check_config(config: dict, schema_path: str | Path) -> None:
     """
     schema = yaml.safe_load(Path(schema_path).read_text())
     non_finite = dict(_non_finite(config))
-    lines = [f"config key {_key_name(path)}: {value!r} is not a finite number"
-             for path, value in non_finite.items()]
+    lines = [
+        f"config key {_key_name(path)}: {value!r} is not a finite number"
+        for path, value in non_finite.items()
+    ]
     errors = sorted(_Validator(schema).iter_errors(config), key=jsonschema.exceptions.relevance)
     for error in errors:
         if tuple(error.absolute_path) in non_finite:
@@ -87,19 +91,27 @@ def check_cohort_references(config: dict) -> None:
     problems = []
     train = config["pairing"]["train_cohort"]
     if train not in with_echo:
-        problems.append(f"config key pairing.train_cohort: {train!r} is not a cohort with "
-                        f"echo_views (cohorts with echo: {', '.join(with_echo) or 'none'})")
+        problems.append(
+            f"config key pairing.train_cohort: {train!r} is not a cohort with "
+            f"echo_views (cohorts with echo: {', '.join(with_echo) or 'none'})"
+        )
     evaluation = config["evaluation"]
     for i, name in enumerate(evaluation["lvef_cohorts"]):
         if name not in cohorts:
-            problems.append(f"config key evaluation.lvef_cohorts.{i}: {name!r} is not a cohort "
-                            f"(cohorts: {known})")
+            problems.append(
+                f"config key evaluation.lvef_cohorts.{i}: {name!r} is not a cohort "
+                f"(cohorts: {known})"
+            )
     if evaluation["shd_cohort"] not in cohorts:
-        problems.append(f"config key evaluation.shd_cohort: {evaluation['shd_cohort']!r} is not "
-                        f"a cohort (cohorts: {known})")
+        problems.append(
+            f"config key evaluation.shd_cohort: {evaluation['shd_cohort']!r} is not "
+            f"a cohort (cohorts: {known})"
+        )
     if evaluation["baseline"] not in config["variants"]:
-        problems.append(f"config key evaluation.baseline: {evaluation['baseline']!r} is not a "
-                        f"variant (variants: {', '.join(config['variants'])})")
+        problems.append(
+            f"config key evaluation.baseline: {evaluation['baseline']!r} is not a "
+            f"variant (variants: {', '.join(config['variants'])})"
+        )
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
@@ -143,12 +155,16 @@ def _length_problems(key: str, n_samples, patch_size, stored) -> list[str]:
         return []
     problems = []
     if patch_size and n_samples % patch_size:
-        problems.append(f"config key ecg_encoder.patch_size: {patch_size!r} does not divide "
-                        f"{key} ({n_samples!r})")
+        problems.append(
+            f"config key ecg_encoder.patch_size: {patch_size!r} does not divide "
+            f"{key} ({n_samples!r})"
+        )
     if stored is not None and n_samples > stored[0]:
         samples, fs, duration = stored
-        problems.append(f"config key {key}: {n_samples!r} samples is longer than the stored "
-                        f"ECG (ecg.fs {fs!r} * ecg.duration_s {duration!r} = {samples} samples)")
+        problems.append(
+            f"config key {key}: {n_samples!r} samples is longer than the stored "
+            f"ECG (ecg.fs {fs!r} * ecg.duration_s {duration!r} = {samples} samples)"
+        )
     return problems
 
 
@@ -166,8 +182,10 @@ def check_semantics(config: dict) -> None:
     embed_dim, num_heads = _integer(encoder.get("embed_dim")), _integer(encoder.get("num_heads"))
     patch_size = _integer(encoder.get("patch_size"))
     if embed_dim is not None and num_heads and embed_dim % num_heads:
-        problems.append(f"config key ecg_encoder.num_heads: {num_heads!r} does not divide "
-                        f"ecg_encoder.embed_dim ({embed_dim!r})")
+        problems.append(
+            f"config key ecg_encoder.num_heads: {num_heads!r} does not divide "
+            f"ecg_encoder.embed_dim ({embed_dim!r})"
+        )
     if embed_dim is not None and embed_dim % 4:
         # Tokens carry [lead | time] halves, the time half a sin-cos pair per frequency.
         problems.append(f"config key ecg_encoder.embed_dim: {embed_dim!r} is not a multiple of 4")
@@ -176,19 +194,23 @@ def check_semantics(config: dict) -> None:
     fs, duration = _real(ecg.get("fs")), _real(ecg.get("duration_s"))
     # prepare_ecg stores round(duration_s * fs) samples per lead.
     stored = (round(fs * duration), fs, duration) if fs and duration else None
-    problems += _length_problems("ecg_encoder.n_samples", _integer(encoder.get("n_samples")),
-                                 patch_size, stored)
+    problems += _length_problems(
+        "ecg_encoder.n_samples", _integer(encoder.get("n_samples")), patch_size, stored
+    )
     # Evaluation may read more samples than the model trained on, never more than stored.
     evaluation = config.get("evaluation", {})
-    problems += _length_problems("evaluation.n_samples", _integer(evaluation.get("n_samples")),
-                                 patch_size, stored)
+    problems += _length_problems(
+        "evaluation.n_samples", _integer(evaluation.get("n_samples")), patch_size, stored
+    )
 
     train = config.get("train", {})
     epochs, warmup = _integer(train.get("epochs")), _real(train.get("warmup_epochs"))
     if epochs is not None and warmup is not None and warmup >= epochs:
         # The schedule would never leave warm-up: no cosine phase, min_lr never reached.
-        problems.append(f"config key train.warmup_epochs: {warmup!r} is not shorter than "
-                        f"train.epochs ({epochs!r})")
+        problems.append(
+            f"config key train.warmup_epochs: {warmup!r} is not shorter than "
+            f"train.epochs ({epochs!r})"
+        )
 
     problems += _split_problems("pairing.splits", config.get("pairing", {}).get("splits"))
     for name, cohort in config.get("cohorts", {}).items():
@@ -230,8 +252,10 @@ class _StrictLoader(yaml.SafeLoader):
                 line = key_node.start_mark.line + 1
                 if key in first_line:
                     where = f"in {_key_name(path)}" if path else "at top level"
-                    lines.append(f"{self.source} line {line}: duplicate key {key!r} "
-                                 f"({where}, first at line {first_line[key]})")
+                    lines.append(
+                        f"{self.source} line {line}: duplicate key {key!r} "
+                        f"({where}, first at line {first_line[key]})"
+                    )
                 else:
                     first_line[key] = line
                 self._find_duplicates(value_node, (*path, key), visited, lines)

@@ -8,6 +8,9 @@ can all use it.
 # The 12 standard leads, in the order of every stored ECG (axis 1 of (N, 12, T)).
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
+# Arithmetic precision of a stage's forward passes ("auto": each stage's own default).
+PRECISIONS = ("auto", "bf16", "float32")
+
 # ECG file formats a manifest's `format` column may name.
 ECG_FORMATS = ("wfdb", "dicom", "numpy")
 

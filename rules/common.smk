@@ -6,8 +6,13 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
-from echo2ecg.config import (ConfigError, check_cohort_references, check_config,
-                             check_no_duplicate_keys, check_semantics)
+from echo2ecg.config import (
+    ConfigError,
+    check_cohort_references,
+    check_config,
+    check_no_duplicate_keys,
+    check_semantics,
+)
 from echo2ecg.data.manifest import ManifestError, load_echo_views, load_ecgs
 from echo2ecg.report.provenance import code_digest
 from echo2ecg.data.pseudonym import resolve_key
@@ -92,15 +97,17 @@ def load_manifest(loader, cohort, table):
 @functools.cache
 def echo_plan(cohort):
     views = load_manifest(load_echo_views, cohort, "echo_views")
-    return plan_echo_shards(views, COHORTS[cohort]["echo_shards"], PSEUDONYM_KEY,
-                            config["privacy"]["hash_paths"])
+    return plan_echo_shards(
+        views, COHORTS[cohort]["echo_shards"], PSEUDONYM_KEY, config["privacy"]["hash_paths"]
+    )
 
 
 @functools.cache
 def ecg_plan(cohort):
     ecgs = load_manifest(load_ecgs, cohort, "ecgs")
-    return plan_ecg_shards(ecgs, COHORTS[cohort]["ecg_shards"], PSEUDONYM_KEY,
-                           config["privacy"]["hash_paths"])
+    return plan_ecg_shards(
+        ecgs, COHORTS[cohort]["ecg_shards"], PSEUDONYM_KEY, config["privacy"]["hash_paths"]
+    )
 
 
 def echo_shard_digest(wildcards):
@@ -119,9 +126,12 @@ def shard_plan_settings(table):
 
     def settings(wildcards):
         shards = "ecg_shards" if table == "ecgs" else "echo_shards"
-        return {"table": table, "manifest": manifest_path(wildcards.cohort, table),
-                "n_shards": COHORTS[wildcards.cohort][shards],
-                "hash_paths": config["privacy"]["hash_paths"]}
+        return {
+            "table": table,
+            "manifest": manifest_path(wildcards.cohort, table),
+            "n_shards": COHORTS[wildcards.cohort][shards],
+            "hash_paths": config["privacy"]["hash_paths"],
+        }
 
     return settings
 
@@ -136,8 +146,10 @@ SHARD_DIRS = {
 def shard_paths(cohort, stage, name):
     """`name` (ledger.csv, ecg.zarr, ...) in every shard folder of a cohort's stage."""
     n_shards = COHORTS[cohort]["ecg_shards" if stage == "ecg" else "echo_shards"]
-    return [f"{SHARD_DIRS[stage].format(cohort=cohort, shard=shard_label(i))}/{name}"
-            for i in range(n_shards)]
+    return [
+        f"{SHARD_DIRS[stage].format(cohort=cohort, shard=shard_label(i))}/{name}"
+        for i in range(n_shards)
+    ]
 
 
 def shard_labels(cohort, stage):
@@ -160,8 +172,9 @@ def cohort_shard_labels(stage):
 
 def ledger_keys():
     """(stage, cohort) of every ledger `ledger_summary` reads, in input order."""
-    return ([["echo", cohort] for cohort in ECHO_COHORTS for _ in shard_labels(cohort, "echo")]
-            + [["ecg", cohort] for cohort in COHORTS for _ in shard_labels(cohort, "ecg")])
+    return [["echo", cohort] for cohort in ECHO_COHORTS for _ in shard_labels(cohort, "echo")] + [
+        ["ecg", cohort] for cohort in COHORTS for _ in shard_labels(cohort, "ecg")
+    ]
 
 
 def cohort_manifest(table):
@@ -242,8 +255,10 @@ def evaluation_settings(*keys):
 
 def encoders_pretrained():
     """Whether each encoder started from given weights; every report carries this."""
-    return {"echo_encoder": bool(config["echo_encoder"]["weights"]),
-            "ecg_encoder": bool(config["ecg_encoder"]["weights"])}
+    return {
+        "echo_encoder": bool(config["echo_encoder"]["weights"]),
+        "ecg_encoder": bool(config["ecg_encoder"]["weights"]),
+    }
 
 
 def train_ecg_stores():
@@ -286,10 +301,14 @@ def data_stage_outputs():
 
 
 def evaluation_outputs():
-    return [path for name in ("lvef_knn", "shd_scaling", "retrieval", "ablation", "findings")
-            for path in report_table(name)]
+    return [
+        path
+        for name in ("lvef_knn", "shd_scaling", "retrieval", "ablation", "findings")
+        for path in report_table(name)
+    ]
 
 
 def training_outputs():
     return report_table("cohort_splits") + [
-        f"results/models/{variant}/{name}.pt" for variant in VARIANTS for name in ("best", "last")]
+        f"results/models/{variant}/{name}.pt" for variant in VARIANTS for name in ("best", "last")
+    ]

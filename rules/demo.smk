@@ -6,7 +6,8 @@ checkpoint demo_cohort:
     output:
         **demo_manifests(),
     params:
-        out=config["demo"]["out"],
+        # the folder holding every manifest: the demo's files go below it, beside them
+        out=lambda wildcards, output: os.path.commonpath(list(output)),
         seed=config["demo"]["seed"],
         scale=config["demo"]["scale"],
         code=script_code("demo_cohort"),

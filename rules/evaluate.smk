@@ -36,20 +36,34 @@ rule features:
 rule lvef_knn:
     input:
         features=feature_files(config["evaluation"]["lvef_cohorts"]),
-        pairs=expand("results/pairs/{cohort}/pairs.csv", cohort=config["evaluation"]["lvef_cohorts"]),
+        pairs=expand(
+            "results/pairs/{cohort}/pairs.csv", cohort=config["evaluation"]["lvef_cohorts"]
+        ),
     output:
         table="results/tables/lvef_knn.csv",
         markdown="results/tables/lvef_knn.md",
-        html=report("results/tables/lvef_knn.html", caption="report/lvef_knn.rst",
-                    category=RESULTS, labels={"result": "LVEF kNN AUROC", "kind": "table"}),
+        html=report(
+            "results/tables/lvef_knn.html",
+            caption="report/lvef_knn.rst",
+            category=RESULTS,
+            labels={"result": "LVEF kNN AUROC", "kind": "table"},
+        ),
         provenance="results/tables/lvef_knn.provenance.json",
         evidence="results/evidence/lvef_knn_scores.csv",
     params:
         feature_keys=feature_keys(config["evaluation"]["lvef_cohorts"]),
         cohorts=config["evaluation"]["lvef_cohorts"],
-        settings=evaluation_settings("knn_k", "balance_lvef_train", "bootstrap_resamples", "seed",
-                                     "lvef_cohorts", "baseline", "features", "n_samples",
-                                     "checkpoint"),
+        settings=evaluation_settings(
+            "knn_k",
+            "balance_lvef_train",
+            "bootstrap_resamples",
+            "seed",
+            "lvef_cohorts",
+            "baseline",
+            "features",
+            "n_samples",
+            "checkpoint",
+        ),
         pretrained=encoders_pretrained(),
         code=script_code("lvef_knn"),
     log:
@@ -73,18 +87,33 @@ rule shd_scaling:
     output:
         table="results/tables/shd_scaling.csv",
         markdown="results/tables/shd_scaling.md",
-        html=report("results/tables/shd_scaling.html", caption="report/shd_scaling.rst",
-                    category=RESULTS, labels={"result": "SHD data scaling", "kind": "table"}),
+        html=report(
+            "results/tables/shd_scaling.html",
+            caption="report/shd_scaling.rst",
+            category=RESULTS,
+            labels={"result": "SHD data scaling", "kind": "table"},
+        ),
         provenance="results/tables/shd_scaling.provenance.json",
-        plot=report("results/tables/shd_scaling.png", caption="report/shd_scaling_plot.rst",
-                    category=RESULTS,
-                    labels={"result": "SHD AUROC against training fraction", "kind": "figure"}),
+        plot=report(
+            "results/tables/shd_scaling.png",
+            caption="report/shd_scaling_plot.rst",
+            category=RESULTS,
+            labels={"result": "SHD AUROC against training fraction", "kind": "figure"},
+        ),
         evidence="results/evidence/shd_scaling_scores.csv",
     params:
         variants=VARIANTS,
-        settings=evaluation_settings("knn_k", "bootstrap_resamples", "seed", "shd_cohort",
-                                     "shd_fractions", "shd_seeds", "features", "n_samples",
-                                     "checkpoint"),
+        settings=evaluation_settings(
+            "knn_k",
+            "bootstrap_resamples",
+            "seed",
+            "shd_cohort",
+            "shd_fractions",
+            "shd_seeds",
+            "features",
+            "n_samples",
+            "checkpoint",
+        ),
         pretrained=encoders_pretrained(),
         code=script_code("shd_scaling"),
     log:
@@ -108,14 +137,19 @@ rule retrieval:
     output:
         table="results/tables/retrieval.csv",
         markdown="results/tables/retrieval.md",
-        html=report("results/tables/retrieval.html", caption="report/retrieval.rst",
-                    category=RESULTS, labels={"result": "ECG to echo retrieval", "kind": "table"}),
+        html=report(
+            "results/tables/retrieval.html",
+            caption="report/retrieval.rst",
+            category=RESULTS,
+            labels={"result": "ECG to echo retrieval", "kind": "table"},
+        ),
         provenance="results/tables/retrieval.provenance.json",
         evidence="results/evidence/retrieval_queries.csv",
     params:
         variants=VARIANTS,
-        settings=evaluation_settings("retrieval_tolerance_sd", "bootstrap_resamples", "seed",
-                                     "baseline", "checkpoint"),
+        settings=evaluation_settings(
+            "retrieval_tolerance_sd", "bootstrap_resamples", "seed", "baseline", "checkpoint"
+        ),
         pretrained=encoders_pretrained(),
         code=script_code("retrieval"),
     log:
@@ -139,13 +173,19 @@ rule ablation:
     output:
         table="results/tables/ablation.csv",
         markdown="results/tables/ablation.md",
-        html=report("results/tables/ablation.html", caption="report/ablation.rst",
-                    category=RESULTS, labels={"result": "ablation", "kind": "table"}),
+        html=report(
+            "results/tables/ablation.html",
+            caption="report/ablation.rst",
+            category=RESULTS,
+            labels={"result": "ablation", "kind": "table"},
+        ),
         provenance="results/tables/ablation.provenance.json",
     params:
-        settings={"internal_cohort": TRAIN_COHORT,
-                  "shd_fraction": config["evaluation"]["ablation_shd_fraction"],
-                  "variants": config["variants"]},
+        settings={
+            "internal_cohort": TRAIN_COHORT,
+            "shd_fraction": config["evaluation"]["ablation_shd_fraction"],
+            "variants": config["variants"],
+        },
         pretrained=encoders_pretrained(),
         code=script_code("ablation"),
     log:
@@ -170,14 +210,26 @@ rule findings:
     output:
         table="results/tables/findings.csv",
         markdown="results/tables/findings.md",
-        html=report("results/tables/findings.html", caption="report/findings.rst",
-                    category=FINDINGS,
-                    labels={"result": "the paper's claims on this cohort", "kind": "table"}),
+        html=report(
+            "results/tables/findings.html",
+            caption="report/findings.rst",
+            category=FINDINGS,
+            labels={"result": "the paper's claims on this cohort", "kind": "table"},
+        ),
         provenance="results/tables/findings.provenance.json",
     params:
-        settings={**evaluation_settings("lvef_cohorts", "shd_cohort", "ablation_shd_fraction",
-                                        "knn_k", "bootstrap_resamples", "seed"),
-                  "retrieval_cohort": TRAIN_COHORT, "variants": config["variants"]},
+        settings={
+            **evaluation_settings(
+                "lvef_cohorts",
+                "shd_cohort",
+                "ablation_shd_fraction",
+                "knn_k",
+                "bootstrap_resamples",
+                "seed",
+            ),
+            "retrieval_cohort": TRAIN_COHORT,
+            "variants": config["variants"],
+        },
         pretrained=encoders_pretrained(),
         code=script_code("findings"),
     log:

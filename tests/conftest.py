@@ -41,8 +41,14 @@ US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 PATIENT = {"PatientName": "Doe^Jane", "PatientID": "MRN99887766", "StudyDate": "20240229"}
 
 
-def write_clip(path, frames: np.ndarray, photometric: str = "RGB",
-               bits_stored: int | None = None, syntax: str | None = None, **elements) -> str:
+def write_clip(
+    path,
+    frames: np.ndarray,
+    photometric: str = "RGB",
+    bits_stored: int | None = None,
+    syntax: str | None = None,
+    **elements,
+) -> str:
     """A small Ultrasound Multi-frame file from (F, H, W[, 3]) frames, native or compressed
     (``syntax``), carrying PATIENT and any further ``elements``."""
     meta = FileMetaDataset()
@@ -85,10 +91,12 @@ def synthetic_echo(n_frames: int = 40, overlays: bool = True, seed: int = 0) -> 
         speckle = rng.integers(40, 256, (H, W), dtype=np.uint8)
         frame[inside] = speckle[inside, None]
         if overlays:
-            cv2.putText(frame, "PLA 72bpm", (60, 45), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        (255, 255, 255), 1)
-            cv2.putText(frame, "MI 0.9", (210, 80), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        (255, 255, 255), 1)
+            cv2.putText(
+                frame, "PLA 72bpm", (60, 45), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1
+            )
+            cv2.putText(
+                frame, "MI 0.9", (210, 80), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1
+            )
             cv2.rectangle(frame, (200, 20), (250, 45), (200, 200, 200), cv2.FILLED)  # an icon
             sweep = 20 + (t * 37) % (W - 40)
             xs = np.arange(10, sweep)
@@ -99,11 +107,17 @@ def synthetic_echo(n_frames: int = 40, overlays: bool = True, seed: int = 0) -> 
 
 # --------------------------------------------------------------------------- ECG signals
 
+
 def synthetic_beats(fs=500.0, seconds=10.0, heart_rate_hz=1.2, scale=1.0):
     """One ECG-like lead in mV: Gaussian P, Q, R, S and T waves; shape (fs·seconds,)."""
     t = np.arange(round(fs * seconds)) / fs
-    waves = ((-0.16, 0.025, 0.15), (-0.02, 0.01, -0.1), (0.0, 0.012, 1.2),
-             (0.03, 0.01, -0.25), (0.25, 0.05, 0.3))  # (offset s, width s, amplitude mV)
+    waves = (
+        (-0.16, 0.025, 0.15),
+        (-0.02, 0.01, -0.1),
+        (0.0, 0.012, 1.2),
+        (0.03, 0.01, -0.25),
+        (0.25, 0.05, 0.3),
+    )  # (offset s, width s, amplitude mV)
     lead = np.zeros_like(t)
     for r_peak in np.arange(0.3, seconds, 1 / heart_rate_hz):
         for offset, width, amplitude in waves:
@@ -141,20 +155,39 @@ def write_wfdb(folder, leads, signal_mv, fs=500, units=None, name="rec"):
     units = units or ["mV"] * len(leads)
     scale = np.array([1000.0 if unit == "uV" else 1.0 for unit in units])
     gains = [200.0 / s for s in scale]
-    wfdb.wrsamp(name, fs=fs, units=list(units), sig_name=list(leads),
-                p_signal=(signal_mv * scale[:, None]).T, fmt=["16"] * len(leads),
-                adc_gain=gains, baseline=[0] * len(leads), write_dir=str(folder))
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=list(units),
+        sig_name=list(leads),
+        p_signal=(signal_mv * scale[:, None]).T,
+        fmt=["16"] * len(leads),
+        adc_gain=gains,
+        baseline=[0] * len(leads),
+        write_dir=str(folder),
+    )
     return folder / f"{name}.hea"
 
 
 # --------------------------------------------------------------------------- a tiny cohort
 
+
 def tiny_encoder_config(**overrides) -> dict:
     """The shipped ``ecg_encoder`` section shrunk to a model that trains in a second:
     16-d, one block, 48-sample tokens, 240-sample input (5 tokens per lead)."""
     encoder = shipped_config()["ecg_encoder"]
-    encoder.update({"weights": None, "embed_dim": 16, "depth": 1, "num_heads": 2,
-                    "patch_size": 48, "n_samples": 240, "drop_path": 0.0, **overrides})
+    encoder.update(
+        {
+            "weights": None,
+            "embed_dim": 16,
+            "depth": 1,
+            "num_heads": 2,
+            "patch_size": 48,
+            "n_samples": 240,
+            "drop_path": 0.0,
+            **overrides,
+        }
+    )
     return encoder
 
 
@@ -170,8 +203,8 @@ def by_shard(paths) -> dict[str, str]:
     return {f"{i:04d}": str(path) for i, path in enumerate(paths)}
 
 
-TINY_ECG_SAMPLES = 480   # stored ECG length: twice the tiny model's input
-VIEW_DIM = 512           # the echo encoder's embedding size, fixed by build_model
+TINY_ECG_SAMPLES = 480  # stored ECG length: twice the tiny model's input
+VIEW_DIM = 512  # the echo encoder's embedding size, fixed by build_model
 
 
 @dataclass
@@ -210,11 +243,18 @@ def write_tiny_cohort(root, n_patients: int = 12, seed: int = 0) -> TinyCohort:
     # ECG shards: shard 0 holds the "a" ECGs in reverse patient order, shard 1 the "b" ones.
     signals, ecg_place = {}, {}
     ecg_stores = []
-    for shard, (suffix, order) in enumerate((("a", range(n_patients - 1, -1, -1)),
-                                             ("b", range(n_patients)))):
+    for shard, (suffix, order) in enumerate(
+        (("a", range(n_patients - 1, -1, -1)), ("b", range(n_patients)))
+    ):
         path = root / f"ecg/shard_{shard:04d}/ecg.zarr"
-        writer = ShardWriter(path, "signals", (12, TINY_ECG_SAMPLES), np.float32,
-                             capacity=n_patients, rows_per_chunk=4)
+        writer = ShardWriter(
+            path,
+            "signals",
+            (12, TINY_ECG_SAMPLES),
+            np.float32,
+            capacity=n_patients,
+            rows_per_chunk=4,
+        )
         for patient in order:
             ecg = f"e{patient}{suffix}"
             signals[ecg] = rng.normal(size=(12, TINY_ECG_SAMPLES)).astype(np.float32)
@@ -226,9 +266,16 @@ def write_tiny_cohort(root, n_patients: int = 12, seed: int = 0) -> TinyCohort:
     # together), each shard's ledger listing a rejected view after every ok one.
     views: dict[str, list[np.ndarray]] = {f"s{i}": [] for i in range(n_patients)}
     ledgers = {0: [], 1: []}
-    writers = {shard: ShardWriter(root / f"embeddings/shard_{shard:04d}/embeddings.zarr",
-                                  "embeddings", (VIEW_DIM,), np.float32,
-                                  capacity=3 * n_patients) for shard in (0, 1)}
+    writers = {
+        shard: ShardWriter(
+            root / f"embeddings/shard_{shard:04d}/embeddings.zarr",
+            "embeddings",
+            (VIEW_DIM,),
+            np.float32,
+            capacity=3 * n_patients,
+        )
+        for shard in (0, 1)
+    }
     for patient in range(n_patients):
         study = f"s{patient}"
         for view in range(1 + patient % 3):
@@ -237,11 +284,19 @@ def write_tiny_cohort(root, n_patients: int = 12, seed: int = 0) -> TinyCohort:
             row = writers[shard].append(embedding)
             views[study].append(embedding)
             for status, store_row in (("ok", row), ("rejected", None)):
-                ledgers[shard].append({
-                    "source": f"{study}-v{view}-{status}", "status": status,
-                    "reason": "" if status == "ok" else "blank clip", "note": "",
-                    "row": store_row, "manifest_row": len(ledgers[shard]),
-                    "patient": f"p{patient}", "study": study, "view": f"{study}.{view}"})
+                ledgers[shard].append(
+                    {
+                        "source": f"{study}-v{view}-{status}",
+                        "status": status,
+                        "reason": "" if status == "ok" else "blank clip",
+                        "note": "",
+                        "row": store_row,
+                        "manifest_row": len(ledgers[shard]),
+                        "patient": f"p{patient}",
+                        "study": study,
+                        "view": f"{study}.{view}",
+                    }
+                )
     echo_ledgers, embedding_stores = [], []
     for shard in (0, 1):
         embedding_stores.append(str(writers[shard].commit()))
@@ -254,21 +309,38 @@ def write_tiny_cohort(root, n_patients: int = 12, seed: int = 0) -> TinyCohort:
         for suffix in "ab":
             ecg = f"e{patient}{suffix}"
             shard, row = ecg_place[ecg]
-            studies = [f"s{patient}"] + ([f"s{patient}r"] if patient == 0 and suffix == "a"
-                                         else [])
+            studies = [f"s{patient}"] + ([f"s{patient}r"] if patient == 0 and suffix == "a" else [])
             for study in studies:
-                rows.append({"patient": f"p{patient}", "ecg": ecg, "study": study,
-                             "days_apart": 1.0, "split": split_of[patient],
-                             "ecg_shard": shard, "ecg_row": row,
-                             "n_views": 0 if study.endswith("r") else len(views[study]),
-                             "lvef": 60.0 - patient, "lvedv": 120.0, "lvesv": 50.0,
-                             "lvsv": 70.0, "shd": patient % 2})
+                rows.append(
+                    {
+                        "patient": f"p{patient}",
+                        "ecg": ecg,
+                        "study": study,
+                        "days_apart": 1.0,
+                        "split": split_of[patient],
+                        "ecg_shard": shard,
+                        "ecg_row": row,
+                        "n_views": 0 if study.endswith("r") else len(views[study]),
+                        "lvef": 60.0 - patient,
+                        "lvedv": 120.0,
+                        "lvesv": 50.0,
+                        "lvsv": 70.0,
+                        "shd": patient % 2,
+                    }
+                )
     pairs = pd.DataFrame(rows)
     pairs_path = root / "pairs.csv"
     write_table(pairs, pairs_path)
-    return TinyCohort(root, pairs_path, ecg_stores, echo_ledgers,
-                      [str(p) for p in embedding_stores], pairs, signals,
-                      {study: np.stack(v) for study, v in views.items()})
+    return TinyCohort(
+        root,
+        pairs_path,
+        ecg_stores,
+        echo_ledgers,
+        [str(p) for p in embedding_stores],
+        pairs,
+        signals,
+        {study: np.stack(v) for study, v in views.items()},
+    )
 
 
 def train_outputs(folder):
@@ -284,8 +356,9 @@ def variant_outputs(folder):
     return train_outputs(folder), Path(folder) / "loss.png"
 
 
-def tiny_checkpoint(out_dir, pooling: str = "attention", ecg_recipe: dict | None = None,
-                    **encoder_overrides) -> Path:
+def tiny_checkpoint(
+    out_dir, pooling: str = "attention", ecg_recipe: dict | None = None, **encoder_overrides
+) -> Path:
     """A tiny variant saved as the pipeline saves the untrained baseline (``train: false``:
     best.pt and last.pt at the seeded initialisation); the path of its last.pt."""
     from echo2ecg.train.pair_data import PairData
@@ -293,8 +366,15 @@ def tiny_checkpoint(out_dir, pooling: str = "attention", ecg_recipe: dict | None
 
     no_pairs = PairData(np.zeros((0, 12, TINY_ECG_SAMPLES), np.float32), [], np.zeros((0, 2)))
     extra = {} if ecg_recipe is None else {"ecg_recipe": ecg_recipe}
-    pretrain_variant("tiny", {"pooling": pooling, "train": False},
-                     tiny_encoder_config(**encoder_overrides), tiny_train_config(), no_pairs,
-                     no_pairs, *variant_outputs(out_dir), device="cpu",
-                     extra=extra)
+    pretrain_variant(
+        "tiny",
+        {"pooling": pooling, "train": False},
+        tiny_encoder_config(**encoder_overrides),
+        tiny_train_config(),
+        no_pairs,
+        no_pairs,
+        *variant_outputs(out_dir),
+        device="cpu",
+        extra=extra,
+    )
     return Path(out_dir) / "last.pt"

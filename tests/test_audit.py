@@ -12,8 +12,11 @@ def planted(phenotype_sd, patient_sd, nuisance_sd, n_patients=60, n_renders=3, d
     loading = rng.normal(size=(2, dim)) / np.sqrt(dim)
     patient = rng.normal(size=(n_patients, dim)) / np.sqrt(dim)
     clips = rng.normal(size=(n_patients, n_renders, dim)) / np.sqrt(dim)
-    embeddings = (phenotype_sd * (phenotypes @ loading) / np.sqrt(2))[:, None] \
-        + patient_sd * patient[:, None] + nuisance_sd * clips
+    embeddings = (
+        (phenotype_sd * (phenotypes @ loading) / np.sqrt(2))[:, None]
+        + patient_sd * patient[:, None]
+        + nuisance_sd * clips
+    )
     return embeddings, phenotypes
 
 
@@ -38,8 +41,10 @@ def test_a_phenotype_the_embedding_ignores_gets_no_share_and_no_probe():
 def test_phenotype_share_is_not_biased_low_on_few_patients():
     # 16 patients, a demo-world audit's size: a held-out (cross-validated) R² gave
     # about 0.09 here against the planted third
-    shares = [variance_shares(*planted(1.0, 1.0, 1.0, n_patients=16, n_renders=2, seed=seed))
-              ["phenotype"] for seed in range(10)]
+    shares = [
+        variance_shares(*planted(1.0, 1.0, 1.0, n_patients=16, n_renders=2, seed=seed))["phenotype"]
+        for seed in range(10)
+    ]
     assert np.mean(shares) == pytest.approx(1 / 3, abs=0.06)
 
 

@@ -23,8 +23,7 @@ SCRIPTS = [
     pytest.param("demo_seeds", [], 180, id="demo_seeds"),
     # the runner's own plumbing; the benchmarks it runs have their tests here
     pytest.param("run_all", ["--only", "bench_bootstrap", "bench_ecg_prep"], 180, id="run_all"),
-    pytest.param("bench_echo_extract", [], 300, id="bench_echo_extract",
-                 marks=pytest.mark.slow),
+    pytest.param("bench_echo_extract", [], 300, id="bench_echo_extract", marks=pytest.mark.slow),
     pytest.param("bench_train", [], 300, id="bench_train", marks=pytest.mark.slow),
     pytest.param("bench_embed", [], 300, id="bench_embed", marks=pytest.mark.slow),
     pytest.param("demo_world", [], 300, id="demo_world", marks=pytest.mark.slow),
@@ -39,8 +38,15 @@ def test_every_script_has_a_smoke_test():
 @pytest.mark.parametrize("script, extra, timeout", SCRIPTS)
 def test_smoke_run(script, extra, timeout):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), "--smoke",
-                           *extra], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, f"{script} --smoke exited with {done.returncode}:\n" \
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / f"{script}.py"), "--smoke", *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, (
+        f"{script} --smoke exited with {done.returncode}:\n"
         f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )

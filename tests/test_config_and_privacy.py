@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
-
 from conftest import SCHEMA, shipped_config
+
 from echo2ecg.config import ConfigError, check_cohort_references, check_config
 from echo2ecg.data.pseudonym import KEY_ENV, pseudonymise, resolve_key
 from echo2ecg.data.shard_plan import file_states, plan_ecg_shards, plan_echo_shards
@@ -14,7 +14,9 @@ def test_shipped_config_is_valid():
 def test_unknown_key_is_named_with_what_is_allowed():
     config = shipped_config()
     config["echo"]["strid"] = 2
-    with pytest.raises(ConfigError, match=r"config key echo\.strid: unknown key \(allowed here: .*stride"):
+    with pytest.raises(
+        ConfigError, match=r"config key echo\.strid: unknown key \(allowed here: .*stride"
+    ):
         check_config(config, SCHEMA)
 
 
@@ -58,14 +60,20 @@ def test_pseudonyms_are_keyed_and_stable(monkeypatch):
 
 def views_table(tmp_path):
     (tmp_path / "a.dcm").write_bytes(b"x")
-    return pd.DataFrame({
-        "path": [str(tmp_path / "a.dcm"), str(tmp_path / "missing.dcm"), str(tmp_path / "c.dcm")],
-        "listed_path": ["a.dcm", "missing.dcm", "c.dcm"],
-        "patient_id": ["MRN0001", "MRN0001", "MRN0002"],
-        "study_id": ["ACC1", "ACC1", "ACC2"],
-        "view_id": ["1.2.840.1", "1.2.840.2", "1.2.840.3"],
-        "manifest_row": [0, 1, 2],
-    })
+    return pd.DataFrame(
+        {
+            "path": [
+                str(tmp_path / "a.dcm"),
+                str(tmp_path / "missing.dcm"),
+                str(tmp_path / "c.dcm"),
+            ],
+            "listed_path": ["a.dcm", "missing.dcm", "c.dcm"],
+            "patient_id": ["MRN0001", "MRN0001", "MRN0002"],
+            "study_id": ["ACC1", "ACC1", "ACC2"],
+            "view_id": ["1.2.840.1", "1.2.840.2", "1.2.840.3"],
+            "manifest_row": [0, 1, 2],
+        }
+    )
 
 
 def test_echo_plan_keeps_studies_together_and_carries_no_raw_ids(tmp_path):
@@ -89,11 +97,20 @@ def test_unhashed_plan_shows_listed_paths(tmp_path):
 
 
 def test_ecg_plan_passes_format_and_rate():
-    ecgs = pd.DataFrame({"path": ["/x/a.npy", "/x/b.hea"], "listed_path": ["a.npy", "b.hea"],
-                         "patient_id": ["P1", "P2"], "ecg_id": ["E1", "E2"],
-                         "format": ["numpy", "wfdb"], "fs": [250.0, float("nan")],
-                         "manifest_row": [0, 1]})
-    items = sorted((i for s in plan_ecg_shards(ecgs, 2, b"k").values() for i in s),
-                   key=lambda i: i["fields"]["manifest_row"])
+    ecgs = pd.DataFrame(
+        {
+            "path": ["/x/a.npy", "/x/b.hea"],
+            "listed_path": ["a.npy", "b.hea"],
+            "patient_id": ["P1", "P2"],
+            "ecg_id": ["E1", "E2"],
+            "format": ["numpy", "wfdb"],
+            "fs": [250.0, float("nan")],
+            "manifest_row": [0, 1],
+        }
+    )
+    items = sorted(
+        (i for s in plan_ecg_shards(ecgs, 2, b"k").values() for i in s),
+        key=lambda i: i["fields"]["manifest_row"],
+    )
     assert items[0]["options"] == {"fmt": "numpy", "fs": 250.0}
     assert items[1]["options"] == {"fmt": "wfdb"}

@@ -5,10 +5,16 @@ import re
 
 import pytest
 import yaml
-
 from conftest import ROOT, SCHEMA, shipped_config
-from echo2ecg.config import (ConfigError, check_cohort_references, check_config,
-                             check_no_duplicate_keys, check_semantics, load_yaml_strict)
+
+from echo2ecg.config import (
+    ConfigError,
+    check_cohort_references,
+    check_config,
+    check_no_duplicate_keys,
+    check_semantics,
+    load_yaml_strict,
+)
 
 
 def check_all(config):
@@ -26,8 +32,11 @@ def problem_lines(config):
 
 def line_for(config, key):
     """The one message line that names ``key`` as the offending key."""
-    lines = [line.strip() for line in problem_lines(config)
-             if line.strip().startswith(f"config key {key}:")]
+    lines = [
+        line.strip()
+        for line in problem_lines(config)
+        if line.strip().startswith(f"config key {key}:")
+    ]
     assert len(lines) == 1, lines
     return lines[0]
 
@@ -69,8 +78,9 @@ def test_evaluation_length_obeys_the_same_rules():
     assert any("does not divide evaluation.n_samples (5050)" in line for line in lines)
 
 
-@pytest.mark.parametrize("section, key, value", [("train", "epochs", 2.0),
-                                                  ("cohorts", "internal.echo_shards", 3.0)])
+@pytest.mark.parametrize(
+    "section, key, value", [("train", "epochs", 2.0), ("cohorts", "internal.echo_shards", 3.0)]
+)
 def test_integer_keys_refuse_floats(section, key, value):
     config = shipped_config()
     target = config[section]
@@ -101,8 +111,11 @@ def schema_type(path):
     for part in path:
         if "$ref" in node:
             node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
-        node = node["items"] if isinstance(part, int) else \
-            node.get("properties", {}).get(part, node.get("additionalProperties"))
+        node = (
+            node["items"]
+            if isinstance(part, int)
+            else node.get("properties", {}).get(part, node.get("additionalProperties"))
+        )
     return node.get("type")
 
 
@@ -119,8 +132,7 @@ def test_every_integer_key_refuses_a_float():
         check_config(config, SCHEMA)
     named = set(re.findall(r"config key (\S+): \S+ is not of type 'integer'", str(error.value)))
     # Keys the schema types as `number` (ecg.fs: 500 in the file) may be floats.
-    expected = {".".join(map(str, path)) for path in paths
-                if schema_type(path) == "integer"}
+    expected = {".".join(map(str, path)) for path in paths if schema_type(path) == "integer"}
     assert "train.epochs" in expected and "ecg.fs" not in expected
     assert named == expected
 
@@ -155,8 +167,9 @@ def test_a_split_needs_test_patients():
     assert "leaves no test patients" in line
 
 
-@pytest.mark.parametrize("key, value, bound", [("fs", 50, "minimum of 100"),
-                                               ("duration_s", 0.5, "minimum of 1")])
+@pytest.mark.parametrize(
+    "key, value, bound", [("fs", 50, "minimum of 100"), ("duration_s", 0.5, "minimum of 1")]
+)
 def test_implausible_ecg_rate_or_length(key, value, bound):
     config = shipped_config()
     config["ecg"][key] = value
@@ -164,10 +177,15 @@ def test_implausible_ecg_rate_or_length(key, value, bound):
     assert bound in line and "12-lead ECG" in line
 
 
-@pytest.mark.parametrize("section, key, value", [("train", "lr", float("inf")),
-                                                  ("train", "weight_decay", float("nan")),
-                                                  ("train", "temperature", float("-inf")),
-                                                  ("ecg", "asls_p", float("inf"))])
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("train", "lr", float("inf")),
+        ("train", "weight_decay", float("nan")),
+        ("train", "temperature", float("-inf")),
+        ("ecg", "asls_p", float("inf")),
+    ],
+)
 def test_non_finite_floats_are_refused(section, key, value):
     config = shipped_config()
     config[section][key] = value
@@ -200,12 +218,9 @@ def test_every_problem_is_listed_at_once():
 
 def test_duplicate_yaml_keys_are_named_with_file_and_line(tmp_path):
     path = tmp_path / "config.yaml"
-    path.write_text("train:\n"
-                    "  lr: 1.0e-3\n"
-                    "  epochs: 5\n"
-                    "  lr: 5.0e-4\n"
-                    "ecg: {fs: 500}\n"
-                    "ecg: {fs: 250}\n")
+    path.write_text(
+        "train:\n  lr: 1.0e-3\n  epochs: 5\n  lr: 5.0e-4\necg: {fs: 500}\necg: {fs: 250}\n"
+    )
     with pytest.raises(ConfigError) as error:
         check_no_duplicate_keys(path)
     message = str(error.value)
@@ -218,6 +233,5 @@ def test_duplicate_yaml_keys_are_named_with_file_and_line(tmp_path):
 
 def test_merge_keys_are_not_duplicates(tmp_path):
     path = tmp_path / "config.yaml"
-    path.write_text("base: &base {fs: 500, duration_s: 10}\n"
-                    "ecg:\n  <<: *base\n  fs: 250\n")
+    path.write_text("base: &base {fs: 500, duration_s: 10}\necg:\n  <<: *base\n  fs: 250\n")
     assert load_yaml_strict(path)["ecg"] == {"fs": 250, "duration_s": 10}

@@ -26,8 +26,12 @@ HOLDER = textwrap.dedent("""
 
 def start_holder(lock_dir) -> tuple[subprocess.Popen, int]:
     """A child process holding a lease → (process, leased index)."""
-    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_dir)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = child.stdout.readline()
     assert line, "holder exited before leasing"
     return child, int(line)

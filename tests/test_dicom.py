@@ -10,6 +10,7 @@ import tracemalloc
 import numpy as np
 import pydicom
 import pytest
+from conftest import PATIENT, US_MULTIFRAME, write_clip
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
@@ -20,7 +21,6 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from conftest import PATIENT, US_MULTIFRAME, write_clip
 from echo2ecg.data.dicom import read_frames, read_ultrasound_header
 from echo2ecg.data.errors import InputRejected
 
@@ -46,8 +46,9 @@ def as_multiframe(name: str, path, n_frames: int) -> str:
         row_bytes = frame_bytes // ds.Rows
         pixel_bytes = ds.SamplesPerPixel * ds.BitsAllocated // 8
         frame = np.frombuffer(ds.PixelData[:frame_bytes], np.uint8).reshape(ds.Rows, row_bytes)
-        ds.PixelData = b"".join(np.roll(frame, 7 * k * pixel_bytes, axis=1).tobytes()
-                                for k in range(n_frames))
+        ds.PixelData = b"".join(
+            np.roll(frame, 7 * k * pixel_bytes, axis=1).tobytes() for k in range(n_frames)
+        )
     ds.NumberOfFrames = n_frames
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = US_MULTIFRAME
     ds.save_as(path)
@@ -125,6 +126,7 @@ def test_region_is_the_union_of_2d_regions_only(tmp_path):
 
 # ------------------------------------------------------------------ subset == full decode
 
+
 def _multiframe(name, n_frames=4):
     return lambda tmp_path: as_multiframe(name, tmp_path / f"mf_{name}", n_frames)
 
@@ -183,18 +185,23 @@ def test_palette_goes_through_the_lookup_table():
     path = real("OBXXXX1A_2frame.dcm")
     ds = pydicom.dcmread(path)
     stored = ds.pixel_array[1]  # (H, W) palette indices
-    lut = [np.frombuffer(ds[f"{c}PaletteColorLookupTableData"].value, "<u2") >> 8
-           for c in ("Red", "Green", "Blue")]
+    lut = [
+        np.frombuffer(ds[f"{c}PaletteColorLookupTableData"].value, "<u2") >> 8
+        for c in ("Red", "Green", "Blue")
+    ]
     expected = np.stack([table[stored] for table in lut], axis=-1).astype(np.uint8)
     rgb = read_frames(path, [1])[0]
     np.testing.assert_array_equal(rgb, expected)
     assert (rgb[..., 2].astype(int) - rgb[..., 0] > 40).mean() > 0.05  # the blue banner
 
 
-@pytest.mark.parametrize("little, big", [
-    ("OBXXXX1A_2frame.dcm", "OBXXXX1A_expb_2frame.dcm"),
-    ("gdcm-US-ALOKA-16.dcm", "gdcm-US-ALOKA-16_big.dcm"),
-])
+@pytest.mark.parametrize(
+    "little, big",
+    [
+        ("OBXXXX1A_2frame.dcm", "OBXXXX1A_expb_2frame.dcm"),
+        ("gdcm-US-ALOKA-16.dcm", "gdcm-US-ALOKA-16_big.dcm"),
+    ],
+)
 def test_big_endian_equals_its_little_endian_twin(little, big, tmp_path):
     def path(name):
         if pydicom.dcmread(real(name), stop_before_pixels=True).get("NumberOfFrames", 1) > 1:
@@ -209,6 +216,7 @@ def test_big_endian_equals_its_little_endian_twin(little, big, tmp_path):
 
 
 # ------------------------------------------------------------------ colour and bit depth
+
 
 def test_16_bit_gray_is_scaled_by_its_stored_bits_and_monochrome1_inverted(tmp_path):
     values = np.array([0, 2048, 4095, 4095], np.uint16)  # 12 bits stored
@@ -234,6 +242,7 @@ def test_index_outside_the_clip_is_a_caller_error():
 
 
 # ------------------------------------------------------------------ broken inputs
+
 
 def _rejection(path, **kwargs) -> str:
     with pytest.raises(InputRejected) as caught:
@@ -266,19 +275,26 @@ def test_truncated_native_clip(tmp_path):
 
 def test_ct_single_frame_is_not_an_ultrasound_clip():
     reason = _rejection(real("CT_small.dcm"))
-    assert reason == ("not a multi-frame ultrasound clip "
-                      "(SOP class CT Image Storage, modality CT, 1 frame)")
+    assert reason == (
+        "not a multi-frame ultrasound clip (SOP class CT Image Storage, modality CT, 1 frame)"
+    )
 
 
 def test_single_frame_ultrasound_is_not_a_clip():
     reason = _rejection(real("US1_J2KR.dcm"))
-    assert reason.startswith("not a multi-frame ultrasound clip "
-                             "(SOP class Ultrasound Image Storage,")
+    assert reason.startswith(
+        "not a multi-frame ultrasound clip (SOP class Ultrasound Image Storage,"
+    )
 
 
 def test_private_sop_class_uid_is_not_revealed(tmp_path):
-    path = write_clip(tmp_path / "p.dcm", np.zeros((2, 16, 16), np.uint8), "MONOCHROME2",
-                      SOPClassUID="1.2.826.0.1.3680043.99.1", Modality="OT")
+    path = write_clip(
+        tmp_path / "p.dcm",
+        np.zeros((2, 16, 16), np.uint8),
+        "MONOCHROME2",
+        SOPClassUID="1.2.826.0.1.3680043.99.1",
+        Modality="OT",
+    )
     reason = _rejection(path)
     assert "unrecognised" in reason and "1.2.826" not in reason
 
@@ -307,19 +323,24 @@ def test_absurd_size_is_refused_before_anything_is_allocated(tmp_path):
 def test_decoded_size_limit(tmp_path):
     path = write_clip(tmp_path / "x.dcm", np.zeros((40, 64, 64, 3), np.uint8), "RGB")
     assert read_ultrasound_header(path).decoded_bytes == 40 * 64 * 64 * 3
-    assert _rejection(path, max_bytes=100_000) == \
-        "implausible size: 0.0 GiB once decoded (limit 0.0 GiB)"
+    assert (
+        _rejection(path, max_bytes=100_000)
+        == "implausible size: 0.0 GiB once decoded (limit 0.0 GiB)"
+    )
 
 
-@pytest.mark.parametrize("declared, pixel_bytes, holds", [
-    (30, 12 * 768, "12"), (3, 4 * 768, "4"), (4, 4 * 768 - 384, "3.50")])
+@pytest.mark.parametrize(
+    "declared, pixel_bytes, holds",
+    [(30, 12 * 768, "12"), (3, 4 * 768, "4"), (4, 4 * 768 - 384, "3.50")],
+)
 def test_native_frame_count_must_match_the_data(tmp_path, declared, pixel_bytes, holds):
     path = write_clip(tmp_path / "x.dcm", np.ones((4, 16, 16, 3), np.uint8), "RGB")
     ds = pydicom.dcmread(path)  # 16 × 16 × 3 = 768 bytes per frame
     ds.NumberOfFrames, ds.PixelData = declared, b"\x01" * pixel_bytes
     ds.save_as(path)
-    assert _rejection(path) == (f"frame count does not match the data: header says "
-                                f"{declared} frames, data holds {holds}")
+    assert _rejection(path) == (
+        f"frame count does not match the data: header says {declared} frames, data holds {holds}"
+    )
 
 
 def test_native_pad_byte_is_allowed(tmp_path):
@@ -334,8 +355,10 @@ def test_compressed_frame_count_larger_than_the_offset_table(tmp_path):
     ds = pydicom.dcmread(real("examples_ybr_color.dcm"))
     ds.NumberOfFrames = 40
     ds.save_as(tmp_path / "x.dcm")
-    assert _rejection(tmp_path / "x.dcm") == \
-        "frame count does not match the data: header says 40 frames, data holds 30"
+    assert (
+        _rejection(tmp_path / "x.dcm")
+        == "frame count does not match the data: header says 40 frames, data holds 30"
+    )
 
 
 def test_compressed_frame_count_larger_than_the_fragments(tmp_path):
@@ -343,8 +366,10 @@ def test_compressed_frame_count_larger_than_the_fragments(tmp_path):
     frames = list(generate_frames(ds.PixelData, number_of_frames=30))[:12]
     ds.PixelData = encapsulate(frames, has_bot=False)
     ds.save_as(tmp_path / "x.dcm")
-    assert _rejection(tmp_path / "x.dcm") == \
-        "frame count does not match the data: header says 30 frames, data holds 12"
+    assert (
+        _rejection(tmp_path / "x.dcm")
+        == "frame count does not match the data: header says 30 frames, data holds 12"
+    )
 
 
 def test_unsupported_transfer_syntax(tmp_path):
@@ -383,5 +408,7 @@ def test_offset_table_that_misses_the_fragments_is_malformed(tmp_path):
     struct.pack_into("<L", data, 12, offset - 2)
     ds.PixelData = bytes(data)
     ds.save_as(tmp_path / "x.dcm")
-    assert _rejection(tmp_path / "x.dcm") == \
-        "pixel data is malformed: its offset table does not point at fragments"
+    assert (
+        _rejection(tmp_path / "x.dcm")
+        == "pixel data is malformed: its offset table does not point at fragments"
+    )

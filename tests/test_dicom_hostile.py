@@ -26,6 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 import pydicom
 import pytest
+from conftest import US_MULTIFRAME
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
@@ -40,12 +41,11 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from conftest import US_MULTIFRAME
-from echo2ecg.data.shard_run import ShardInput, extract_echo_shard
 from echo2ecg.data.dicom import read_frames, read_ultrasound_header
 from echo2ecg.data.echo import MIN_MASK_FRACTION, extract_clip
 from echo2ecg.data.errors import InputRejected
 from echo2ecg.data.limits import time_limit
+from echo2ecg.data.shard_run import ShardInput, extract_echo_shard
 
 PATIENT = {"PatientName": "Doe^Jane", "PatientID": "MRN99887766"}
 REPO = Path(__file__).resolve().parents[1]
@@ -80,11 +80,20 @@ print(json.dumps(outcome))
 def in_child(path, timeout: float = 120, **kwargs) -> dict:
     """extract_clip(path, **kwargs) in a memory-limited child: {"reason" | "ok" | "error",
     "peak_mb"}. A hang fails the test through ``timeout`` (seconds)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(CHILD_MEMORY_LIMIT), str(path),
-                           json.dumps(kwargs)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(CHILD_MEMORY_LIMIT), str(path), json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -101,8 +110,17 @@ def rejected_in_child(path, **kwargs) -> str:
 
 # ------------------------------------------------------------------ writers
 
-def new_dataset(path, syntax: str, rows: int, columns: int, n_frames, samples: int,
-                photometric: str, bits: int = 8) -> FileDataset:
+
+def new_dataset(
+    path,
+    syntax: str,
+    rows: int,
+    columns: int,
+    n_frames,
+    samples: int,
+    photometric: str,
+    bits: int = 8,
+) -> FileDataset:
     """An Ultrasound Multi-frame dataset with its image pixel module, no pixel data."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = US_MULTIFRAME
@@ -147,19 +165,30 @@ def jpeg_codestreams(frames: np.ndarray) -> list[bytes]:
     out = []
     for frame in frames:
         buffer = io.BytesIO()
-        Image.fromarray(frame, mode="RGB").save(buffer, format="JPEG", quality=88,
-                                                subsampling=1)
+        Image.fromarray(frame, mode="RGB").save(buffer, format="JPEG", quality=88, subsampling=1)
         out.append(buffer.getvalue())
     return out
 
 
-def jpeg_clip(path, frames: np.ndarray | None = None, codestreams: list[bytes] | None = None,
-              n_frames=None, has_bot: bool = True) -> str:
+def jpeg_clip(
+    path,
+    frames: np.ndarray | None = None,
+    codestreams: list[bytes] | None = None,
+    n_frames=None,
+    has_bot: bool = True,
+) -> str:
     """A JPEG baseline YBR_FULL_422 clip; ``codestreams`` replace the encoded frames."""
     frames = moving_frames() if frames is None else frames
     codestreams = jpeg_codestreams(frames) if codestreams is None else codestreams
-    ds = new_dataset(path, JPEGBaseline8Bit, frames.shape[1], frames.shape[2],
-                     len(codestreams) if n_frames is None else n_frames, 3, "YBR_FULL_422")
+    ds = new_dataset(
+        path,
+        JPEGBaseline8Bit,
+        frames.shape[1],
+        frames.shape[2],
+        len(codestreams) if n_frames is None else n_frames,
+        3,
+        "YBR_FULL_422",
+    )
     return save_encapsulated(ds, encapsulate(codestreams, has_bot=has_bot), path)
 
 
@@ -175,8 +204,15 @@ def patch_sof(codestream: bytes, height: int, width: int, components: int | None
 
 def compressed_clip(path, frames: np.ndarray, photometric: str, syntax: str) -> Dataset:
     """A native clip compressed by pydicom (RLE, JPEG 2000), returned as a dataset."""
-    ds = new_dataset(path, ExplicitVRLittleEndian, frames.shape[1], frames.shape[2],
-                     len(frames), 1 if frames.ndim == 3 else 3, photometric)
+    ds = new_dataset(
+        path,
+        ExplicitVRLittleEndian,
+        frames.shape[1],
+        frames.shape[2],
+        len(frames),
+        1 if frames.ndim == 3 else 3,
+        photometric,
+    )
     ds.set_pixel_data(frames, photometric, 8)
     ds.compress(syntax)
     return ds
@@ -189,8 +225,9 @@ def recompress(ds: Dataset, path, patch) -> str:
 
 
 def native_clip(path, frames: np.ndarray, regions=None) -> str:
-    ds = new_dataset(path, ExplicitVRLittleEndian, frames.shape[1], frames.shape[2],
-                     len(frames), 3, "RGB")
+    ds = new_dataset(
+        path, ExplicitVRLittleEndian, frames.shape[1], frames.shape[2], len(frames), 3, "RGB"
+    )
     ds.set_pixel_data(frames, "RGB", 8)
     if regions is not None:
         ds.SequenceOfUltrasoundRegions = regions
@@ -215,6 +252,7 @@ def rejection(path, **kwargs) -> str:
 
 # ------------------------------------------------------------------ not a regular file
 
+
 def test_a_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "clip.dcm"
     os.mkfifo(fifo)  # opening it for reading blocks until a writer comes: none will
@@ -229,29 +267,35 @@ def test_a_directory_is_refused(tmp_path):
 
 # ------------------------------------------------------------------ frame-header bombs
 
+
 def test_jpeg_frames_declaring_65535_squared_are_refused_before_decoding(tmp_path):
     codestreams = [patch_sof(c, 65535, 65535) for c in jpeg_codestreams(moving_frames())]
     path = jpeg_clip(tmp_path / "bomb.dcm", codestreams=codestreams)
     assert os.path.getsize(path) < 400_000  # decoded as declared: 15 × 12.9 GB
-    assert rejected_in_child(path) == ("frame header does not match the DICOM header: "
-                                       "frame 0 is 65535x65535 pixels, the header says 640x480")
+    assert rejected_in_child(path) == (
+        "frame header does not match the DICOM header: "
+        "frame 0 is 65535x65535 pixels, the header says 640x480"
+    )
 
 
 def test_one_lying_frame_among_good_ones_is_found(tmp_path):
     codestreams = jpeg_codestreams(moving_frames())
     codestreams[14] = patch_sof(codestreams[14], 480, 4096)  # the last frame: decoded
     path = jpeg_clip(tmp_path / "one.dcm", codestreams=codestreams)
-    assert rejected_in_child(path) == ("frame header does not match the DICOM header: "
-                                       "frame 14 is 4096x480 pixels, the header says 640x480")
+    assert rejected_in_child(path) == (
+        "frame header does not match the DICOM header: "
+        "frame 14 is 4096x480 pixels, the header says 640x480"
+    )
 
 
 def test_jpeg_component_count_must_match_samples_per_pixel(tmp_path):
-    codestreams = [patch_sof(c, 480, 640, components=4)
-                   for c in jpeg_codestreams(moving_frames())]
+    codestreams = [patch_sof(c, 480, 640, components=4) for c in jpeg_codestreams(moving_frames())]
     path = jpeg_clip(tmp_path / "c.dcm", codestreams=codestreams)
-    assert rejected_in_child(path) == ("frame header does not match the DICOM header: "
-                                       "frame 0 has 4 components, the header says 3 samples "
-                                       "per pixel")
+    assert rejected_in_child(path) == (
+        "frame header does not match the DICOM header: "
+        "frame 0 has 4 components, the header says 3 samples "
+        "per pixel"
+    )
 
 
 def test_jpeg_height_given_later_by_dnl_is_refused(tmp_path):
@@ -259,16 +303,19 @@ def test_jpeg_height_given_later_by_dnl_is_refused(tmp_path):
     # unknown until decoding. Refused (libjpeg-turbo does not support DNL either).
     codestreams = [patch_sof(c, 0, 640) for c in jpeg_codestreams(moving_frames())]
     path = jpeg_clip(tmp_path / "dnl.dcm", codestreams=codestreams)
-    assert rejected_in_child(path) == ("unsupported frame: frame 0 declares a zero height or "
-                                       "width (its size is only known once decoded)")
+    assert rejected_in_child(path) == (
+        "unsupported frame: frame 0 declares a zero height or "
+        "width (its size is only known once decoded)"
+    )
 
 
 def test_a_frame_that_is_not_jpeg_is_refused_before_decoding(tmp_path):
     codestreams = jpeg_codestreams(moving_frames())
     codestreams[0] = b"\x00\x00" + codestreams[0][2:]
     path = jpeg_clip(tmp_path / "x.dcm", codestreams=codestreams)
-    assert rejected_in_child(path) == ("decoding failed: frame 0 is not a JPEG codestream "
-                                       "(no start-of-image marker)")
+    assert rejected_in_child(path) == (
+        "decoding failed: frame 0 is not a JPEG codestream (no start-of-image marker)"
+    )
 
 
 def _patch_siz(codestream: bytes, **fields) -> bytes:
@@ -288,17 +335,22 @@ def _j2k_clip(tmp_path) -> Dataset:
 
 
 def test_jpeg2000_siz_declaring_65535_squared_is_refused(tmp_path):
-    path = recompress(_j2k_clip(tmp_path), tmp_path / "j2k.dcm",
-                      lambda c: _patch_siz(c, Xsiz=65535, Ysiz=65535))
-    assert rejected_in_child(path) == ("frame header does not match the DICOM header: "
-                                       "frame 0 is 65535x65535 pixels, the header says 96x64")
+    path = recompress(
+        _j2k_clip(tmp_path), tmp_path / "j2k.dcm", lambda c: _patch_siz(c, Xsiz=65535, Ysiz=65535)
+    )
+    assert rejected_in_child(path) == (
+        "frame header does not match the DICOM header: "
+        "frame 0 is 65535x65535 pixels, the header says 96x64"
+    )
 
 
 def test_jpeg2000_with_a_tile_per_pixel_is_refused(tmp_path):
-    path = recompress(_j2k_clip(tmp_path), tmp_path / "j2k.dcm",
-                      lambda c: _patch_siz(c, XTsiz=1, YTsiz=1))
-    assert rejected_in_child(path) == ("unsupported frame: frame 0 has 6144 JPEG 2000 tiles "
-                                       "(limit 4096)")
+    path = recompress(
+        _j2k_clip(tmp_path), tmp_path / "j2k.dcm", lambda c: _patch_siz(c, XTsiz=1, YTsiz=1)
+    )
+    assert rejected_in_child(path) == (
+        "unsupported frame: frame 0 has 6144 JPEG 2000 tiles (limit 4096)"
+    )
 
 
 def test_jpeg_ls_sof55_is_checked_past_its_app_segments(tmp_path):
@@ -307,18 +359,22 @@ def test_jpeg_ls_sof55_is_checked_past_its_app_segments(tmp_path):
     codestream = bytearray(next(generate_frames(source.PixelData, number_of_frames=1)))
     sof55 = codestream.index(b"\xff\xf7")
     struct.pack_into(">HH", codestream, sof55 + 5, 65535, 65535)
-    ds = new_dataset(tmp_path / "jls.dcm", source.file_meta.TransferSyntaxUID, 100, 100, 3,
-                     3, "RGB")
+    ds = new_dataset(
+        tmp_path / "jls.dcm", source.file_meta.TransferSyntaxUID, 100, 100, 3, 3, "RGB"
+    )
     path = save_encapsulated(ds, encapsulate([bytes(codestream)] * 3), tmp_path / "jls.dcm")
-    assert rejected_in_child(path) == ("frame header does not match the DICOM header: "
-                                       "frame 0 is 65535x65535 pixels, the header says 100x100")
+    assert rejected_in_child(path) == (
+        "frame header does not match the DICOM header: "
+        "frame 0 is 65535x65535 pixels, the header says 100x100"
+    )
 
 
 def test_honest_jpeg_ls_frames_decode(tmp_path):
     source = pydicom.dcmread(get_testdata_file("SC_rgb_jls_lossy_sample.dcm"))
     codestream = next(generate_frames(source.PixelData, number_of_frames=1))
-    ds = new_dataset(tmp_path / "jls.dcm", source.file_meta.TransferSyntaxUID, 100, 100, 3,
-                     3, "RGB")
+    ds = new_dataset(
+        tmp_path / "jls.dcm", source.file_meta.TransferSyntaxUID, 100, 100, 3, 3, "RGB"
+    )
     path = save_encapsulated(ds, encapsulate([codestream] * 3), tmp_path / "jls.dcm")
     np.testing.assert_array_equal(read_frames(path, [2])[0], source.pixel_array)
 
@@ -345,19 +401,23 @@ def test_rle_segment_count_must_match_the_header(tmp_path):
         return bytes(header) + codestream[64:]
 
     path = recompress(_rle_clip(tmp_path), tmp_path / "rle.dcm", three_segments)
-    assert rejected_in_child(path) == ("frame header does not match the DICOM header: "
-                                       "frame 0 has 3 RLE segments, the header implies 1")
+    assert rejected_in_child(path) == (
+        "frame header does not match the DICOM header: "
+        "frame 0 has 3 RLE segments, the header implies 1"
+    )
 
 
 def test_rle_segment_that_would_expand_past_its_plane_is_refused(tmp_path):
     # 20,000 two-byte runs of 128 zeros: 2.5 MB decoded for a 3 kB byte plane.
     bomb = struct.pack("<16L", 1, 64, *[0] * 14) + b"\x81\x00" * 20_000
     path = recompress(_rle_clip(tmp_path), tmp_path / "rle.dcm", lambda c: bomb)
-    assert rejected_in_child(path) == ("decoding failed: frame 0 has an RLE segment longer "
-                                       "than its decoded size allows")
+    assert rejected_in_child(path) == (
+        "decoding failed: frame 0 has an RLE segment longer than its decoded size allows"
+    )
 
 
 # ------------------------------------------------------------------ deflate bomb
+
 
 def deflate_bomb(path, inflated: int = 512 * 1024**2) -> str:
     """File meta saying Deflated Explicit VR Little Endian, then ``inflated`` zero bytes
@@ -383,12 +443,14 @@ def test_deflate_bomb_is_refused_from_the_file_meta_in_bounded_memory(tmp_path):
     path = deflate_bomb(tmp_path / "deflated.dcm")
     assert os.path.getsize(path) < 3_000_000
     outcome = in_child(path)
-    assert outcome.get("reason") == ("unsupported transfer syntax Deflated Explicit VR "
-                                     "Little Endian")
+    assert outcome.get("reason") == (
+        "unsupported transfer syntax Deflated Explicit VR Little Endian"
+    )
     assert outcome["peak_mb"] < PEAK_LIMIT_MB  # inflating it would take > 512 MB
 
 
 # ------------------------------------------------------------------ clips that would be black
+
 
 def test_empty_number_of_frames_on_jpeg_data_is_refused(tmp_path):
     path = jpeg_clip(tmp_path / "x.dcm", n_frames="", has_bot=False)
@@ -398,14 +460,16 @@ def test_empty_number_of_frames_on_jpeg_data_is_refused(tmp_path):
 @pytest.mark.filterwarnings("ignore:.*3.5.*:UserWarning")  # pydicom, writing an invalid IS
 def test_fractional_number_of_frames_is_refused(tmp_path):
     path = jpeg_clip(tmp_path / "x.dcm", n_frames="3.5")
-    assert rejected_in_child(path) == ("implausible size: Number of Frames is 3.5, not a "
-                                       "whole number")
+    assert rejected_in_child(path) == (
+        "implausible size: Number of Frames is 3.5, not a whole number"
+    )
 
 
 def test_fewer_frames_declared_than_the_offset_table_holds_is_refused(tmp_path):
     path = jpeg_clip(tmp_path / "x.dcm", n_frames=3)
-    assert rejected_in_child(path) == ("frame count does not match the data: header says 3 "
-                                       "frames, data holds 15")
+    assert rejected_in_child(path) == (
+        "frame count does not match the data: header says 3 frames, data holds 15"
+    )
 
 
 def _with_extended_offsets(tmp_path, edit) -> str:
@@ -414,8 +478,9 @@ def _with_extended_offsets(tmp_path, edit) -> str:
     offsets = list(struct.unpack(f"<{len(codestreams)}Q", offsets))
     lengths = list(struct.unpack(f"<{len(codestreams)}Q", lengths))
     offsets, lengths = edit(offsets, lengths)
-    ds = new_dataset(tmp_path / "eot.dcm", JPEGBaseline8Bit, 480, 640, len(codestreams), 3,
-                     "YBR_FULL_422")
+    ds = new_dataset(
+        tmp_path / "eot.dcm", JPEGBaseline8Bit, 480, 640, len(codestreams), 3, "YBR_FULL_422"
+    )
     ds.ExtendedOffsetTable = struct.pack(f"<{len(offsets)}Q", *offsets)
     ds.ExtendedOffsetTableLengths = struct.pack(f"<{len(lengths)}Q", *lengths)
     return save_encapsulated(ds, pixel_data, tmp_path / "eot.dcm")
@@ -429,14 +494,16 @@ def test_honest_extended_offset_table_is_read(tmp_path):
 def test_extended_offset_table_naming_one_fragment_for_every_frame_is_refused(tmp_path):
     # Every entry at frame 0: decoded, the clip never moves and its mask is empty.
     path = _with_extended_offsets(tmp_path, lambda o, n: ([0] * len(o), [n[0]] * len(n)))
-    assert rejected_in_child(path) == ("pixel data is malformed: its offset table is not in "
-                                       "ascending order")
+    assert rejected_in_child(path) == (
+        "pixel data is malformed: its offset table is not in ascending order"
+    )
 
 
 def test_extended_offset_table_lengths_that_cut_frames_short_are_refused(tmp_path):
     path = _with_extended_offsets(tmp_path, lambda o, n: (o, [length // 4 for length in n]))
-    assert rejected_in_child(path) == ("pixel data is malformed: its extended offset table "
-                                       "lengths do not match the fragments")
+    assert rejected_in_child(path) == (
+        "pixel data is malformed: its extended offset table lengths do not match the fragments"
+    )
 
 
 def test_frames_that_never_change_without_a_region_are_refused(tmp_path):
@@ -472,6 +539,7 @@ def test_an_all_black_clip_is_never_stored(tmp_path):
 
 # ------------------------------------------------------------------ time limit
 
+
 @pytest.fixture
 def slow_decode(monkeypatch):
     """Every compressed frame takes ``slow_decode.seconds`` of (interruptible) sleep."""
@@ -490,9 +558,12 @@ def test_time_limit_turns_a_slow_decode_into_a_rejection(tmp_path, slow_decode):
     path = recompress(_rle_clip(tmp_path), tmp_path / "rle.dcm", lambda c: c)
     handler_before = signal.getsignal(signal.SIGALRM)
     started = time.monotonic()
-    ledger = extract_echo_shard([ShardInput(path=str(path), source="slow")],
-                                tmp_path / "out/clips.zarr", tmp_path / "out/ledger.csv",
-                                time_limit_s=0.5)
+    ledger = extract_echo_shard(
+        [ShardInput(path=str(path), source="slow")],
+        tmp_path / "out/clips.zarr",
+        tmp_path / "out/ledger.csv",
+        time_limit_s=0.5,
+    )
     assert list(ledger["reason"]) == ["reading took longer than the time limit of 0.5 s"]
     assert time.monotonic() - started < 10
     assert signal.getsignal(signal.SIGALRM) is handler_before  # restored
@@ -502,9 +573,12 @@ def test_time_limit_turns_a_slow_decode_into_a_rejection(tmp_path, slow_decode):
 def test_time_limit_leaves_a_fast_file_alone(tmp_path, slow_decode):
     slow_decode.seconds = 0.0
     path = recompress(_rle_clip(tmp_path), tmp_path / "rle.dcm", lambda c: c)
-    ledger = extract_echo_shard([ShardInput(path=str(path), source="fast")],
-                                tmp_path / "out/clips.zarr", tmp_path / "out/ledger.csv",
-                                time_limit_s=60)
+    ledger = extract_echo_shard(
+        [ShardInput(path=str(path), source="fast")],
+        tmp_path / "out/clips.zarr",
+        tmp_path / "out/ledger.csv",
+        time_limit_s=60,
+    )
     assert list(ledger["status"]) == ["ok"]
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
@@ -526,13 +600,15 @@ def test_time_limit_is_a_no_op_off_the_main_thread(tmp_path, slow_decode):
 
 # ------------------------------------------------------------------ reasons from facts
 
+
 def test_a_truncated_jpeg_frame_is_refused(tmp_path):
     # Decoders return a truncated frame filled with grey, without an error.
     codestreams = jpeg_codestreams(moving_frames())
-    codestreams[4] = codestreams[4][:len(codestreams[4]) // 2]
+    codestreams[4] = codestreams[4][: len(codestreams[4]) // 2]
     path = jpeg_clip(tmp_path / "cut.dcm", codestreams=codestreams)
-    assert rejected_in_child(path) == ("decoding failed: frame 4 is truncated (no "
-                                       "end-of-image marker)")
+    assert rejected_in_child(path) == (
+        "decoding failed: frame 4 is truncated (no end-of-image marker)"
+    )
 
 
 def test_decoder_failure_reason_names_the_frame_not_the_decoder_message(tmp_path):
@@ -541,8 +617,9 @@ def test_decoder_failure_reason_names_the_frame_not_the_decoder_message(tmp_path
     corrupt[corrupt.index(b"\xff\xdb") + 4] = 0x0F  # quantisation table 15: T.81 has 0-3
     codestreams[4] = bytes(corrupt)
     path = jpeg_clip(tmp_path / "cut.dcm", codestreams=codestreams)
-    assert rejected_in_child(path) == ("decoding failed: frame 4 could not be decoded "
-                                       "(JPEG Baseline (Process 1), RuntimeError)")
+    assert rejected_in_child(path) == (
+        "decoding failed: frame 4 could not be decoded (JPEG Baseline (Process 1), RuntimeError)"
+    )
 
 
 def test_missing_palette_tables_are_named(tmp_path):
@@ -552,8 +629,9 @@ def test_missing_palette_tables_are_named(tmp_path):
     ds.save_as(tmp_path / "p.dcm", enforce_file_format=True)
     with pytest.raises(InputRejected) as caught:
         read_frames(tmp_path / "p.dcm", [0])
-    assert caught.value.reason == ("palette colour lookup table missing: Red, Green, Blue "
-                                   "descriptor")
+    assert caught.value.reason == (
+        "palette colour lookup table missing: Red, Green, Blue descriptor"
+    )
 
 
 def test_unreadable_header_element_is_named(tmp_path):

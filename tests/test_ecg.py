@@ -3,16 +3,23 @@
 import numpy as np
 import pybaselines._banded_utils
 import pytest
+from conftest import spsolve_asls, synthetic_beats, synthetic_ecg
 from pydicom.data import get_testdata_file
 
-from conftest import spsolve_asls, synthetic_beats, synthetic_ecg
-from echo2ecg.data.ecg import (asls_baseline, clip_outliers, crop_or_pad, groupwise_zscore,
-                          prepare_ecg, remove_baseline, resample_to)
+from echo2ecg.data.ecg import (
+    asls_baseline,
+    clip_outliers,
+    crop_or_pad,
+    groupwise_zscore,
+    prepare_ecg,
+    remove_baseline,
+    resample_to,
+)
 from echo2ecg.data.ecg_formats import RawEcg, read_ecg
 from echo2ecg.data.errors import InputRejected
 
-
 # --- resampling, cropping, clipping ------------------------------------------------------
+
 
 @pytest.mark.parametrize("fs_in", [250.0, 1000.0, 360.0])
 def test_resample_keeps_a_5_hz_sine(fs_in):
@@ -21,8 +28,9 @@ def test_resample_keeps_a_5_hz_sine(fs_in):
     resampled = resample_to(np.tile(sine, (12, 1)), fs_in, 500.0)
     assert resampled.shape == (12, 5000)
     expected = np.sin(2 * np.pi * 5 * np.arange(5000) / 500.0)
-    np.testing.assert_allclose(resampled[:, 50:-50], np.tile(expected, (12, 1))[:, 50:-50],
-                               atol=2e-3)
+    np.testing.assert_allclose(
+        resampled[:, 50:-50], np.tile(expected, (12, 1))[:, 50:-50], atol=2e-3
+    )
 
 
 def test_resample_is_identity_at_equal_rates():
@@ -54,6 +62,7 @@ def test_clip_outliers_zeroes_nan_and_clips_at_4_sigma_of_the_whole_array():
 
 
 # --- ALS drift removal -------------------------------------------------------------------
+
 
 def test_asls_removes_slow_sinusoidal_drift():
     fs, clean = 500.0, synthetic_beats()
@@ -98,6 +107,7 @@ def test_remove_baseline_works_per_lead():
 
 # --- z-score and the whole recipe --------------------------------------------------------
 
+
 def test_groupwise_zscore_groups_have_mean_0_and_var_1():
     x = synthetic_ecg() * np.linspace(0.5, 3.0, 12)[:, None] + np.arange(12)[:, None]
     z = groupwise_zscore(x, groups=((0, 3), (3, 6), (6, 12)), eps=1e-10)
@@ -127,8 +137,9 @@ def test_prepare_ecg_real_dicom():
 
 def test_prepare_ecg_does_not_depend_on_units():
     signal = synthetic_ecg()
-    np.testing.assert_allclose(prepare_ecg(RawEcg(signal * 1000.0, 500.0)),
-                               prepare_ecg(RawEcg(signal, 500.0)), atol=1e-4)
+    np.testing.assert_allclose(
+        prepare_ecg(RawEcg(signal * 1000.0, 500.0)), prepare_ecg(RawEcg(signal, 500.0)), atol=1e-4
+    )
 
 
 def test_prepare_ecg_zeroes_nan():

@@ -3,9 +3,9 @@
 import numpy as np
 import pydicom
 import pytest
+from conftest import random_leads, write_wfdb
 from pydicom.data import get_testdata_file
 
-from conftest import random_leads, write_wfdb
 from echo2ecg.data.ecg_formats import LEADS, lead_from_code, normalise_lead_name, read_ecg
 from echo2ecg.data.errors import InputRejected
 
@@ -13,6 +13,7 @@ SCRAMBLED = ("V4", "aVL", "I", "V1", "III", "V6", "aVF", "II", "V3", "aVR", "V5"
 
 
 # --- DICOM waveform ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def ecg_dicom_path():
@@ -22,8 +23,10 @@ def ecg_dicom_path():
 def dicom_reference(dataset):
     """{lead: mV samples} straight from pydicom, keyed by the file's own channel labels."""
     microvolts = dataset.waveform_array(0)
-    labels = [d.ChannelSourceSequence[0].CodeMeaning
-              for d in dataset.WaveformSequence[0].ChannelDefinitionSequence]
+    labels = [
+        d.ChannelSourceSequence[0].CodeMeaning
+        for d in dataset.WaveformSequence[0].ChannelDefinitionSequence
+    ]
     return {label: microvolts[:, i] / 1000 for i, label in enumerate(labels)}
 
 
@@ -57,8 +60,9 @@ def test_dicom_lead_codes_used_when_meanings_are_unknown(ecg_dicom_path, tmp_pat
     for definition in dataset.WaveformSequence[0].ChannelDefinitionSequence:
         definition.ChannelSourceSequence[0].CodeMeaning = "unlabelled"
     dataset.save_as(tmp_path / "codes_only.dcm")
-    np.testing.assert_array_equal(read_ecg(tmp_path / "codes_only.dcm").signal,
-                                  read_ecg(ecg_dicom_path).signal)
+    np.testing.assert_array_equal(
+        read_ecg(tmp_path / "codes_only.dcm").signal, read_ecg(ecg_dicom_path).signal
+    )
 
 
 def test_dicom_missing_leads_rejected_without_identifiers(ecg_dicom_path, tmp_path):
@@ -83,13 +87,19 @@ def test_non_dicom_file_rejected(tmp_path):
 
 # --- WFDB --------------------------------------------------------------------------------
 
+
 def test_wfdb_scrambled_leads_come_back_in_lead_order(tmp_path):
     truth = random_leads()
     order = [LEADS.index(lead) for lead in SCRAMBLED]
     units = ["uV" if lead == "V2" else "mV" for lead in SCRAMBLED]  # one lead in microvolts
     extra = np.zeros((1, truth.shape[1]))
-    header = write_wfdb(tmp_path, [*SCRAMBLED, "RESP"], np.vstack([truth[order], extra]),
-                        fs=250, units=[*units, "mV"])
+    header = write_wfdb(
+        tmp_path,
+        [*SCRAMBLED, "RESP"],
+        np.vstack([truth[order], extra]),
+        fs=250,
+        units=[*units, "mV"],
+    )
     ecg = read_ecg(header)
     assert ecg.fs == 250.0 and ecg.signal.shape == truth.shape
     np.testing.assert_allclose(ecg.signal, truth, atol=0.5 / 200 + 1e-9)  # half an ADC step
@@ -99,8 +109,7 @@ def test_wfdb_record_readable_by_dat_path_or_record_name(tmp_path):
     truth = random_leads()
     write_wfdb(tmp_path, LEADS, truth)
     np.testing.assert_allclose(read_ecg(tmp_path / "rec.dat").signal, truth, atol=0.0026)
-    np.testing.assert_allclose(read_ecg(tmp_path / "rec", fmt="wfdb").signal, truth,
-                               atol=0.0026)
+    np.testing.assert_allclose(read_ecg(tmp_path / "rec", fmt="wfdb").signal, truth, atol=0.0026)
 
 
 def test_wfdb_garbage_header_rejected(tmp_path):
@@ -116,11 +125,14 @@ def test_wfdb_missing_signal_file_rejected(tmp_path):
         read_ecg(header)
 
 
-@pytest.mark.parametrize("record_line, reason", [
-    ("rec 12 500 1000000000", "implausible duration: 2e\\+06 s"),
-    ("rec 12 500 200", "implausible duration: 0.4 s"),
-    ("rec 12 20000 200000", "unsupported sampling rate: 20000 Hz"),
-])
+@pytest.mark.parametrize(
+    "record_line, reason",
+    [
+        ("rec 12 500 1000000000", "implausible duration: 2e\\+06 s"),
+        ("rec 12 500 200", "implausible duration: 0.4 s"),
+        ("rec 12 20000 200000", "unsupported sampling rate: 20000 Hz"),
+    ],
+)
 def test_wfdb_absurd_declared_size_rejected_before_reading(tmp_path, record_line, reason):
     signal_lines = [f"rec.dat 16 200/mV 16 0 0 0 0 {lead}" for lead in LEADS]
     (tmp_path / "rec.hea").write_text("\n".join([record_line, *signal_lines]) + "\n")
@@ -137,6 +149,7 @@ def test_wfdb_missing_leads_named(tmp_path):
 
 
 # --- NumPy and the 8-lead derivation -----------------------------------------------------
+
 
 def test_npz_with_transposed_signal_and_lead_names(tmp_path):
     truth = random_leads()
@@ -159,11 +172,19 @@ def test_npz_without_lead_names_is_in_lead_order(tmp_path):
 def test_eight_lead_storage_derives_limb_leads(tmp_path):
     truth = random_leads()
     lead_i, lead_ii = truth[0], truth[1]
-    truth[2:6] = [lead_ii - lead_i, -(lead_i + lead_ii) / 2, lead_i - lead_ii / 2,
-                  lead_ii - lead_i / 2]
+    truth[2:6] = [
+        lead_ii - lead_i,
+        -(lead_i + lead_ii) / 2,
+        lead_i - lead_ii / 2,
+        lead_ii - lead_i / 2,
+    ]
     stored = ["V6", "II", "V1", "V2", "I", "V3", "V4", "V5"]
-    np.savez(tmp_path / "ecg.npz", signal=truth[[LEADS.index(lead) for lead in stored]],
-             fs=500, leads=stored)
+    np.savez(
+        tmp_path / "ecg.npz",
+        signal=truth[[LEADS.index(lead) for lead in stored]],
+        fs=500,
+        leads=stored,
+    )
     np.testing.assert_allclose(read_ecg(tmp_path / "ecg.npz").signal, truth, atol=1e-12)
 
 
@@ -177,14 +198,19 @@ def test_bare_npy_needs_fs(tmp_path):
         read_ecg(tmp_path / "ecg.npy")
 
 
-@pytest.mark.parametrize("arrays, reason", [
-    ({"signal": np.zeros((12, 5000)), "fs": 500, "leads": list(LEADS[:11]) + ["II"]},
-     "duplicate leads: II"),
-    ({"signal": np.zeros((3, 5000)), "fs": 500}, "does not have 12 leads"),
-    ({"signal": np.zeros((12, 5000)), "fs": 5}, "unsupported sampling rate: 5 Hz"),
-    ({"signal": np.zeros((12, 5000), dtype=complex), "fs": 500}, "non-numeric dtype"),
-    ({"fs": 500}, "no 'signal' array"),
-])
+@pytest.mark.parametrize(
+    "arrays, reason",
+    [
+        (
+            {"signal": np.zeros((12, 5000)), "fs": 500, "leads": list(LEADS[:11]) + ["II"]},
+            "duplicate leads: II",
+        ),
+        ({"signal": np.zeros((3, 5000)), "fs": 500}, "does not have 12 leads"),
+        ({"signal": np.zeros((12, 5000)), "fs": 5}, "unsupported sampling rate: 5 Hz"),
+        ({"signal": np.zeros((12, 5000), dtype=complex), "fs": 500}, "non-numeric dtype"),
+        ({"fs": 500}, "no 'signal' array"),
+    ],
+)
 def test_broken_npz_rejected(tmp_path, arrays, reason):
     np.savez(tmp_path / "ecg.npz", **arrays)
     with pytest.raises(InputRejected, match=reason):
@@ -201,18 +227,39 @@ def test_unknown_suffix_and_missing_file_rejected(tmp_path):
 
 # --- names and codes ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("label, lead", [
-    ("I", "I"), ("Lead I (Einthoven)", "I"), ("lead ii", "II"), ("AVR", "aVR"),
-    (" aVf ", "aVF"), ("MDC_ECG_LEAD_AVL", "aVL"), ("v5", "V5"), ("Lead V1", "V1"),
-    ("-aVR", None), ("V4R", None), ("RESP", None),
-])
+
+@pytest.mark.parametrize(
+    "label, lead",
+    [
+        ("I", "I"),
+        ("Lead I (Einthoven)", "I"),
+        ("lead ii", "II"),
+        ("AVR", "aVR"),
+        (" aVf ", "aVF"),
+        ("MDC_ECG_LEAD_AVL", "aVL"),
+        ("v5", "V5"),
+        ("Lead V1", "V1"),
+        ("-aVR", None),
+        ("V4R", None),
+        ("RESP", None),
+    ],
+)
 def test_lead_names_normalised(label, lead):
     assert normalise_lead_name(label) == lead
 
 
-@pytest.mark.parametrize("code, lead", [
-    ("2:1", "I"), ("2:61", "III"), ("2:62", "aVR"), ("5.6.3-9-64", "aVF"), ("131075", "V1"),
-    ("131133", "III"), ("2:9", None), ("abc", None),
-])
+@pytest.mark.parametrize(
+    "code, lead",
+    [
+        ("2:1", "I"),
+        ("2:61", "III"),
+        ("2:62", "aVR"),
+        ("5.6.3-9-64", "aVF"),
+        ("131075", "V1"),
+        ("131133", "III"),
+        ("2:9", None),
+        ("abc", None),
+    ],
+)
 def test_lead_codes(code, lead):
     assert lead_from_code(code) == lead

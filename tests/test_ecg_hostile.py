@@ -20,13 +20,13 @@ import zlib
 import numpy as np
 import pydicom
 import pytest
+from conftest import random_leads, synthetic_ecg, write_wfdb
 from pydicom.data import get_testdata_file
 
-from conftest import random_leads, synthetic_ecg, write_wfdb
-from echo2ecg.data.shard_run import ShardInput, prep_ecg_shard
 from echo2ecg.data.ecg import prepare_ecg
 from echo2ecg.data.ecg_formats import LEADS, RawEcg, read_ecg
 from echo2ecg.data.errors import InputRejected
+from echo2ecg.data.shard_run import ShardInput, prep_ecg_shard
 from echo2ecg.data.store import read_ledger
 
 ADDRESS_SPACE = 3 * 2**30  # bytes: the imports take ~1.4 GiB of address space, a bomb more
@@ -58,9 +58,13 @@ def read_in_child(*files, **options) -> tuple[list[dict], float]:
     ADDRESS_SPACE and CHILD_TIMEOUT_S; (outcome of each file, the child's peak RSS in MB)."""
     spec = json.dumps([[str(path), options] for path in files])
     command = ["prlimit", f"--as={ADDRESS_SPACE}", sys.executable, "-c", RUNNER, spec]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-                          env={**os.environ, "OMP_NUM_THREADS": "1",
-                               "OPENBLAS_NUM_THREADS": "1"})
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return report["outcomes"], report["peak_rss_mb"]
@@ -74,8 +78,7 @@ def assert_plain(reason: str, folder) -> None:
 
 def wfdb_record(folder, name="rec", signal=None, fs=500):
     """A 12-lead WFDB record in LEADS order (format 16, 200 ADC units per mV); its header."""
-    return write_wfdb(folder, LEADS, random_leads() if signal is None else signal, fs=fs,
-                      name=name)
+    return write_wfdb(folder, LEADS, random_leads() if signal is None else signal, fs=fs, name=name)
 
 
 def edit_header(header, record_line=None, signal_line=None):
@@ -87,6 +90,7 @@ def edit_header(header, record_line=None, signal_line=None):
 
 
 # --- 1. special files --------------------------------------------------------------------
+
 
 def test_fifos_and_directories_are_refused_without_blocking(tmp_path):
     fifo_dat = wfdb_record(tmp_path, "fifodat")
@@ -102,15 +106,17 @@ def test_fifos_and_directories_are_refused_without_blocking(tmp_path):
     for path in others:
         os.mkfifo(path)
     (tmp_path / "folder.npz").mkdir()
-    outcomes, _ = read_in_child(fifo_dat, dir_dat, tmp_path / "fifohea.hea", *others,
-                                tmp_path / "folder.npz", fs=500.0)
+    outcomes, _ = read_in_child(
+        fifo_dat, dir_dat, tmp_path / "fifohea.hea", *others, tmp_path / "folder.npz", fs=500.0
+    )
     reasons = [outcome["reason"] for outcome in outcomes]
     assert reasons == [
         "WFDB signal file (.dat): not a regular file: a FIFO (named pipe)",
         "WFDB signal file (.dat): not a regular file: a directory",
         "WFDB header file (.hea): not a regular file: a FIFO (named pipe)",
         *["ECG file: not a regular file: a FIFO (named pipe)"] * 3,
-        "ECG file: not a regular file: a directory"]
+        "ECG file: not a regular file: a directory",
+    ]
 
 
 def test_every_signal_file_a_header_names_is_checked(tmp_path):
@@ -126,13 +132,18 @@ def test_every_signal_file_a_header_names_is_checked(tmp_path):
 
 # --- 2. sampling rate --------------------------------------------------------------------
 
-@pytest.mark.parametrize("rate, shown", [("-500", "-500"), ("0", "0"), ("nan", "nan"),
-                                         ("abc", None)])
+
+@pytest.mark.parametrize(
+    "rate, shown", [("-500", "-500"), ("0", "0"), ("nan", "nan"), ("abc", None)]
+)
 def test_wfdb_rate_that_is_not_a_positive_number_is_rejected(tmp_path, rate, shown):
     header = wfdb_record(tmp_path)
     edit_header(header, record_line=f"rec 12 {rate} 5000")
-    reason = (f"^sampling rate {shown} Hz is not a positive number$" if shown
-              else r"^sampling rate is not a positive number \(not numeric\)$")
+    reason = (
+        f"^sampling rate {shown} Hz is not a positive number$"
+        if shown
+        else r"^sampling rate is not a positive number \(not numeric\)$"
+    )
     with pytest.raises(InputRejected, match=reason):
         read_ecg(header)
 
@@ -152,16 +163,22 @@ def test_the_ledger_notes_a_default_the_reader_assumed(tmp_path):
     header = wfdb_record(tmp_path, signal=random_leads())
     edit_header(header, record_line="rec 12")
     stated = wfdb_record(tmp_path, "stated")
-    ledger = prep_ecg_shard([ShardInput(path=str(header), source="default-rate"),
-                             ShardInput(path=str(stated), source="stated-rate")],
-                            tmp_path / "out/ecg.zarr", tmp_path / "out/ledger.csv")
+    ledger = prep_ecg_shard(
+        [
+            ShardInput(path=str(header), source="default-rate"),
+            ShardInput(path=str(stated), source="stated-rate"),
+        ],
+        tmp_path / "out/ecg.zarr",
+        tmp_path / "out/ledger.csv",
+    )
     assert list(ledger["status"]) == ["ok", "ok"]
     assert list(ledger["note"]) == ["sampling rate not stated: WFDB default 250 Hz used", ""]
     assert list(read_ledger(tmp_path / "out/ledger.csv")["note"].fillna("")) == list(ledger["note"])
 
 
-@pytest.mark.parametrize("fs, shown", [(-500.0, "-500"), (0.0, "0"), (np.nan, "nan"),
-                                       (np.inf, "inf")])
+@pytest.mark.parametrize(
+    "fs, shown", [(-500.0, "-500"), (0.0, "0"), (np.nan, "nan"), (np.inf, "inf")]
+)
 def test_numpy_and_caller_rates_that_are_not_positive_are_rejected(tmp_path, fs, shown):
     reason = f"^sampling rate {shown} Hz is not a positive number$"
     np.savez(tmp_path / "ecg.npz", signal=random_leads(), fs=fs)
@@ -179,29 +196,44 @@ def test_numpy_and_caller_rates_that_are_not_positive_are_rejected(tmp_path, fs,
 
 # --- 3. amplitudes -----------------------------------------------------------------------
 
+
 def test_wfdb_absurd_gain_gives_an_amplitude_rejection_not_a_flat_ok(tmp_path):
     header = wfdb_record(tmp_path)
-    edit_header(header, signal_line=lambda i, f: [f[0], f[1], f[2].replace("200.0", "1e-300"),
-                                                  *f[3:]])
-    with pytest.raises(InputRejected, match=r"^implausible amplitude in leads I, II, .*V6: "
-                                            r"peak-to-peak up to .* mV, above the 50 mV"):
+    edit_header(
+        header, signal_line=lambda i, f: [f[0], f[1], f[2].replace("200.0", "1e-300"), *f[3:]]
+    )
+    with pytest.raises(
+        InputRejected,
+        match=r"^implausible amplitude in leads I, II, .*V6: "
+        r"peak-to-peak up to .* mV, above the 50 mV",
+    ):
         read_ecg(header)
 
 
 @pytest.mark.parametrize("gain", ["0", "1e999"])
 def test_wfdb_zero_or_infinite_gain_rejected(tmp_path, gain):
     header = wfdb_record(tmp_path)
-    edit_header(header, signal_line=lambda i, f: [
-        f[0], f[1], f[2].replace("200.0", gain) if i == V3 else f[2], *f[3:]])
+    edit_header(
+        header,
+        signal_line=lambda i, f: [
+            f[0],
+            f[1],
+            f[2].replace("200.0", gain) if i == V3 else f[2],
+            *f[3:],
+        ],
+    )
     with pytest.raises(InputRejected, match="^ADC gain of leads V3 is zero or not finite"):
         read_ecg(header)
 
 
 def test_npy_with_absurd_values_rejected(tmp_path):
     np.save(tmp_path / "ecg.npy", random_leads() * 1e160)
-    with pytest.raises(InputRejected, match=r"^implausible amplitude in leads I, .*: "
-                                            r"peak-to-peak up to .* mV even if stored in "
-                                            r"microvolts, above the 50 mV of any ECG$"):
+    with pytest.raises(
+        InputRejected,
+        match=r"^implausible amplitude in leads I, .*: "
+        r"peak-to-peak up to .* mV even if stored in "
+        r"microvolts, above the 50 mV of any ECG$",
+    ):
         read_ecg(tmp_path / "ecg.npy", fs=500.0)
 
 
@@ -226,17 +258,25 @@ def test_dicom_absurd_sensitivity_rejected(tmp_path):
     dataset = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
     dataset.WaveformSequence[0].ChannelDefinitionSequence[8].ChannelSensitivity = "1e12"
     dataset.save_as(tmp_path / "ecg.dcm")
-    with pytest.raises(InputRejected, match=r"^implausible amplitude in leads V3: "
-                                            r"peak-to-peak up to .* mV, above the 50 mV"):
+    with pytest.raises(
+        InputRejected,
+        match=r"^implausible amplitude in leads V3: "
+        r"peak-to-peak up to .* mV, above the 50 mV",
+    ):
         read_ecg(tmp_path / "ecg.dcm")
 
 
-@pytest.mark.parametrize("make, stage", [
-    (lambda x: x * 1e160, "after preprocessing"),  # overflows σ: z-scores come out zero
-    (lambda x: x + 1e10, "after drift removal"),  # clipped at ±4σ to one constant
-    (lambda x: np.tile(np.sin(np.linspace(0, np.pi, x.shape[1])), (12, 1)),
-     "after drift removal"),  # nothing but drift
-])
+@pytest.mark.parametrize(
+    "make, stage",
+    [
+        (lambda x: x * 1e160, "after preprocessing"),  # overflows σ: z-scores come out zero
+        (lambda x: x + 1e10, "after drift removal"),  # clipped at ±4σ to one constant
+        (
+            lambda x: np.tile(np.sin(np.linspace(0, np.pi, x.shape[1])), (12, 1)),
+            "after drift removal",
+        ),  # nothing but drift
+    ],
+)
 def test_prepare_ecg_rejects_signals_flat_after_preprocessing(make, stage):
     with pytest.raises(InputRejected, match=f"^flat signal {stage}: all leads constant$"):
         prepare_ecg(RawEcg(make(synthetic_ecg()), 500.0))
@@ -244,12 +284,15 @@ def test_prepare_ecg_rejects_signals_flat_after_preprocessing(make, stage):
 
 # --- 4. WFDB checksums -------------------------------------------------------------------
 
+
 def test_wrong_header_checksum_rejected(tmp_path):
     header = wfdb_record(tmp_path)
-    edit_header(header, signal_line=lambda i, f: [
-        *f[:6], str(int(f[6]) + 1) if i == V3 else f[6], *f[7:]])
-    with pytest.raises(InputRejected,
-                       match="^checksum mismatch in lead V3: the signal file is corrupted$"):
+    edit_header(
+        header, signal_line=lambda i, f: [*f[:6], str(int(f[6]) + 1) if i == V3 else f[6], *f[7:]]
+    )
+    with pytest.raises(
+        InputRejected, match="^checksum mismatch in lead V3: the signal file is corrupted$"
+    ):
         read_ecg(header)
 
 
@@ -259,16 +302,18 @@ def test_corrupted_signal_bytes_rejected(tmp_path):
     sample = (1000 * 12 + V3) * 2  # format 16, samples interleaved lead by lead
     data[sample] ^= 0x10
     (tmp_path / "rec.dat").write_bytes(bytes(data))
-    with pytest.raises(InputRejected,
-                       match="^checksum mismatch in lead V3: the signal file is corrupted$"):
+    with pytest.raises(
+        InputRejected, match="^checksum mismatch in lead V3: the signal file is corrupted$"
+    ):
         read_ecg(header)
 
 
 def test_checksums_stated_signed_or_not_stated_are_accepted(tmp_path):
     truth = random_leads()
     signed = wfdb_record(tmp_path, "signed", signal=truth)  # WFDB's C library writes signed
-    edit_header(signed, signal_line=lambda i, f: [
-        *f[:6], str((int(f[6]) + 32768) % 65536 - 32768), *f[7:]])
+    edit_header(
+        signed, signal_line=lambda i, f: [*f[:6], str((int(f[6]) + 32768) % 65536 - 32768), *f[7:]]
+    )
     absent = wfdb_record(tmp_path, "absent", signal=truth)
     edit_header(absent, signal_line=lambda i, f: [*f[:5], f[-1]])  # no init value, checksum
     for header in (signed, absent):
@@ -276,6 +321,7 @@ def test_checksums_stated_signed_or_not_stated_are_accepted(tmp_path):
 
 
 # --- 5. bounded reads --------------------------------------------------------------------
+
 
 def test_wfdb_without_sample_count_is_sized_from_the_file_before_reading(tmp_path):
     """An hour at 1 kHz (86 MB, sparse) behind a header with no count: refused from its size,
@@ -291,8 +337,11 @@ def test_wfdb_without_sample_count_is_sized_from_the_file_before_reading(tmp_pat
 def test_wfdb_signal_file_shorter_than_its_header_rejected(tmp_path):
     header = wfdb_record(tmp_path)
     os.truncate(tmp_path / "rec.dat", 12 * 2 * 4000)
-    with pytest.raises(InputRejected, match="^unreadable WFDB record: a signal file holds "
-                                            "96000 bytes, fewer than the 120000 its header"):
+    with pytest.raises(
+        InputRejected,
+        match="^unreadable WFDB record: a signal file holds "
+        "96000 bytes, fewer than the 120000 its header",
+    ):
         read_ecg(header)
 
 
@@ -319,17 +368,31 @@ def test_npz_bombs_are_refused_from_the_zip_directory(tmp_path):
     on past its array header. None is inflated; an old reader loaded the first two whole."""
     size = 2**29
     bombs = [
-        deflated_npz(tmp_path / "fs.npz", "fs", {"descr": "<f8", "fortran_order": False,
-                                                 "shape": (size // 8,)}, size),
-        deflated_npz(tmp_path / "leads.npz", "leads", {"descr": "<U4", "fortran_order": False,
-                                                       "shape": (size // 16,)}, size),
-        deflated_npz(tmp_path / "signal.npz", "signal", {"descr": "<f8", "fortran_order": False,
-                                                         "shape": (12, 5000)}, size)]
+        deflated_npz(
+            tmp_path / "fs.npz",
+            "fs",
+            {"descr": "<f8", "fortran_order": False, "shape": (size // 8,)},
+            size,
+        ),
+        deflated_npz(
+            tmp_path / "leads.npz",
+            "leads",
+            {"descr": "<U4", "fortran_order": False, "shape": (size // 16,)},
+            size,
+        ),
+        deflated_npz(
+            tmp_path / "signal.npz",
+            "signal",
+            {"descr": "<f8", "fortran_order": False, "shape": (12, 5000)},
+            size,
+        ),
+    ]
     outcomes, peak_mb = read_in_child(*bombs)
     assert [outcome["reason"] for outcome in outcomes] == [
         ".npz array 'fs' declares 536871040 bytes, more than the 1048576 any ECG needs",
         ".npz array 'leads' declares 536871040 bytes, more than the 1048576 any ECG needs",
-        ".npz array 'signal' holds 536871040 bytes, not the 480128 its header states"]
+        ".npz array 'signal' holds 536871040 bytes, not the 480128 its header states",
+    ]
     assert peak_mb < PEAK_RSS_MB
 
 
@@ -341,8 +404,10 @@ def test_npz_with_oversized_directory_or_unbounded_compression_refused(tmp_path)
             archive.writestr(f"{i}.npy", b"")
     bzip2 = tmp_path / "bzip2.npz"  # zipfile inflates bzip2 and LZMA without a bound
     with zipfile.ZipFile(bzip2, "w") as archive:
-        for name, array, method in (("fs", np.array(500.0), zipfile.ZIP_STORED),
-                                    ("signal", random_leads(), zipfile.ZIP_BZIP2)):
+        for name, array, method in (
+            ("fs", np.array(500.0), zipfile.ZIP_STORED),
+            ("signal", random_leads(), zipfile.ZIP_BZIP2),
+        ):
             buffer = io.BytesIO()
             np.save(buffer, array)
             archive.writestr(f"{name}.npy", buffer.getvalue(), compress_type=method)
@@ -350,15 +415,18 @@ def test_npz_with_oversized_directory_or_unbounded_compression_refused(tmp_path)
     np.savez(liar, signal=random_leads(), fs=500)
     data = bytearray(liar.read_bytes())
     entry = data.find(b"PK\x01\x02")  # central directory entry of signal.npy
-    data[entry + 24:entry + 28] = struct.pack("<I", 0xFFFFFFFF)  # uncompressed size
+    data[entry + 24 : entry + 28] = struct.pack("<I", 0xFFFFFFFF)  # uncompressed size
     liar.write_bytes(bytes(data))
     outcomes, peak_mb = read_in_child(many, bzip2, liar)
     reasons = [outcome["reason"] for outcome in outcomes]
     assert reasons[0].startswith("implausible .npz file: its zip directory lists 20002 entries")
-    assert reasons[1] == (".npz array 'signal' uses an unsupported compression method "
-                          "(only stored and deflated are read)")
-    assert reasons[2] == (".npz array 'signal' declares 4294967295 bytes, more than the "
-                          "3072065536 any ECG needs")
+    assert reasons[1] == (
+        ".npz array 'signal' uses an unsupported compression method "
+        "(only stored and deflated are read)"
+    )
+    assert reasons[2] == (
+        ".npz array 'signal' declares 4294967295 bytes, more than the 3072065536 any ECG needs"
+    )
     assert peak_mb < PEAK_RSS_MB
 
 
@@ -378,7 +446,7 @@ def test_deflated_dicom_bomb_refused_before_inflating(tmp_path):
     deflated = (tmp_path / "deflated.dcm").read_bytes()
     with open(source, "rb") as plain:
         body = plain.read()
-    body = body[dicom_meta_end(body):]
+    body = body[dicom_meta_end(body) :]
     n_chunks = 2300  # of 1 MiB
     squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
     padding = struct.pack("<HH2sHI", 0xFFFC, 0xFFFC, b"OB", 0, n_chunks << 20)
@@ -387,13 +455,15 @@ def test_deflated_dicom_bomb_refused_before_inflating(tmp_path):
     # the same bytes: the file is written without compressing 2.3 GiB.
     chunk = squeeze.compress(bytes(1 << 20)) + squeeze.flush(zlib.Z_FULL_FLUSH)
     with open(tmp_path / "bomb.dcm", "wb") as out:
-        out.write(deflated[:dicom_meta_end(deflated)] + start)
+        out.write(deflated[: dicom_meta_end(deflated)] + start)
         for _ in range(n_chunks):
             out.write(chunk)
         out.write(squeeze.flush())
     outcomes, peak_mb = read_in_child(tmp_path / "deflated.dcm", tmp_path / "bomb.dcm")
-    reason = ("deflate-compressed DICOM files (Deflated Explicit VR Little Endian) are not "
-              "supported: their size is unknown until inflated")
+    reason = (
+        "deflate-compressed DICOM files (Deflated Explicit VR Little Endian) are not "
+        "supported: their size is unknown until inflated"
+    )
     assert [outcome["reason"] for outcome in outcomes] == [reason, reason]
     assert peak_mb < PEAK_RSS_MB
 
@@ -402,14 +472,15 @@ def test_honest_files_read_in_the_child_stay_small(tmp_path):
     """The child runner itself: intact files of each format are read, well under the bound."""
     header = wfdb_record(tmp_path)
     np.savez_compressed(tmp_path / "ecg.npz", signal=random_leads(), fs=500)
-    outcomes, peak_mb = read_in_child(header, tmp_path / "ecg.npz",
-                                      get_testdata_file("waveform_ecg.dcm"))
-    assert [outcome.get("shape") for outcome in outcomes] == [[12, 5000], [12, 5000],
-                                                               [12, 10000]]
+    outcomes, peak_mb = read_in_child(
+        header, tmp_path / "ecg.npz", get_testdata_file("waveform_ecg.dcm")
+    )
+    assert [outcome.get("shape") for outcome in outcomes] == [[12, 5000], [12, 5000], [12, 10000]]
     assert peak_mb < PEAK_RSS_MB
 
 
 # --- 6. reasons --------------------------------------------------------------------------
+
 
 def test_reasons_hold_no_path_or_file_content(tmp_path):
     """Broken files whose library errors quote paths or bytes: reasons name kinds only."""
@@ -421,8 +492,9 @@ def test_reasons_hold_no_path_or_file_content(tmp_path):
     (folder / "truncated.dcm").write_bytes(b"\x00" * 128 + b"DICM\x02\x00CANARY")
     short = wfdb_record(folder, "short")
     (folder / "short.dat").write_bytes(b"CANARY")
-    files = [folder / name for name in ("garbage.hea", "truncated.npy", "truncated.npz",
-                                        "truncated.dcm")] + [short]
+    files = [
+        folder / name for name in ("garbage.hea", "truncated.npy", "truncated.npz", "truncated.dcm")
+    ] + [short]
     outcomes, _ = read_in_child(*files, fs=500.0)
     for outcome in outcomes:
         assert_plain(outcome["reason"], folder)

@@ -3,10 +3,10 @@
 import cv2
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
-
 from conftest import ECHO_ECG_ROWS as ECG_ROWS
 from conftest import H, W, sector_mask, synthetic_echo, write_clip
+from pydicom.data import get_testdata_file
+
 from echo2ecg.data import echo
 from echo2ecg.data.dicom import read_frames, read_ultrasound_header
 from echo2ecg.data.echo import (
@@ -29,6 +29,7 @@ def static_overlay_pixels() -> np.ndarray:
 
 # ------------------------------------------------------------------ frame sampling
 
+
 def test_clip_frame_indices():
     assert clip_frame_indices(100) == list(range(0, 32, 2))
     assert clip_frame_indices(32) == list(range(0, 32, 2))
@@ -45,6 +46,7 @@ def test_frames_to_decode_are_the_used_frames_plus_the_last():
 
 
 # ------------------------------------------------------------------ mask
+
 
 def synthetic_mask(frames: np.ndarray, region=None) -> np.ndarray:
     indices = frames_to_decode(len(frames))
@@ -105,6 +107,7 @@ def test_to_gray_is_opencv_rgb2gray():
 
 # ------------------------------------------------------------------ crop and resize
 
+
 def coordinate_frames(h: int, w: int) -> np.ndarray:
     """(2, h, w, 3) uint8 whose pixels name their own position: (x, y, frame)."""
     y, x = np.mgrid[:h, :w]
@@ -112,11 +115,14 @@ def coordinate_frames(h: int, w: int) -> np.ndarray:
     return frames.astype(np.uint8)
 
 
-@pytest.mark.parametrize("h, w, rows, cols", [
-    (100, 160, slice(10, 90), slice(40, 120)),   # landscape: 30 columns off each side
-    (160, 100, slice(40, 120), slice(10, 90)),   # portrait: 30 rows off each end
-    (100, 100, slice(10, 90), slice(10, 90)),    # square: zoom only
-])
+@pytest.mark.parametrize(
+    "h, w, rows, cols",
+    [
+        (100, 160, slice(10, 90), slice(40, 120)),  # landscape: 30 columns off each side
+        (160, 100, slice(40, 120), slice(10, 90)),  # portrait: 30 rows off each end
+        (100, 100, slice(10, 90), slice(10, 90)),  # square: zoom only
+    ],
+)
 def test_crop_geometry(h, w, rows, cols):
     frames = coordinate_frames(h, w)
     out = crop_and_resize(frames, size=80, zoom=0.1)  # 80×80 crop: resize is the identity
@@ -127,8 +133,7 @@ def test_crop_of_an_odd_difference_follows_echoprime_rounding():
     # (163 − 100) / 2 = 31.5 rounds to 32 (Python's round, as EchoPrime), leaving 99
     # columns; with no zoom those 100×99 pixels are resized as they are.
     frames = coordinate_frames(100, 163)
-    expected = [cv2.resize(f[:, 32:131], (224, 224), interpolation=cv2.INTER_CUBIC)
-                for f in frames]
+    expected = [cv2.resize(f[:, 32:131], (224, 224), interpolation=cv2.INTER_CUBIC) for f in frames]
     np.testing.assert_array_equal(crop_and_resize(frames, zoom=0.0), np.stack(expected))
 
 
@@ -137,13 +142,14 @@ def test_resize_is_bicubic_to_size():
     out = crop_and_resize(frames, size=224, zoom=0.1)
     assert out.shape == (2, 224, 224, 3) and out.dtype == np.uint8
     crop = frames[1, 24:216, 54:246]
-    np.testing.assert_array_equal(out[1], cv2.resize(crop, (224, 224),
-                                                     interpolation=cv2.INTER_CUBIC))
-    assert not np.array_equal(out[1], cv2.resize(crop, (224, 224),
-                                                 interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(
+        out[1], cv2.resize(crop, (224, 224), interpolation=cv2.INTER_CUBIC)
+    )
+    assert not np.array_equal(out[1], cv2.resize(crop, (224, 224), interpolation=cv2.INTER_LINEAR))
 
 
 # ------------------------------------------------------------------ whole clip
+
 
 def test_overlays_leave_no_trace_in_the_clip(tmp_path):
     with_overlays = extract_clip(write_clip(tmp_path / "a.dcm", synthetic_echo()))

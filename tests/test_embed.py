@@ -14,9 +14,9 @@ import torch
 import zarr
 from torch import nn
 
+from echo2ecg.data.store import ShardWriter, open_rows
 from echo2ecg.embed.views import embed_clip_store, embed_clips, resolve_precision
 from echo2ecg.models import EchoEncoderOrigin, build_echo_encoder, normalise_clips
-from echo2ecg.data.store import ShardWriter, open_rows
 
 CLIP_SHAPE = (16, 224, 224, 3)
 
@@ -58,8 +58,9 @@ def write_clip_store(path, n_clips: int, seed: int = 0) -> np.ndarray:
 def reference_rows(encoder: nn.Module, clips: np.ndarray) -> np.ndarray:
     """Each clip on its own: encoder(normalise_clips(clips[i:i+1])) → (N, 512)."""
     with torch.no_grad():
-        return np.concatenate([encoder(normalise_clips(clips[i:i + 1])).numpy()
-                               for i in range(len(clips))])
+        return np.concatenate(
+            [encoder(normalise_clips(clips[i : i + 1])).numpy() for i in range(len(clips))]
+        )
 
 
 def store_attributes(store) -> dict:
@@ -79,46 +80,76 @@ PRETRAINED = EchoEncoderOrigin("/local/weights/echo_prime_encoder.pt")
 def test_rows_follow_the_clip_store(tmp_path, tiny_encoder, caplog):
     clips = write_clip_store(tmp_path / "clips.zarr", 5)
     with caplog.at_level(logging.INFO, logger="echo2ecg.embed.views"):
-        n = embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder, PRETRAINED,
-                             batch_size=2, num_workers=0, precision="fp32")
+        n = embed_clip_store(
+            tmp_path / "clips.zarr",
+            tmp_path / "embeddings.zarr",
+            tiny_encoder,
+            PRETRAINED,
+            batch_size=2,
+            num_workers=0,
+            precision="float32",
+        )
     embeddings = open_rows(tmp_path / "embeddings.zarr", "embeddings")
     assert n == 5
     assert embeddings.shape == (5, 512) and embeddings.dtype == np.float32
-    np.testing.assert_allclose(embeddings[:], reference_rows(tiny_encoder, clips),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        embeddings[:], reference_rows(tiny_encoder, clips), rtol=1e-5, atol=1e-5
+    )
     assert "embedded 5 clips" in caplog.text
 
 
 def test_worker_processes_give_the_same_rows(tmp_path, tiny_encoder):
     write_clip_store(tmp_path / "clips.zarr", 5)
     for workers in (0, 2):
-        embed_clip_store(tmp_path / "clips.zarr", tmp_path / f"w{workers}.zarr", tiny_encoder, PRETRAINED,
-                         batch_size=2, num_workers=workers)
-    np.testing.assert_array_equal(open_rows(tmp_path / "w0.zarr", "embeddings")[:],
-                                  open_rows(tmp_path / "w2.zarr", "embeddings")[:])
+        embed_clip_store(
+            tmp_path / "clips.zarr",
+            tmp_path / f"w{workers}.zarr",
+            tiny_encoder,
+            PRETRAINED,
+            batch_size=2,
+            num_workers=workers,
+        )
+    np.testing.assert_array_equal(
+        open_rows(tmp_path / "w0.zarr", "embeddings")[:],
+        open_rows(tmp_path / "w2.zarr", "embeddings")[:],
+    )
 
 
 def test_in_memory_clips_embed_like_the_store(tmp_path, tiny_encoder):
     clips = write_clip_store(tmp_path / "clips.zarr", 3)
-    embedded = embed_clips(tiny_encoder, clips, device="cpu", precision="fp32")
+    embedded = embed_clips(tiny_encoder, clips, device="cpu", precision="float32")
     assert embedded.shape == (3, 512) and embedded.dtype == np.float32
     np.testing.assert_allclose(embedded, reference_rows(tiny_encoder, clips), rtol=1e-5, atol=1e-5)
 
 
 def test_store_attributes_record_the_encoder(tmp_path, tiny_encoder):
     write_clip_store(tmp_path / "clips.zarr", 1)
-    embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder, PRETRAINED,
-                     num_workers=0, precision="fp32")
+    embed_clip_store(
+        tmp_path / "clips.zarr",
+        tmp_path / "embeddings.zarr",
+        tiny_encoder,
+        PRETRAINED,
+        num_workers=0,
+        precision="float32",
+    )
     assert store_attributes(tmp_path / "embeddings.zarr") == {
-        "encoder_pretrained": True, "encoder_weights": "echo_prime_encoder.pt",
+        "encoder_pretrained": True,
+        "encoder_weights": "echo_prime_encoder.pt",
         "encoder_init_seed": None,
-        "precision": "fp32", "device_type": "cpu"}
+        "precision": "float32",
+        "device_type": "cpu",
+    }
 
 
 def test_empty_clip_store_gives_an_empty_embedding_store(tmp_path, tiny_encoder):
     write_clip_store(tmp_path / "clips.zarr", 0)
-    n = embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder, PRETRAINED,
-                         num_workers=2)
+    n = embed_clip_store(
+        tmp_path / "clips.zarr",
+        tmp_path / "embeddings.zarr",
+        tiny_encoder,
+        PRETRAINED,
+        num_workers=2,
+    )
     assert n == 0
     embeddings = open_rows(tmp_path / "embeddings.zarr", "embeddings")
     assert embeddings.shape == (0, 512) and embeddings.dtype == np.float32
@@ -127,8 +158,14 @@ def test_empty_clip_store_gives_an_empty_embedding_store(tmp_path, tiny_encoder)
 def test_failing_encoder_leaves_no_store(tmp_path):
     write_clip_store(tmp_path / "clips.zarr", 4)
     with pytest.raises(RuntimeError, match="encoder failed"):
-        embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", FailingEncoder(), PRETRAINED,
-                         batch_size=2, num_workers=0)
+        embed_clip_store(
+            tmp_path / "clips.zarr",
+            tmp_path / "embeddings.zarr",
+            FailingEncoder(),
+            PRETRAINED,
+            batch_size=2,
+            num_workers=0,
+        )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clips.zarr"]
 
 
@@ -136,10 +173,10 @@ def test_precision_choice_on_cpu_without_native_bf16(caplog, monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == "fp32"
-    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", cpu) == "float32"
+    assert resolve_precision("float32", cpu) == "float32"
     with caplog.at_level(logging.WARNING, logger="echo2ecg.embed.views"):
-        assert resolve_precision("bf16", cpu) == "fp32"
+        assert resolve_precision("bf16", cpu) == "float32"
     assert "bf16 is not available" in caplog.text
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16", cpu)
@@ -152,10 +189,16 @@ def test_bf16_cpu_embeds_in_bf16_close_to_fp32(tmp_path, tiny_encoder, monkeypat
     monkeypatch.setattr(torch.cpu, probe, lambda: True)
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == "bf16"
-    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("float32", cpu) == "float32"
     clips = write_clip_store(tmp_path / "clips.zarr", 3)
-    embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", tiny_encoder, PRETRAINED,
-                     num_workers=0, precision="auto")
+    embed_clip_store(
+        tmp_path / "clips.zarr",
+        tmp_path / "embeddings.zarr",
+        tiny_encoder,
+        PRETRAINED,
+        num_workers=0,
+        precision="auto",
+    )
     assert store_attributes(tmp_path / "embeddings.zarr")["precision"] == "bf16"
     bf16 = open_rows(tmp_path / "embeddings.zarr", "embeddings")[:]
     fp32 = reference_rows(tiny_encoder, clips)
@@ -168,9 +211,15 @@ def test_real_encoder_rows_match_one_clip_at_a_time(tmp_path):
     with pytest.warns(UserWarning, match="random init"):
         encoder = build_echo_encoder()
     clips = write_clip_store(tmp_path / "clips.zarr", 2)
-    embed_clip_store(tmp_path / "clips.zarr", tmp_path / "embeddings.zarr", encoder,
-                     EchoEncoderOrigin(None, init_seed=0), batch_size=2, num_workers=0,
-                     precision="fp32")
+    embed_clip_store(
+        tmp_path / "clips.zarr",
+        tmp_path / "embeddings.zarr",
+        encoder,
+        EchoEncoderOrigin(None, init_seed=0),
+        batch_size=2,
+        num_workers=0,
+        precision="float32",
+    )
     stored = open_rows(tmp_path / "embeddings.zarr", "embeddings")[:]
     expected = reference_rows(encoder, clips)
     np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-4)

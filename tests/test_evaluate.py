@@ -4,15 +4,36 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from echo2ecg.evaluate.metrics import (balanced_subset, bootstrap_auroc, bootstrap_aurocs, bootstrap_mean,
-                               cosine_similarity, first_match_ranks, knn_scores, lvef_class,
-                               macro_auroc, paired_auroc_difference, phenotype_matches,
-                               random_retrieval_metrics, resample_weights, retrieval_metrics,
-                               stratified_subset)
+from echo2ecg.evaluate.metrics import (
+    balanced_subset,
+    bootstrap_auroc,
+    bootstrap_aurocs,
+    bootstrap_mean,
+    cosine_similarity,
+    first_match_ranks,
+    knn_scores,
+    lvef_class,
+    macro_auroc,
+    paired_auroc_difference,
+    phenotype_matches,
+    random_retrieval_metrics,
+    resample_weights,
+    retrieval_metrics,
+    stratified_subset,
+)
 
 
 def test_lvef_classes_follow_esc_2021():
-    assert lvef_class(np.array([20, 40, 40.5, 41, 49, 49.9, 50, 70])).tolist() == [0, 0, 1, 1, 1, 1, 2, 2]
+    assert lvef_class(np.array([20, 40, 40.5, 41, 49, 49.9, 50, 70])).tolist() == [
+        0,
+        0,
+        1,
+        1,
+        1,
+        1,
+        2,
+        2,
+    ]
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -21,9 +42,14 @@ def test_macro_auroc_equals_scikit_learn_with_ties(n_classes):
     labels = rng.integers(0, n_classes, 300)
     scores = rng.integers(0, 6, (300, n_classes)) / 5.0  # kNN-like probabilities: many ties
     scores[np.arange(300), labels] += rng.random(300) * 0.3
-    scores /= scores.sum(axis=1, keepdims=True) + 1e-12  # scikit-learn's multiclass AUROC wants probabilities
-    expected = (roc_auc_score(labels, scores[:, 1]) if n_classes == 2 else
-                roc_auc_score(labels, scores, multi_class="ovr", average="macro"))
+    scores /= (
+        scores.sum(axis=1, keepdims=True) + 1e-12
+    )  # scikit-learn's multiclass AUROC wants probabilities
+    expected = (
+        roc_auc_score(labels, scores[:, 1])
+        if n_classes == 2
+        else roc_auc_score(labels, scores, multi_class="ovr", average="macro")
+    )
     assert macro_auroc(scores, labels)[0] == pytest.approx(expected, abs=1e-12)
 
 
@@ -60,7 +86,9 @@ def test_knn_scores_refuse_more_neighbours_than_reference_rows():
     train_x, train_y = np.array([[0.0], [1.0], [2.0]]), np.array([0, 1, 1])
     with pytest.raises(ValueError, match="k = 5 neighbours asked of a reference set of 3 rows"):
         knn_scores(train_x, train_y, np.array([[0.5]]), k=5)
-    np.testing.assert_allclose(knn_scores(train_x, train_y, np.array([[0.5]]), k=3), [[1 / 3, 2 / 3]])
+    np.testing.assert_allclose(
+        knn_scores(train_x, train_y, np.array([[0.5]]), k=3), [[1 / 3, 2 / 3]]
+    )
 
 
 def test_balanced_subset_has_equal_classes():
@@ -75,28 +103,30 @@ def test_stratified_subsets_keep_shares_and_minimum():
     subset = stratified_subset(labels, 0.1, seed=3, minimum=5)
     assert np.bincount(labels[subset]).tolist() == [90, 10]
     tiny = stratified_subset(labels, 0.001, seed=3, minimum=5)
-    assert len(tiny) == 5 and set(labels[tiny]) == {0, 1}       # never fewer than k, every class
+    assert len(tiny) == 5 and set(labels[tiny]) == {0, 1}  # never fewer than k, every class
     assert np.array_equal(tiny, stratified_subset(labels, 0.001, seed=3, minimum=5))
     assert not np.array_equal(subset, stratified_subset(labels, 0.1, seed=4, minimum=5))
     assert len(stratified_subset(labels, 1.0, seed=0, minimum=5)) == 1000
 
 
 def test_retrieval_on_a_toy_ranking():
-    similarity = np.array([[0.9, 0.1, 0.5],
-                           [0.2, 0.8, 0.3],
-                           [0.1, 0.2, 0.3]])
-    matches = np.array([[False, False, True],    # first match at rank 2
-                        [False, True, False],    # rank 1
-                        [False, False, False]])  # none: N + 1 = 4
+    similarity = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.3], [0.1, 0.2, 0.3]])
+    matches = np.array(
+        [
+            [False, False, True],  # first match at rank 2
+            [False, True, False],  # rank 1
+            [False, False, False],
+        ]
+    )  # none: N + 1 = 4
     p1, mean_rank = retrieval_metrics(similarity, matches)
     assert p1 == pytest.approx(1 / 3)
     assert mean_rank == pytest.approx((2 + 1 + 4) / 3)
 
 
 def test_random_retrieval_expectation_equals_brute_force_average():
-    matches = np.array([[True, False, False, True],
-                        [False, False, True, False],
-                        [False, False, False, False]])
+    matches = np.array(
+        [[True, False, False, True], [False, False, True, False], [False, False, False, False]]
+    )
     p1s, ranks = [], []
     for order in itertools.permutations(range(4)):
         similarity = np.tile(-np.argsort(order).astype(float), (3, 1))  # this exact ranking
@@ -158,8 +188,9 @@ def test_paired_difference_cancels_what_two_models_share():
     assert point == pytest.approx(macro_auroc(good, labels)[0] - macro_auroc(worse, labels)[0])
     assert 0 < low < point < high
     # paired: far narrower than resampling the two models independently
-    unpaired = (bootstrap_aurocs(good, labels, 300, 0, groups=patients)
-                - bootstrap_aurocs(worse, labels, 300, 1, groups=patients))
+    unpaired = bootstrap_aurocs(good, labels, 300, 0, groups=patients) - bootstrap_aurocs(
+        worse, labels, 300, 1, groups=patients
+    )
     assert high - low < 0.5 * np.subtract(*np.percentile(unpaired, [97.5, 2.5]))
 
 

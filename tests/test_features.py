@@ -4,8 +4,8 @@ cached stores of a tiny cohort, written, and read back as the evaluation tables 
 import numpy as np
 import pytest
 import torch
-
 from conftest import by_shard, tiny_checkpoint, write_tiny_cohort
+
 from echo2ecg.data.ledger import read_shard_ledgers
 from echo2ecg.evaluate.feature_files import load_features, save_features
 from echo2ecg.evaluate.features import cohort_features, load_variant
@@ -31,9 +31,16 @@ def model(tmp_path_factory):
 def features_of(cohort, model, kind="encoder", max_views=128, with_echo=True):
     """cohort_features called the way workflow_scripts/features.py calls it."""
     return cohort_features(
-        model, N_SAMPLES, read_id_table(cohort.pairs_path), by_shard(cohort.ecg_stores),
+        model,
+        N_SAMPLES,
+        read_id_table(cohort.pairs_path),
+        by_shard(cohort.ecg_stores),
         read_shard_ledgers(by_shard(cohort.echo_ledgers)) if with_echo else None,
-        by_shard(cohort.embedding_stores) if with_echo else {}, max_views, "cpu", kind=kind)
+        by_shard(cohort.embedding_stores) if with_echo else {},
+        max_views,
+        "cpu",
+        kind=kind,
+    )
 
 
 def test_feature_arrays_hold_every_paired_ecg_and_every_study_with_views(cohort, model):
@@ -60,8 +67,7 @@ def test_feature_arrays_hold_every_paired_ecg_and_every_study_with_views(cohort,
         views = torch.from_numpy(cohort.views[study][:2])[None]  # the first max_views
         with torch.no_grad():
             expected = model.encode_study(views).numpy()[0]
-        np.testing.assert_allclose(features["study_joint"][row], expected, rtol=1e-4,
-                                   atol=1e-5)
+        np.testing.assert_allclose(features["study_joint"][row], expected, rtol=1e-4, atol=1e-5)
     assert not np.allclose(features["study_joint"][0], features["study_joint"][1])
 
 
@@ -92,4 +98,3 @@ def test_a_feature_file_reads_back_as_it_was_written(cohort, model, tmp_path):
         assert loaded[key].dtype == features[key].dtype, key
         np.testing.assert_array_equal(loaded[key], features[key])
     assert loaded["ecg"].dtype.kind == "U" and loaded["study"].dtype.kind == "U"
-

@@ -23,19 +23,29 @@ import pytest
 import zarr
 
 from echo2ecg.data.ecg_formats import LEADS
+from echo2ecg.synth.ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
 from echo2ecg.synth.echo_dicom import DicomIdentity, DicomInstance, echo_dataset
 from echo2ecg.synth.echo_views import ScanSector
-from echo2ecg.synth.ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
 
 pytestmark = pytest.mark.slow
 
-IDENTITY = DicomIdentity(patient_name="CANARY^PATIENTNAME", patient_id="MRNCANARY4242",
-                         birth_date="19450203", sex="F", study_uid="1.2.826.0.1.4242.1",
-                         accession="ACCCANARY77", study_time=datetime(2021, 3, 4, 9, 30),
-                         institution="Canary General Hospital")
-INSTANCE = DicomInstance(series_uid="1.2.826.0.1.4242.2", sop_uid="1.2.826.0.1.4242.3",
-                         acquired=datetime(2021, 3, 4, 9, 31), series_number=1,
-                         instance_number=1)
+IDENTITY = DicomIdentity(
+    patient_name="CANARY^PATIENTNAME",
+    patient_id="MRNCANARY4242",
+    birth_date="19450203",
+    sex="F",
+    study_uid="1.2.826.0.1.4242.1",
+    accession="ACCCANARY77",
+    study_time=datetime(2021, 3, 4, 9, 30),
+    institution="Canary General Hospital",
+)
+INSTANCE = DicomInstance(
+    series_uid="1.2.826.0.1.4242.2",
+    sop_uid="1.2.826.0.1.4242.3",
+    acquired=datetime(2021, 3, 4, 9, 31),
+    series_number=1,
+    instance_number=1,
+)
 ADDRESS_SPACE = 6 * 2**30  # bytes: far above an honest file's needs, far below the machine
 PEAK_RSS_LIMIT_MB = 1500
 TIME_LIMIT_S = 600
@@ -91,7 +101,7 @@ def jpeg_frame_header_bomb(data: bytes) -> bytes:
     out = bytearray(data)
     start = 0
     while (at := out.find(b"\xff\xc0", start)) != -1:
-        out[at + 5:at + 9] = b"\xff\xff\xff\xff"  # height, width (big endian)
+        out[at + 5 : at + 9] = b"\xff\xff\xff\xff"  # height, width (big endian)
         start = at + 2
     return bytes(out)
 
@@ -120,8 +130,9 @@ def deflated_dicom_bomb() -> bytes:
 def special_files(folder: Path, suffix: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     fifo, directory, loop, dangling, device, empty = (
-        folder / f"{name}{suffix}" for name in ("fifo", "directory", "loop", "dangling",
-                                                 "device", "empty"))
+        folder / f"{name}{suffix}"
+        for name in ("fifo", "directory", "loop", "dangling", "device", "empty")
+    )
     os.mkfifo(fifo)
     directory.mkdir()
     loop.symlink_to(loop)
@@ -151,14 +162,24 @@ def echo_corpus(root: Path) -> list[Path]:
         for i, cut in enumerate(np.linspace(0.02, 0.98, 8)):
             files[f"{encoding}_cut{i}.dcm"] = data[: int(len(data) * cut)]
     explicit, big_endian, rle = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.5"
-    baseline, lossless, ls, j2k = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
-                                   "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90")
-    for encoding, old, new in (("rgb", explicit, big_endian), ("rgb", explicit, rle),
-                               ("rgb", explicit, "1.2.3.4.5.6.7.8.9.1"),
-                               ("mono_raw", explicit, rle), ("mono_raw", explicit, big_endian),
-                               ("mono_rle", rle, explicit), ("mono_rle", rle, big_endian),
-                               ("jpeg_ybr", baseline, lossless), ("jpeg_ybr", baseline, ls),
-                               ("jpeg_ybr", baseline, j2k)):
+    baseline, lossless, ls, j2k = (
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.90",
+    )
+    for encoding, old, new in (
+        ("rgb", explicit, big_endian),
+        ("rgb", explicit, rle),
+        ("rgb", explicit, "1.2.3.4.5.6.7.8.9.1"),
+        ("mono_raw", explicit, rle),
+        ("mono_raw", explicit, big_endian),
+        ("mono_rle", rle, explicit),
+        ("mono_rle", rle, big_endian),
+        ("jpeg_ybr", baseline, lossless),
+        ("jpeg_ybr", baseline, ls),
+        ("jpeg_ybr", baseline, j2k),
+    ):
         files[f"{encoding}_as_{new}.dcm"] = with_transfer_syntax(dicom_bytes(encoding), old, new)
     files["jpeg_sof_bomb.dcm"] = jpeg_frame_header_bomb(dicom_bytes("jpeg_ybr"))
     files["deflate_bomb.dcm"] = deflated_dicom_bomb()
@@ -174,7 +195,7 @@ def ecg_signal(seed=0, fs=500.0, seconds=10.0) -> np.ndarray:
     """(12, T) mV: a 1.2 Hz beat train with noise."""
     t = np.arange(int(fs * seconds)) / fs
     rng = np.random.default_rng(seed)
-    beat = np.exp(-(((t * 1.2) % 1.0 - 0.3) / 0.02) ** 2)
+    beat = np.exp(-((((t * 1.2) % 1.0 - 0.3) / 0.02) ** 2))
     return np.stack([beat * (0.5 + 0.1 * i) + rng.normal(0, 0.02, t.size) for i in range(12)])
 
 
@@ -188,14 +209,19 @@ def ecg_corpus(root: Path) -> list[tuple[Path, dict]]:
     write_dicom_ecg(folder / "base.dcm", signal, 500.0, LEADS, IDENTITY, INSTANCE)
     write_npz(folder / "base.npz", signal, 500.0, LEADS)
     write_npy(folder / "base.npy", signal)
-    items: list[tuple[Path, dict]] = [(folder / "base.hea", {}), (folder / "base.dcm", {}),
-                                      (folder / "base.npz", {}), (folder / "base.npy", {"fs": 500.0})]
+    items: list[tuple[Path, dict]] = [
+        (folder / "base.hea", {}),
+        (folder / "base.dcm", {}),
+        (folder / "base.npz", {}),
+        (folder / "base.npy", {"fs": 500.0}),
+    ]
     header = (folder / "base.hea").read_text()
     dat = (folder / "base.dat").read_bytes()
     for i in range(12):  # WFDB: flipped header text, flipped and cut signal files
         name = folder / f"wfdb_headerflip{i}"
         name.with_suffix(".hea").write_bytes(
-            flipped(header.replace("base", name.name).encode(), rng, 0, len(header), 1 + i % 3))
+            flipped(header.replace("base", name.name).encode(), rng, 0, len(header), 1 + i % 3)
+        )
         name.with_suffix(".dat").write_bytes(dat)
         items.append((name.with_suffix(".hea"), {}))
     for i in range(8):
@@ -213,22 +239,37 @@ def ecg_corpus(root: Path) -> list[tuple[Path, dict]]:
     for tag, replacement in (("fs_negative", "-500"), ("fs_nan", "nan"), ("fs_zero", "0")):
         name = folder / f"wfdb_{tag}"
         name.with_suffix(".hea").write_text(
-            "\n".join([" ".join([name.name, fields[1], replacement, *fields[3:]]),
-                       *(line.replace("base", name.name) for line in signal_lines)]) + "\n")
+            "\n".join(
+                [
+                    " ".join([name.name, fields[1], replacement, *fields[3:]]),
+                    *(line.replace("base", name.name) for line in signal_lines),
+                ]
+            )
+            + "\n"
+        )
         name.with_suffix(".dat").write_bytes(dat)
         items.append((name.with_suffix(".hea"), {}))
     nocount = folder / "wfdb_nocount"
     nocount.with_suffix(".hea").write_text(
-        "\n".join([" ".join([nocount.name, fields[1], fields[2]]),
-                   *(line.replace("base", nocount.name) for line in signal_lines)]) + "\n")
+        "\n".join(
+            [
+                " ".join([nocount.name, fields[1], fields[2]]),
+                *(line.replace("base", nocount.name) for line in signal_lines),
+            ]
+        )
+        + "\n"
+    )
     nocount.with_suffix(".dat").write_bytes(dat * 40)  # 400 s of signal
     items.append((nocount.with_suffix(".hea"), {}))
     fifo_dat = folder / "wfdb_fifodat"
     fifo_dat.with_suffix(".hea").write_text(header.replace("base", fifo_dat.name))
     os.mkfifo(fifo_dat.with_suffix(".dat"))
     items.append((fifo_dat.with_suffix(".hea"), {}))
-    for source, stem in ((folder / "base.dcm", "dicom"), (folder / "base.npz", "npz"),
-                         (folder / "base.npy", "npy")):
+    for source, stem in (
+        (folder / "base.dcm", "dicom"),
+        (folder / "base.npz", "npz"),
+        (folder / "base.npy", "npy"),
+    ):
         data = source.read_bytes()
         options = {"fs": 500.0} if stem == "npy" else {}
         for i in range(10):
@@ -241,9 +282,21 @@ def ecg_corpus(root: Path) -> list[tuple[Path, dict]]:
             items.append((path, options))
     tiny_gain = folder / "wfdb_tinygain"
     tiny_gain.with_suffix(".hea").write_text(
-        "\n".join([first.replace("base", tiny_gain.name),
-                   *(" ".join(line.replace("base", tiny_gain.name).split()[:2] + ["1e-300"]
-                              + line.split()[3:]) for line in signal_lines)]) + "\n")
+        "\n".join(
+            [
+                first.replace("base", tiny_gain.name),
+                *(
+                    " ".join(
+                        line.replace("base", tiny_gain.name).split()[:2]
+                        + ["1e-300"]
+                        + line.split()[3:]
+                    )
+                    for line in signal_lines
+                ),
+            ]
+        )
+        + "\n"
+    )
     tiny_gain.with_suffix(".dat").write_bytes(dat)
     items.append((tiny_gain.with_suffix(".hea"), {}))
     huge = folder / "npy_huge_values.npy"
@@ -253,25 +306,33 @@ def ecg_corpus(root: Path) -> list[tuple[Path, dict]]:
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         with archive.open("signal.npy", "w", force_zip64=True) as entry:
             np.lib.format.write_array_header_1_0(
-                entry, {"descr": "<f8", "fortran_order": False, "shape": (12, 25_000_000)})
+                entry, {"descr": "<f8", "fortran_order": False, "shape": (12, 25_000_000)}
+            )
             zeros = b"\x00" * 2**24
             for _ in range(12 * 25_000_000 * 8 // len(zeros)):
                 entry.write(zeros)
     items.append((bomb, {}))
-    items += [(path, {"fmt": "numpy", "fs": 500.0}) for path in special_files(root / "ecg_special", ".npy")]
+    items += [
+        (path, {"fmt": "numpy", "fs": 500.0})
+        for path in special_files(root / "ecg_special", ".npy")
+    ]
     return items
 
 
 RUNNER = textwrap.dedent("""
     import json, sys
-    from echo2ecg.data.shard_run import ShardInput, extract_echo_shard, prep_ecg_shard, printable_path
+    from echo2ecg.data.shard_run import (ShardInput, extract_echo_shard, prep_ecg_shard,
+                                         printable_path)
     spec = json.load(open(sys.argv[1]))
     echo = [ShardInput(path=p, source=printable_path(p)) for p in spec["echo"]]
     ecg = [ShardInput(path=p, source=printable_path(p), options=o) for p, o in spec["ecg"]]
-    extract_echo_shard(echo, spec["out"] + "/echo/clips.zarr", spec["out"] + "/echo/ledger.csv", {"size": 112, "max_decoded_gib": 1.0})
-    prep_ecg_shard(ecg, spec["out"] + "/ecg/ecg.zarr", spec["out"] + "/ecg/ledger.csv")
+    out = spec["out"]
+    extract_echo_shard(echo, out + "/echo/clips.zarr", out + "/echo/ledger.csv",
+                       {"size": 112, "max_decoded_gib": 1.0})
+    prep_ecg_shard(ecg, out + "/ecg/ecg.zarr", out + "/ecg/ledger.csv")
     # VmHWM: this program's own peak (ru_maxrss would count the parent's pages at fork)
-    peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status")
+                   if line.startswith("VmHWM"))
     print(json.dumps({"peak_rss_mb": peak_kb / 1024}))
 """)
 
@@ -283,15 +344,31 @@ def corpus_run(tmp_path_factory):
     ecg = ecg_corpus(root / "corpus")
     spec = root / "spec.json"
     # surrogateescape names survive JSON as escaped text and come back as the same str
-    spec.write_text(json.dumps({"echo": [str(p) for p in echo],
-                                "ecg": [[str(p), o] for p, o in ecg], "out": str(root / "out")}))
+    spec.write_text(
+        json.dumps(
+            {
+                "echo": [str(p) for p in echo],
+                "ecg": [[str(p), o] for p, o in ecg],
+                "out": str(root / "out"),
+            }
+        )
+    )
     command = ["prlimit", f"--as={ADDRESS_SPACE}", sys.executable, "-c", RUNNER, str(spec)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=TIME_LIMIT_S,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=TIME_LIMIT_S,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-4000:]
-    return {"root": root, "echo": echo, "ecg": [p for p, _ in ecg],
-            "peak_rss_mb": json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"],
-            "log": done.stderr}
+    return {
+        "root": root,
+        "echo": echo,
+        "ecg": [p for p, _ in ecg],
+        "peak_rss_mb": json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"],
+        "log": done.stderr,
+    }
 
 
 def ledger(run, stage):
@@ -343,12 +420,25 @@ def test_intact_files_are_accepted_and_no_stored_clip_is_blank(corpus_run):
 
 def test_bombs_and_special_files_are_rejected(corpus_run):
     rows = pd.concat([ledger(corpus_run, "echo"), ledger(corpus_run, "ecg")])
-    by_name = {Path(s).name: (status, reason) for s, status, reason
-               in zip(rows["source"], rows["status"], rows["reason"])}
-    for name in ("jpeg_sof_bomb.dcm", "deflate_bomb.dcm", "npz_deflate_bomb.npz",
-                 "fifo.dcm", "directory.dcm", "loop.dcm", "device.dcm", "fifo.npy",
-                 "wfdb_fifodat.hea", "wfdb_fs_negative.hea", "wfdb_fs_nan.hea",
-                 "wfdb_tinygain.hea", "npy_huge_values.npy"):
+    by_name = {
+        Path(s).name: (status, reason)
+        for s, status, reason in zip(rows["source"], rows["status"], rows["reason"])
+    }
+    for name in (
+        "jpeg_sof_bomb.dcm",
+        "deflate_bomb.dcm",
+        "npz_deflate_bomb.npz",
+        "fifo.dcm",
+        "directory.dcm",
+        "loop.dcm",
+        "device.dcm",
+        "fifo.npy",
+        "wfdb_fifodat.hea",
+        "wfdb_fs_negative.hea",
+        "wfdb_fs_nan.hea",
+        "wfdb_tinygain.hea",
+        "npy_huge_values.npy",
+    ):
         assert by_name[name][0] == "rejected", (name, by_name[name])
 
 

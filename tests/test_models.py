@@ -10,10 +10,15 @@ import torch
 
 from echo2ecg.models import torchvision_ops
 from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMean, ViewMeanPool
-from echo2ecg.models.echo2ecg import POOLINGS, Echo2ECG, clip_loss, count_parameters
-from echo2ecg.models.echo_encoder import (ECHO_MEAN, ECHO_STD, EchoEncoderOrigin, build_echo_encoder,
-                                          normalise_clips)
 from echo2ecg.models.ecg_encoder import ECGEncoder, load_otis_checkpoint
+from echo2ecg.models.echo2ecg import POOLINGS, Echo2ECG, clip_loss, count_parameters
+from echo2ecg.models.echo_encoder import (
+    ECHO_MEAN,
+    ECHO_STD,
+    EchoEncoderOrigin,
+    build_echo_encoder,
+    normalise_clips,
+)
 from echo2ecg.models.torchvision_ops import import_torchvision
 
 torch.set_num_threads(1)
@@ -26,6 +31,7 @@ def small_ecg_encoder(**kwargs):
 
 # --------------------------------------------------------------------------- torchvision
 
+
 def test_import_torchvision_gives_a_working_module_and_is_idempotent():
     torchvision = import_torchvision()
     assert import_torchvision() is torchvision
@@ -35,6 +41,7 @@ def test_import_torchvision_gives_a_working_module_and_is_idempotent():
 
 
 # --------------------------------------------------------------------------- echo encoder
+
 
 @pytest.fixture(scope="module")
 def random_echo_encoder():
@@ -88,10 +95,15 @@ def test_echoprime_state_dict_reproduces_the_forward_pass(random_echo_encoder, e
 
 def test_the_origin_names_weights_by_file_and_a_random_init_by_seed():
     assert EchoEncoderOrigin("/site/models/echo_prime_encoder.pt", init_seed=3).attributes() == {
-        "encoder_pretrained": True, "encoder_weights": "echo_prime_encoder.pt",
-        "encoder_init_seed": None}
+        "encoder_pretrained": True,
+        "encoder_weights": "echo_prime_encoder.pt",
+        "encoder_init_seed": None,
+    }
     assert EchoEncoderOrigin(None, init_seed=3).attributes() == {
-        "encoder_pretrained": False, "encoder_weights": None, "encoder_init_seed": 3}
+        "encoder_pretrained": False,
+        "encoder_weights": None,
+        "encoder_init_seed": 3,
+    }
 
 
 def test_strict_loading_rejects_a_wrong_key(echo_weights, tmp_path):
@@ -114,6 +126,7 @@ def test_normalise_clips_layout_and_values():
 
 # --------------------------------------------------------------------------- ECG encoder
 
+
 def test_ecg_encoder_shapes_and_input_checks():
     encoder = small_ecg_encoder().eval()
     with torch.no_grad():
@@ -131,8 +144,9 @@ def test_time_positions_are_the_table_or_its_interpolation():
     assert torch.equal(encoder.time_positions(20), table[:20])
     stretched = encoder.time_positions(83)  # 1992 samples, as the reference evaluates
     assert stretched.shape == (83, 96)
-    expected = torch.nn.functional.interpolate(table.T[None], size=83, mode="linear",
-                                               align_corners=False)[0].T
+    expected = torch.nn.functional.interpolate(
+        table.T[None], size=83, mode="linear", align_corners=False
+    )[0].T
     assert torch.allclose(stretched, expected)
     assert torch.allclose(stretched[0], table[0]) and torch.allclose(stretched[-1], table[-1])
 
@@ -167,17 +181,32 @@ def otis_checkpoint(source: ECGEncoder, n_time_positions: int, domain_offset: in
     row 1 + p filled with p. Pre-training extras: decoder keys and the per-token ``norm``; no
     fc_norm (pre-training has none); one key OTiS would not have.
     """
-    state = {key: value.clone() for key, value in source.state_dict().items()
-             if not key.startswith(("lead_pos_embed", "time_pos_embed", "fc_norm"))}
+    state = {
+        key: value.clone()
+        for key, value in source.state_dict().items()
+        if not key.startswith(("lead_pos_embed", "time_pos_embed", "fc_norm"))
+    }
     state["pos_embed_y.weight"] = torch.arange(30.0)[:, None].expand(30, 96).clone()
     positions = torch.arange(n_time_positions, dtype=torch.float32)
-    state["pos_embed_x"] = torch.cat([torch.zeros(1), positions])[None, :, None].expand(
-        1, 1 + n_time_positions, 96).clone()
-    state.update({"decoder_embed.weight": torch.zeros(4, 4), "mask_token": torch.zeros(1, 1, 4),
-                  "norm.weight": torch.ones(192), "norm.bias": torch.zeros(192),
-                  "surprise.weight": torch.zeros(2)})
-    return {"model": state, "domain_offsets": {"eeg": 0, "ecg": domain_offset},
-            "args": argparse.Namespace(patch_width=24)}
+    state["pos_embed_x"] = (
+        torch.cat([torch.zeros(1), positions])[None, :, None]
+        .expand(1, 1 + n_time_positions, 96)
+        .clone()
+    )
+    state.update(
+        {
+            "decoder_embed.weight": torch.zeros(4, 4),
+            "mask_token": torch.zeros(1, 1, 4),
+            "norm.weight": torch.ones(192),
+            "norm.bias": torch.zeros(192),
+            "surprise.weight": torch.zeros(2),
+        }
+    )
+    return {
+        "model": state,
+        "domain_offsets": {"eeg": 0, "ecg": domain_offset},
+        "args": argparse.Namespace(patch_width=24),
+    }
 
 
 def test_otis_checkpoint_loads_lead_rows_and_interpolates_time(tmp_path):
@@ -195,13 +224,18 @@ def test_otis_checkpoint_loads_lead_rows_and_interpolates_time(tmp_path):
     expected = [min(max(j / 2 - 0.25, 0.0), 20.0) for j in range(42)]
     assert encoder.time_pos_embed[:, 0].tolist() == pytest.approx(expected, abs=1e-6)
     assert "interpolated from 21 to 42" in report.time_positions
-    assert torch.equal(encoder.blocks[1].attn.mha.in_proj_weight,
-                       source.blocks[1].attn.mha.in_proj_weight)
+    assert torch.equal(
+        encoder.blocks[1].attn.mha.in_proj_weight, source.blocks[1].attn.mha.in_proj_weight
+    )
     assert report.domain_offset == 5
     assert sorted(report.missing) == ["fc_norm.bias", "fc_norm.weight"]
     assert report.unexpected == ["surprise.weight"]
-    assert sorted(report.ignored) == ["decoder_embed.weight", "mask_token",
-                                      "norm.bias", "norm.weight"]
+    assert sorted(report.ignored) == [
+        "decoder_embed.weight",
+        "mask_token",
+        "norm.bias",
+        "norm.weight",
+    ]
 
 
 def test_otis_checkpoint_with_more_time_positions_uses_the_first_ones():
@@ -214,6 +248,7 @@ def test_otis_checkpoint_with_more_time_positions_uses_the_first_ones():
 
 
 # --------------------------------------------------------------------------- aggregators
+
 
 @pytest.mark.parametrize("pool_class", [ViewAttentionPool, ViewMeanPool, ViewClsPool, ViewMean])
 def test_padded_views_change_nothing(pool_class):
@@ -228,7 +263,7 @@ def test_padded_views_change_nothing(pool_class):
         garbage[0, 1] = float("nan")
         assert torch.equal(pool(garbage, mask), pooled)
         for study, n in enumerate(n_valid):  # the same study alone, without padding
-            alone = pool(views[study:study + 1, :n], torch.ones(1, n, dtype=torch.bool))
+            alone = pool(views[study : study + 1, :n], torch.ones(1, n, dtype=torch.bool))
             assert torch.allclose(alone[0], pooled[study], atol=1e-5)
     assert pooled.shape == (3, 16 if pool_class is ViewMean else 32)
 
@@ -257,15 +292,21 @@ def test_single_view_baseline_has_no_view_layer():
     assert not any(key.startswith("view_pool.") for key in model.state_dict())
     views = torch.randn(1, 3, 512)
     with torch.no_grad():  # at evaluation a study is the projected mean of its views
-        assert torch.allclose(model.encode_study(views), model.echo_proj(views.mean(dim=1)),
-                              atol=1e-5)
+        assert torch.allclose(
+            model.encode_study(views), model.echo_proj(views.mean(dim=1)), atol=1e-5
+        )
 
 
 def test_parameter_counts_of_every_pooling():
-    counts = {pooling: count_parameters(Echo2ECG(ECGEncoder(), pooling=pooling))
-              for pooling in POOLINGS}
-    assert counts == {"attention": 12_470_368, "mean": 8_271_968, "cls": 20_869_216,
-                      "single": 7_484_512}
+    counts = {
+        pooling: count_parameters(Echo2ECG(ECGEncoder(), pooling=pooling)) for pooling in POOLINGS
+    }
+    assert counts == {
+        "attention": 12_470_368,
+        "mean": 8_271_968,
+        "cls": 20_869_216,
+        "single": 7_484_512,
+    }
 
 
 def test_view_standardisation_is_fitted_saved_and_applied():
@@ -278,8 +319,9 @@ def test_view_standardisation_is_fitted_saved_and_applied():
     assert model.view_scale.item() == pytest.approx(0.5, rel=0.05)
     standardised = (views - views.mean(dim=0)) / model.view_scale
     with torch.no_grad():
-        expected = model.echo_proj(model.view_pool(standardised[:4, None],
-                                                   torch.ones(4, 1, dtype=torch.bool)))
+        expected = model.echo_proj(
+            model.view_pool(standardised[:4, None], torch.ones(4, 1, dtype=torch.bool))
+        )
         assert torch.allclose(model.encode_study(views[:4, None]), expected, atol=1e-5)
     assert not torch.allclose(model.encode_study(views[:4, None]), before)
     copy = Echo2ECG(small_ecg_encoder(), pooling="mean")
@@ -293,6 +335,7 @@ def test_pool_rejects_a_study_without_views():
 
 
 # --------------------------------------------------------------------------- Echo2ECG
+
 
 def test_trainable_parameters_of_the_attention_variant():
     model = Echo2ECG(ECGEncoder(), pooling="attention")
@@ -320,8 +363,9 @@ def test_unknown_pooling_is_rejected():
 def test_clip_loss_is_symmetric():
     torch.manual_seed(0)
     ecg_z, echo_z = torch.randn(6, 512), torch.randn(6, 512)
-    assert clip_loss(ecg_z, echo_z).item() == pytest.approx(clip_loss(echo_z, ecg_z).item(),
-                                                            rel=1e-6)
+    assert clip_loss(ecg_z, echo_z).item() == pytest.approx(
+        clip_loss(echo_z, ecg_z).item(), rel=1e-6
+    )
 
 
 def test_clip_loss_hand_checked_value():

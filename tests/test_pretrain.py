@@ -5,9 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import (
+    by_shard,
+    tiny_encoder_config,
+    tiny_train_config,
+    variant_outputs,
+    write_tiny_cohort,
+)
 
-from conftest import (by_shard, tiny_encoder_config, tiny_train_config, variant_outputs,
-                      write_tiny_cohort)
 from echo2ecg.data.ledger import read_shard_ledgers
 from echo2ecg.evaluate.features import load_variant
 from echo2ecg.train.pairs import read_id_table
@@ -15,8 +20,15 @@ from echo2ecg.train.pretrain import build_model, load_pair_data, pretrain_varian
 
 torch.set_num_threads(1)
 
-RECIPE = {"fs": 500, "duration_s": 10.0, "clip_sigma": 4.0, "asls_lam": 1e7, "asls_p": 0.3,
-          "asls_iterations": 5, "zscore_eps": 1e-10}
+RECIPE = {
+    "fs": 500,
+    "duration_s": 10.0,
+    "clip_sigma": 4.0,
+    "asls_lam": 1e7,
+    "asls_p": 0.3,
+    "asls_iterations": 5,
+    "zscore_eps": 1e-10,
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +42,10 @@ def pipeline_inputs(cohort, max_views=128):
     ecg_stores = by_shard(cohort.ecg_stores)
     embedding_stores = by_shard(cohort.embedding_stores)
     echo_ledger = read_shard_ledgers(by_shard(cohort.echo_ledgers))
-    return {split: load_pair_data(pairs, split, ecg_stores, echo_ledger, embedding_stores,
-                                  max_views)
-            for split in ("train", "val")}
+    return {
+        split: load_pair_data(pairs, split, ecg_stores, echo_ledger, embedding_stores, max_views)
+        for split in ("train", "val")
+    }
 
 
 def test_ledgers_are_labelled_by_the_shards_they_are_given(cohort):
@@ -56,7 +69,8 @@ def test_pair_data_holds_the_splits_pairs_with_their_stored_rows(cohort):
         for index, study in enumerate(study_ids):  # ok views only, in ledger order
             np.testing.assert_array_equal(part.study_views[index], cohort.views[study])
         assert [(ecg_ids[e], study_ids[s]) for e, s in part.pairs] == list(
-            zip(expected["ecg"], expected["study"]))
+            zip(expected["ecg"], expected["study"])
+        )
 
 
 def test_max_views_keeps_the_first_views_in_ledger_order(cohort):
@@ -72,22 +86,37 @@ def test_a_variant_trains_end_to_end_and_its_checkpoint_reloads(cohort, tmp_path
     data = pipeline_inputs(cohort)
     encoder, train_config = tiny_encoder_config(), tiny_train_config()
     spec = {"pooling": "attention"}
-    history = pretrain_variant("echo2ecg", spec, encoder, train_config, data["train"],
-                               data["val"], *variant_outputs(tmp_path / "echo2ecg"), device="cpu",
-                               extra={"ecg_recipe": RECIPE})
+    history = pretrain_variant(
+        "echo2ecg",
+        spec,
+        encoder,
+        train_config,
+        data["train"],
+        data["val"],
+        *variant_outputs(tmp_path / "echo2ecg"),
+        device="cpu",
+        extra={"ecg_recipe": RECIPE},
+    )
     out = tmp_path / "echo2ecg"
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "history.csv", "last.pt",
-                                                     "loss.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt",
+        "history.csv",
+        "last.pt",
+        "loss.png",
+    ]
     assert history["epoch"].tolist() == [1, 2]
     assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
-    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv"), history,
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv"), history, check_dtype=False)
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     last = torch.load(out / "last.pt", weights_only=False)
     assert last["epoch"] == 2
-    assert last["extra"] == {"variant": "echo2ecg", "variant_spec": spec,
-                             "ecg_encoder": encoder, "ecg_recipe": RECIPE}
+    assert last["extra"] == {
+        "variant": "echo2ecg",
+        "variant_spec": spec,
+        "ecg_encoder": encoder,
+        "ecg_recipe": RECIPE,
+    }
     assert last["settings"]["n_samples"] == 240 and last["settings"]["batch_size"] == 4
     assert last["settings"]["standardize_views"] is True  # the shipped train section's value
     model, checkpoint = load_variant(out / "last.pt")
@@ -106,27 +135,52 @@ def test_a_variant_trains_end_to_end_and_its_checkpoint_reloads(cohort, tmp_path
 def test_pretraining_twice_gives_the_same_history_and_weights(cohort, tmp_path):
     data = pipeline_inputs(cohort)
     encoder, train_config = tiny_encoder_config(), tiny_train_config(epochs=1)
-    histories = [pretrain_variant("mean_pool", {"pooling": "mean"}, encoder, train_config,
-                                  data["train"], data["val"], *variant_outputs(tmp_path / name), device="cpu")
-                 for name in ("a", "b")]
+    histories = [
+        pretrain_variant(
+            "mean_pool",
+            {"pooling": "mean"},
+            encoder,
+            train_config,
+            data["train"],
+            data["val"],
+            *variant_outputs(tmp_path / name),
+            device="cpu",
+        )
+        for name in ("a", "b")
+    ]
     columns = ["epoch", "train_loss", "val_loss", "lr"]
     pd.testing.assert_frame_equal(histories[0][columns], histories[1][columns])
-    first, second = (torch.load(tmp_path / name / "last.pt", weights_only=False)["model"]
-                     for name in ("a", "b"))
+    first, second = (
+        torch.load(tmp_path / name / "last.pt", weights_only=False)["model"] for name in ("a", "b")
+    )
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_an_untrained_variant_is_saved_at_its_seeded_initialisation(cohort, tmp_path):
     data = pipeline_inputs(cohort)
     encoder, train_config = tiny_encoder_config(), tiny_train_config()
-    history = pretrain_variant("no_align", {"pooling": "attention", "train": False}, encoder,
-                               train_config, data["train"], data["val"], *variant_outputs(tmp_path / "no_align"),
-                               device="cpu")
+    history = pretrain_variant(
+        "no_align",
+        {"pooling": "attention", "train": False},
+        encoder,
+        train_config,
+        data["train"],
+        data["val"],
+        *variant_outputs(tmp_path / "no_align"),
+        device="cpu",
+    )
     assert len(history) == 0
     assert list(pd.read_csv(tmp_path / "no_align/history.csv").columns) == [
-        "epoch", "train_loss", "val_loss", "lr", "seconds"]
-    best, last = (torch.load(tmp_path / "no_align" / name, weights_only=False)
-                  for name in ("best.pt", "last.pt"))
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "lr",
+        "seconds",
+    ]
+    best, last = (
+        torch.load(tmp_path / "no_align" / name, weights_only=False)
+        for name in ("best.pt", "last.pt")
+    )
     assert best["epoch"] == last["epoch"] == 0 and np.isnan(best["val_loss"])
     torch.manual_seed(train_config["seed"])
     initial = build_model(encoder, "attention").state_dict()
@@ -138,6 +192,13 @@ def test_an_untrained_variant_is_saved_at_its_seeded_initialisation(cohort, tmp_
 def test_unknown_train_settings_are_refused(cohort, tmp_path):
     data = pipeline_inputs(cohort)
     with pytest.raises(ValueError, match="train settings not understood: epoch$"):
-        pretrain_variant("x", {"pooling": "mean"}, tiny_encoder_config(),
-                         {**tiny_train_config(), "epoch": 3}, data["train"], data["val"],
-                         *variant_outputs(tmp_path / "x"), device="cpu")
+        pretrain_variant(
+            "x",
+            {"pooling": "mean"},
+            tiny_encoder_config(),
+            {**tiny_train_config(), "epoch": 3},
+            data["train"],
+            data["val"],
+            *variant_outputs(tmp_path / "x"),
+            device="cpu",
+        )

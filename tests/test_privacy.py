@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echo2ecg.data.shard_run import printable_path, rejection_reason
 from echo2ecg.data.errors import InputRejected
 from echo2ecg.data.files import open_regular, os_error_reason
 from echo2ecg.data.pseudonym import DEMO_KEY, KEY_ENV, MIN_KEY_BYTES, pseudonymise, resolve_key
 from echo2ecg.data.shard_plan import checked_shard_inputs, plan_echo_shards, shard_digest
+from echo2ecg.data.shard_run import printable_path, rejection_reason
 
 CANARY = "MRN4242CANARY"
 
@@ -58,8 +58,11 @@ def test_reasons_never_quote_the_error_text(tmp_path):
         ValueError(f"<_io.BytesIO object at 0x7f00deadbeef> {CANARY}"),
     ]
     reasons = [rejection_reason(error) for error in errors]
-    assert reasons[:3] == ["not a regular file: a directory", "symbolic link loop",
-                           "file name too long"]
+    assert reasons[:3] == [
+        "not a regular file: a directory",
+        "symbolic link loop",
+        "file name too long",
+    ]
     assert reasons[3].startswith("unexpected error (ValueError in ")
     assert reasons[3].endswith("test_privacy.<lambda>)")
     for reason in reasons:
@@ -98,8 +101,11 @@ def test_cli_batch_with_a_non_utf8_name_writes_its_ledger(tmp_path):
     with open(odd, "wb") as file:
         file.write(b"not dicom")
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "echo2ecg.cli", "extract-echo", "--out", str(out),
-                           odd], capture_output=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "echo2ecg.cli", "extract-echo", "--out", str(out), odd],
+        capture_output=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     ledger = pd.read_csv(out / "ledger.csv")
     assert list(ledger["status"]) == ["rejected"]
@@ -109,11 +115,16 @@ def test_cli_batch_with_a_non_utf8_name_writes_its_ledger(tmp_path):
 def views(tmp_path, names=("a.dcm", "b.dcm")):
     for name in names:
         (tmp_path / name).write_bytes(b"x")
-    return pd.DataFrame({"path": [str(tmp_path / n) for n in names],
-                         "listed_path": [f"{CANARY}/{n}" for n in names],
-                         "patient_id": [CANARY] * len(names), "study_id": ["S1"] * len(names),
-                         "view_id": [f"1.2.{i}" for i in range(len(names))],
-                         "manifest_row": list(range(len(names)))})
+    return pd.DataFrame(
+        {
+            "path": [str(tmp_path / n) for n in names],
+            "listed_path": [f"{CANARY}/{n}" for n in names],
+            "patient_id": [CANARY] * len(names),
+            "study_id": ["S1"] * len(names),
+            "view_id": [f"1.2.{i}" for i in range(len(names))],
+            "manifest_row": list(range(len(names))),
+        }
+    )
 
 
 @pytest.mark.parametrize("hash_paths", [True, False])
@@ -130,7 +141,8 @@ def test_shard_digest_carries_no_path_and_follows_the_files(tmp_path, hash_paths
 
 def test_planning_one_shard_gives_that_shard_of_the_full_plan(tmp_path):
     table = views(tmp_path, [f"{i}.dcm" for i in range(12)]).assign(
-        study_id=[f"S{i}" for i in range(12)])
+        study_id=[f"S{i}" for i in range(12)]
+    )
     full = plan_echo_shards(table, 4, b"k" * 32)
     for shard, items in full.items():
         assert plan_echo_shards(table, 4, b"k" * 32, only=shard)[shard] == items

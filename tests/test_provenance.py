@@ -28,8 +28,12 @@ def package(tmp_path):
 
 def test_closure_follows_imports_inside_functions_and_package_inits(package):
     root, script = package
-    assert imported_modules(script.read_text(), "pkg", root) == ["pkg", "pkg.a", "pkg.sub",
-                                                                 "pkg.sub.b"]
+    assert imported_modules(script.read_text(), "pkg", root) == [
+        "pkg",
+        "pkg.a",
+        "pkg.sub",
+        "pkg.sub.b",
+    ]
 
 
 def test_digest_changes_with_the_code_a_script_runs_and_only_with_it(package):
@@ -45,8 +49,9 @@ def rule_scripts() -> dict[str, str]:
     """Rule name -> its workflow script, from the rules' text."""
     found = {}
     for rules in (ROOT / "rules").glob("*.smk"):
-        for name, body in re.findall(r"(?ms)^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)",
-                                     rules.read_text()):
+        for name, body in re.findall(
+            r"(?ms)^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)", rules.read_text()
+        ):
             script = re.search(r'script:\s*"\.\./workflow_scripts/(\w+)\.py"', body)
             if script:
                 assert f'code=script_code("{script.group(1)}")' in body, name
@@ -58,15 +63,23 @@ def test_every_rule_with_a_script_carries_its_code_digest():
     assert set(rule_scripts().values()) == {script.stem for script in SCRIPTS}
 
 
-@pytest.mark.parametrize("module, expected", [
-    ("echo2ecg.data.dicom", {"extract_echo", "prep_ecg"}),
-    ("echo2ecg.models.echo_encoder", {"embed_echo", "pretrain", "features"}),
-    ("echo2ecg.evaluate.metrics", {"lvef_knn", "shd_scaling", "retrieval", "ablation",
-                                   "findings"}),
-    ("echo2ecg.evaluate.findings", {"findings"}),
-    ("echo2ecg.synth.echo_views", {"demo_cohort"}),
-])
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("echo2ecg.data.dicom", {"extract_echo", "prep_ecg"}),
+        ("echo2ecg.models.echo_encoder", {"embed_echo", "pretrain", "features"}),
+        (
+            "echo2ecg.evaluate.metrics",
+            {"lvef_knn", "shd_scaling", "retrieval", "ablation", "findings"},
+        ),
+        ("echo2ecg.evaluate.findings", {"findings"}),
+        ("echo2ecg.synth.echo_views", {"demo_cohort"}),
+    ],
+)
 def test_a_module_reruns_exactly_the_rules_that_import_it(module, expected):
-    rerun = {rule for rule, script in rule_scripts().items()
-             if module in imported_modules((ROOT / "workflow_scripts" / f"{script}.py").read_text())}
+    rerun = {
+        rule
+        for rule, script in rule_scripts().items()
+        if module in imported_modules((ROOT / "workflow_scripts" / f"{script}.py").read_text())
+    }
     assert rerun == expected

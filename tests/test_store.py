@@ -9,8 +9,15 @@ from echo2ecg.data.store import ShardWriter, open_rows, read_ledger, write_table
 
 def test_rows_land_in_order_and_array_is_cut_to_rows_written(tmp_path):
     rows = [np.full((2, 3), i, dtype=np.float32) for i in range(5)]
-    writer = ShardWriter(tmp_path / "s.zarr", "signals", (2, 3), np.float32, capacity=8,
-                         rows_per_chunk=2, attributes={"recipe": {"fs": 500}})
+    writer = ShardWriter(
+        tmp_path / "s.zarr",
+        "signals",
+        (2, 3),
+        np.float32,
+        capacity=8,
+        rows_per_chunk=2,
+        attributes={"recipe": {"fs": 500}},
+    )
     assert [writer.append(r) for r in rows] == [0, 1, 2, 3, 4]
     writer.commit()
     stored = open_rows(tmp_path / "s.zarr", "signals")
@@ -62,8 +69,15 @@ def test_empty_shard_commits_an_empty_array(tmp_path):
 
 def test_ledger_round_trip_keeps_empty_rows_empty(tmp_path):
     import pandas as pd
-    ledger = pd.DataFrame({"source": ["a", "b"], "status": ["ok", "rejected"],
-                           "reason": ["", "no pixel data"], "row": pd.array([0, None], "Int64")})
+
+    ledger = pd.DataFrame(
+        {
+            "source": ["a", "b"],
+            "status": ["ok", "rejected"],
+            "reason": ["", "no pixel data"],
+            "row": pd.array([0, None], "Int64"),
+        }
+    )
     write_table(ledger, tmp_path / "ledger.csv")
     back = read_ledger(tmp_path / "ledger.csv")
     assert back["row"].tolist()[0] == 0 and back["row"].isna().tolist() == [False, True]

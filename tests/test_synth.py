@@ -9,6 +9,7 @@ import pydicom
 import pytest
 import torch
 import wfdb
+from conftest import shipped_config
 from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
@@ -18,7 +19,6 @@ from pydicom.uid import (
 )
 from scipy.signal import find_peaks
 
-from conftest import shipped_config
 from echo2ecg.data.manifest import load_ecgs, load_echo_views, load_labels
 from echo2ecg.synth.cohort import (
     ECG_COLUMNS,
@@ -29,19 +29,42 @@ from echo2ecg.synth.cohort import (
     generate_demo,
     plan_cohort,
 )
-from echo2ecg.synth.echo_views import (APICAL_VIEWS, PARASTERNAL_VIEWS, VIEW_SHOWS, VIEWS,
-                                       lv_plane_axes, plane_shortening, render_clip,
-                                       sample_anatomy)
-from echo2ecg.synth.ecg_signals import (EcgDevice, EcgModel, PhenotypeEffects,
-                                        sample_recording, sample_traits, standard_recording,
-                                        synthesize_ecg, typical_traits)
+from echo2ecg.synth.ecg_signals import (
+    EcgDevice,
+    EcgModel,
+    PhenotypeEffects,
+    sample_recording,
+    sample_traits,
+    standard_recording,
+    synthesize_ecg,
+    typical_traits,
+)
+from echo2ecg.synth.echo_views import (
+    APICAL_VIEWS,
+    PARASTERNAL_VIEWS,
+    VIEW_SHOWS,
+    VIEWS,
+    lv_plane_axes,
+    plane_shortening,
+    render_clip,
+    sample_anatomy,
+)
 from echo2ecg.synth.phenotypes import phenotype_from_volumes, sample_patient
 from echo2ecg.vocabulary import LABEL_COLUMNS, LEADS, lvef_class_of
 
-TINY = CohortSpec(n_patients=4, studies_per_patient=(1, 2), views_per_study=(3, 4),
-                  ecgs_per_patient=(2, 3), frames_per_clip=6, rows=96, cols=128,
-                  frac_ecg_beyond_7_days=0.3, ecg_format_mix={"wfdb": 1, "dicom": 1, "numpy": 2},
-                  frac_scrambled_leads=0.3, seed=11)
+TINY = CohortSpec(
+    n_patients=4,
+    studies_per_patient=(1, 2),
+    views_per_study=(3, 4),
+    ecgs_per_patient=(2, 3),
+    frames_per_clip=6,
+    rows=96,
+    cols=128,
+    frac_ecg_beyond_7_days=0.3,
+    ecg_format_mix={"wfdb": 1, "dicom": 1, "numpy": 2},
+    frac_scrambled_leads=0.3,
+    seed=11,
+)
 EXPECTED_PIXELS = {  # encoding -> (transfer syntax, photometric interpretation)
     "rgb": (ExplicitVRLittleEndian, "RGB"),
     "jpeg_ybr": (JPEGBaseline8Bit, "YBR_FULL_422"),
@@ -67,8 +90,11 @@ def good_rows(tables, name):
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_identical_files_and_another_seed_does_not(cohort, tmp_path):
@@ -117,12 +143,15 @@ def test_every_echo_file_is_a_us_multiframe_in_its_declared_encoding(cohort):
 def test_ybr_jpeg_views_decode_to_grey_ultrasound_and_a_green_ecg_trace(cohort):
     root, _, tables = cohort
     paths = [root / p for p in good_rows(tables, "echo_views")["path"]]
-    jpeg = [p for p in paths if pydicom.dcmread(p, stop_before_pixels=True)
-            .PhotometricInterpretation == "YBR_FULL_422"]
+    jpeg = [
+        p
+        for p in paths
+        if pydicom.dcmread(p, stop_before_pixels=True).PhotometricInterpretation == "YBR_FULL_422"
+    ]
     assert jpeg
     frames = pydicom.dcmread(jpeg[0]).pixel_array.astype(int)  # converted to RGB
     red, green, blue = frames[..., 0], frames[..., 1], frames[..., 2]
-    scan = frames[:, : TINY.rows * 3 // 4, TINY.cols // 4: TINY.cols // 2]
+    scan = frames[:, : TINY.rows * 3 // 4, TINY.cols // 4 : TINY.cols // 2]
     assert np.abs(scan[..., 0] - scan[..., 1]).mean() < 4  # grey stays grey
     assert ((green - red > 80) & (green - blue > 40)).any()  # the ECG trace stays green
 
@@ -149,8 +178,10 @@ def read_ecg(root: Path, row) -> tuple[np.ndarray, float, list[str]]:
     if row.format == "dicom":
         ds = pydicom.dcmread(path)
         group = ds.WaveformSequence[0]
-        names = [channel.ChannelSourceSequence[0].CodeMeaning.removeprefix("Lead ")
-                 for channel in group.ChannelDefinitionSequence]
+        names = [
+            channel.ChannelSourceSequence[0].CodeMeaning.removeprefix("Lead ")
+            for channel in group.ChannelDefinitionSequence
+        ]
         return ds.waveform_array(0).T, float(group.SamplingFrequency), names
     if path.suffix == ".npz":
         arrays = np.load(path)
@@ -186,8 +217,9 @@ def test_demo_default_represents_all_three_ef_classes():
     patients = plan_cohort(internal)
     classes = np.bincount([lvef_class_of(p.phenotype.lvef) for p in patients], minlength=3)
     assert (classes >= 0.2 * internal.n_patients).all(), classes
-    imaged = np.bincount([lvef_class_of(p.phenotype.lvef) for p in patients if p.with_images],
-                         minlength=3)
+    imaged = np.bincount(
+        [lvef_class_of(p.phenotype.lvef) for p in patients if p.with_images], minlength=3
+    )
     assert (imaged >= 0.2 * internal.imaged_patients).all(), imaged
 
 
@@ -224,9 +256,19 @@ TRAITS = sample_traits(np.random.default_rng(5))
 
 
 def render(phenotype, view, seed, n_frames, anatomy=ANATOMY, traits=TRAITS):
-    return render_clip(phenotype, anatomy, traits, view, np.random.default_rng(seed),
-                       n_frames=n_frames, rows=120, cols=160, fps=30.0, heart_rate_bpm=75.0,
-                       hospital="Test Hospital")
+    return render_clip(
+        phenotype,
+        anatomy,
+        traits,
+        view,
+        np.random.default_rng(seed),
+        n_frames=n_frames,
+        rows=120,
+        cols=160,
+        fps=30.0,
+        heart_rate_bpm=75.0,
+        hospital="Test Hospital",
+    )
 
 
 def test_end_systolic_volume_is_visible_without_motion():
@@ -263,8 +305,10 @@ def test_each_view_shows_only_its_phenotypes(view):
     """Change one phenotype at a time (same clip nuisance): a view changes exactly when it
     shows that phenotype (VIEW_SHOWS)."""
     base = phenotype_from_volumes(130.0, 45.0, 0)
-    changes = {"lvef": phenotype_from_volumes(130.0, 62.0, 0),      # volumes and EF
-               "shd": phenotype_from_volumes(130.0, 45.0, 1)}
+    changes = {
+        "lvef": phenotype_from_volumes(130.0, 62.0, 0),  # volumes and EF
+        "shd": phenotype_from_volumes(130.0, 45.0, 1),
+    }
     reference = sector_pixels(base, view)
     for changed, phenotype in changes.items():
         shown = changed in VIEW_SHOWS[view]
@@ -288,8 +332,10 @@ def test_one_apical_plane_shows_the_volumes_roughly_and_both_exactly():
     rows = []
     for _ in range(200):
         phenotype, anatomy = sample_patient(rng, (1 / 3, 1 / 3, 1 / 3), 0.3), sample_anatomy(rng)
-        areas = [np.prod(lv_plane_axes(phenotype, anatomy, np.zeros(1), plane)) for plane in
-                 (True, False)]
+        areas = [
+            np.prod(lv_plane_axes(phenotype, anatomy, np.zeros(1), plane))
+            for plane in (True, False)
+        ]
         shortening = [plane_shortening(phenotype, anatomy, plane) for plane in (True, False)]
         rows.append((phenotype.lvedv, phenotype.lvef, *areas, *shortening))
     edv, ef, a4c, a2c, s4c, s2c = np.log(np.array(rows)).T
@@ -304,14 +350,21 @@ def test_one_apical_plane_shows_the_volumes_roughly_and_both_exactly():
 
 
 def quiet_model(**effects):
-    return EcgModel(effects=PhenotypeEffects(**effects),
-                    device=EcgDevice(noise_mv=0.0, powerline_mv=0.0, wander_mv=0.0))
+    return EcgModel(
+        effects=PhenotypeEffects(**effects),
+        device=EcgDevice(noise_mv=0.0, powerline_mv=0.0, wander_mv=0.0),
+    )
 
 
 def quiet_ecg(phenotype, recording=None, traits=None, seed=1, model=None):
-    return synthesize_ecg(phenotype, traits or typical_traits(),
-                          recording or standard_recording(60.0), np.random.default_rng(seed),
-                          500.0, model=model or quiet_model())
+    return synthesize_ecg(
+        phenotype,
+        traits or typical_traits(),
+        recording or standard_recording(60.0),
+        np.random.default_rng(seed),
+        500.0,
+        model=model or quiet_model(),
+    )
 
 
 def test_ecg_morphology_follows_the_phenotype():
@@ -324,16 +377,22 @@ def test_ecg_morphology_follows_the_phenotype():
         """Lead II about 300 ms after each R peak, mV."""
         lead_ii = signal[LEADS.index("II")]
         r_peaks, _ = find_peaks(lead_ii, height=0.5, distance=int(0.4 * fs))
-        return np.mean([lead_ii[r + 140: r + 160].mean() for r in r_peaks[:-1]])
+        return np.mean([lead_ii[r + 140 : r + 160].mean() for r in r_peaks[:-1]])
 
     v6 = LEADS.index("V6")
     assert np.ptp(ecg(200, 60)[v6]) > 1.2 * np.ptp(ecg(100, 60)[v6])  # voltage grows with EDV
     assert mean_t_wave(ecg(120, 60)) > 0.1 and mean_t_wave(ecg(120, 20)) < 0.0  # T inversion
     assert not np.allclose(ecg(120, 60, shd=1), ecg(120, 60))  # SHD changes the P wave
-    assert np.allclose(quiet_ecg(phenotype_from_volumes(120, 60, 0), model=quiet_model(
-        qrs_widening=0, r_loss=0, st_depression_mv=0, t_inversion=0)),
-        quiet_ecg(phenotype_from_volumes(120, 25, 0), model=quiet_model(
-            qrs_widening=0, r_loss=0, st_depression_mv=0, t_inversion=0)))  # effects switch off
+    assert np.allclose(
+        quiet_ecg(
+            phenotype_from_volumes(120, 60, 0),
+            model=quiet_model(qrs_widening=0, r_loss=0, st_depression_mv=0, t_inversion=0),
+        ),
+        quiet_ecg(
+            phenotype_from_volumes(120, 25, 0),
+            model=quiet_model(qrs_widening=0, r_loss=0, st_depression_mv=0, t_inversion=0),
+        ),
+    )  # effects switch off
 
 
 def test_limb_leads_obey_einthoven_whatever_the_recording():
@@ -352,12 +411,20 @@ def test_recording_nuisance_outweighs_the_patients_signature():
     rng = np.random.default_rng(9)
     traits = [sample_traits(rng) for _ in range(20)]
     recordings = [sample_recording(rng, 60.0) for _ in range(20)]
-    same_patient = [np.abs(quiet_ecg(phenotype, recordings[i], traits[0])
-                           - quiet_ecg(phenotype, recordings[i + 1], traits[0])).mean()
-                    for i in range(0, 20, 2)]
-    same_recording = [np.abs(quiet_ecg(phenotype, recordings[0], traits[i])
-                             - quiet_ecg(phenotype, recordings[0], traits[i + 1])).mean()
-                      for i in range(0, 20, 2)]
+    same_patient = [
+        np.abs(
+            quiet_ecg(phenotype, recordings[i], traits[0])
+            - quiet_ecg(phenotype, recordings[i + 1], traits[0])
+        ).mean()
+        for i in range(0, 20, 2)
+    ]
+    same_recording = [
+        np.abs(
+            quiet_ecg(phenotype, recordings[0], traits[i])
+            - quiet_ecg(phenotype, recordings[0], traits[i + 1])
+        ).mean()
+        for i in range(0, 20, 2)
+    ]
     assert np.mean(same_patient) > 1.3 * np.mean(same_recording)
 
 
@@ -371,11 +438,22 @@ def test_random_ecg_features_carry_some_but_not_much_lvef():
     from echo2ecg.synth.cohort import ecg_signal
 
     internal, _ = demo_specs()
-    spec = dataclasses.replace(internal, n_patients=360, imaged_patients=1, n_corrupt=0,
-                               report_only_ecgs_per_patient=(2, 2), frac_scrambled_leads=0.0)
+    spec = dataclasses.replace(
+        internal,
+        n_patients=360,
+        imaged_patients=1,
+        n_corrupt=0,
+        report_only_ecgs_per_patient=(2, 2),
+        frac_scrambled_leads=0.0,
+    )
     patients = plan_cohort(spec)[1:]
-    signals = np.stack([prepare_ecg(RawEcg(ecg_signal(spec, p, j), p.ecgs[j].fs))
-                        for p in patients for j in range(len(p.ecgs))])
+    signals = np.stack(
+        [
+            prepare_ecg(RawEcg(ecg_signal(spec, p, j), p.ecgs[j].fs))
+            for p in patients
+            for j in range(len(p.ecgs))
+        ]
+    )
     labels = lvef_class([p.phenotype.lvef for p in patients for _ in p.ecgs])
     patient = np.repeat(np.arange(len(patients)), [len(p.ecgs) for p in patients])
     torch.manual_seed(0)
@@ -384,8 +462,9 @@ def test_random_ecg_features_carry_some_but_not_much_lvef():
         features = encoder(torch.from_numpy(signals[:, :, :1008])).numpy()
     train, test = patient < 240, patient >= 240
     keep = np.flatnonzero(train)[balanced_subset(labels[train], 0)]
-    auroc = macro_auroc(knn_scores(features[keep], labels[keep], features[test], 5, 3),
-                        labels[test])[0]
+    auroc = macro_auroc(
+        knn_scores(features[keep], labels[keep], features[test], 5, 3), labels[test]
+    )[0]
     print(f"\nrandom-init ECG features: LVEF kNN AUROC {auroc:.3f}")
     assert 0.6 < auroc < 0.85
 
@@ -420,8 +499,10 @@ def test_external_cohort_is_shifted_and_has_no_echo_files(tmp_path):
 def test_demo_manifests_go_where_the_caller_says_and_still_resolve(tmp_path):
     small_internal = dataclasses.replace(TINY, n_patients=2, n_corrupt=0)
     _, external = demo_specs(seed=3, scale=0.02)
-    wanted = {"internal_echo_views": tmp_path / "tables/views.csv",
-              "external_ecgs": tmp_path / "tables/deeper/external.csv"}
+    wanted = {
+        "internal_echo_views": tmp_path / "tables/views.csv",
+        "external_ecgs": tmp_path / "tables/deeper/external.csv",
+    }
     manifests = generate_demo(tmp_path / "files", small_internal, external, manifests=wanted)
     assert {k: manifests[k] for k in wanted} == wanted
     assert manifests["internal_ecgs"] == tmp_path / "files/internal/ecgs.csv"  # the default
@@ -431,8 +512,12 @@ def test_demo_manifests_go_where_the_caller_says_and_still_resolve(tmp_path):
         assert all(os.path.normpath(p).startswith(str(tmp_path / folder)) for p in paths)
     assert all(os.path.isfile(path) for path in [*views["path"], *ecgs["path"]])
     with pytest.raises(ValueError, match="not a demo manifest: external_echo_views"):
-        generate_demo(tmp_path / "x", small_internal, external,
-                      manifests={"external_echo_views": tmp_path / "v.csv"})
+        generate_demo(
+            tmp_path / "x",
+            small_internal,
+            external,
+            manifests={"external_echo_views": tmp_path / "v.csv"},
+        )
 
 
 def test_invalid_spec_is_refused():
@@ -451,10 +536,19 @@ def test_wfdb_writer_matches_wfdb_byte_for_byte(tmp_path):
     moment = datetime(2019, 12, 1, 22, 43, 25, 900747)
     write_wfdb(tmp_path / "ours" / "r.hea", signal, 250, LEADS, moment)
     (tmp_path / "wfdb").mkdir()
-    wfdb.wrsamp("r", fs=250, units=["mV"] * 12, sig_name=list(LEADS),
-                d_signal=_quantise(signal, WFDB_ADC_GAIN).T.astype(np.int64), fmt=["16"] * 12,
-                adc_gain=[WFDB_ADC_GAIN] * 12, baseline=[0] * 12, base_datetime=moment,
-                write_dir=str(tmp_path / "wfdb"))
+    wfdb.wrsamp(
+        "r",
+        fs=250,
+        units=["mV"] * 12,
+        sig_name=list(LEADS),
+        d_signal=_quantise(signal, WFDB_ADC_GAIN).T.astype(np.int64),
+        fmt=["16"] * 12,
+        adc_gain=[WFDB_ADC_GAIN] * 12,
+        baseline=[0] * 12,
+        base_datetime=moment,
+        write_dir=str(tmp_path / "wfdb"),
+    )
     for suffix in (".hea", ".dat"):
-        assert (tmp_path / "ours" / f"r{suffix}").read_bytes() == \
-            (tmp_path / "wfdb" / f"r{suffix}").read_bytes()
+        assert (tmp_path / "ours" / f"r{suffix}").read_bytes() == (
+            tmp_path / "wfdb" / f"r{suffix}"
+        ).read_bytes()

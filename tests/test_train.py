@@ -1,4 +1,5 @@
-"""Augmentations, batching, optimiser set-up and contrastive training (docs/method.md sections 3, 6, 7).
+"""Augmentations, batching, optimiser set-up and contrastive training (docs/method.md
+sections 3, 6, 7).
 
 The learning tests train a tiny model on planted data, where the truth is known: a latent
 phenotype vector z per patient shapes both the ECG and the study's view embeddings, each
@@ -13,14 +14,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import train_outputs
 from sklearn.neighbors import KNeighborsRegressor
 
-from echo2ecg.train.augment import (AugmentParams, EcgAugment, eval_crop, ft_surrogate, random_crop, sign_flip,
-                              time_flip)
 from echo2ecg.models import ECGEncoder, Echo2ECG
 from echo2ecg.report.plots import plot_history
+from echo2ecg.train.augment import (
+    AugmentParams,
+    EcgAugment,
+    eval_crop,
+    ft_surrogate,
+    random_crop,
+    sign_flip,
+    time_flip,
+)
 from echo2ecg.train.inference import embed_ecgs, embed_studies, project_ecgs
-from conftest import train_outputs
 from echo2ecg.train.loop import evaluate_loss, train
 from echo2ecg.train.pair_data import PairBatches, PairData, per_view_pairs
 from echo2ecg.train.schedule import lr_at, param_groups
@@ -28,8 +36,8 @@ from echo2ecg.train.settings import TrainSettings
 
 torch.set_num_threads(1)
 
-N_SAMPLES = 240           # model input of the tiny encoder (10 patches of 24 per lead)
-RECORD_SAMPLES = 480      # stored ECG length: training crops a random 240-sample window
+N_SAMPLES = 240  # model input of the tiny encoder (10 patches of 24 per lead)
+RECORD_SAMPLES = 480  # stored ECG length: training crops a random 240-sample window
 VIEW_DIM = 16
 N_LATENTS = 4
 
@@ -40,12 +48,14 @@ def generator(seed: int = 0) -> torch.Generator:
 
 def tiny_model(seed: int = 0) -> Echo2ECG:
     torch.manual_seed(seed)
-    encoder = ECGEncoder(embed_dim=48, depth=2, num_heads=3, patch_size=24, n_samples=N_SAMPLES,
-                         drop_path=0.0)
+    encoder = ECGEncoder(
+        embed_dim=48, depth=2, num_heads=3, patch_size=24, n_samples=N_SAMPLES, drop_path=0.0
+    )
     return Echo2ECG(encoder, "attention", view_dim=VIEW_DIM, study_dim=64, joint_dim=32)
 
 
 # --------------------------------------------------------------------------- augmentations
+
 
 def test_random_crop_is_a_window_of_each_sample_inside_bounds():
     x = torch.arange(4 * 500, dtype=torch.float32).reshape(4, 1, 500).expand(4, 12, 500) % 500
@@ -83,8 +93,9 @@ def test_ft_surrogate_keeps_each_leads_amplitude_spectrum_and_changes_the_signal
     x = torch.randn(64, 12, 1008, generator=generator(9))
     surrogate = ft_surrogate(x, 0.075, 1.0, generator(10))
     assert surrogate.shape == x.shape
-    torch.testing.assert_close(torch.fft.rfft(surrogate).abs(), torch.fft.rfft(x).abs(),
-                               atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.fft.rfft(surrogate).abs(), torch.fft.rfft(x).abs(), atol=1e-3, rtol=1e-4
+    )
     changed = (surrogate - x).abs().amax(dim=(1, 2))
     assert (changed > 0.05).all()
     # one phase for all leads: a cross-lead product of spectra keeps its phase
@@ -110,6 +121,7 @@ def test_eval_crop_is_the_first_samples():
 
 
 # --------------------------------------------------------------------------- batches
+
 
 def toy_pairs(n_views: list[int], n_samples: int = 300, seed: int = 0) -> PairData:
     rng = np.random.default_rng(seed)
@@ -152,10 +164,12 @@ def test_single_view_samples_are_every_ecg_view_combination():
     assert all(len(views) == 1 for views in expanded.study_views)
     assert expanded.ecgs is data.ecgs
     for (ecg, view), (source_ecg, source_study) in zip(
-            expanded.pairs, np.repeat(data.pairs, [1, 3, 2], axis=0)):
+        expanded.pairs, np.repeat(data.pairs, [1, 3, 2], axis=0)
+    ):
         assert ecg == source_ecg
-        assert any(np.array_equal(expanded.study_views[view][0], v)
-                   for v in data.study_views[source_study])
+        assert any(
+            np.array_equal(expanded.study_views[view][0], v) for v in data.study_views[source_study]
+        )
     assert len(per_view_pairs(PairData(data.ecgs, data.study_views, np.empty((0, 2))))) == 0
 
 
@@ -171,6 +185,7 @@ def test_a_trailing_single_pair_is_dropped_in_training_and_kept_at_evaluation():
 
 
 # --------------------------------------------------------------------------- optimisation
+
 
 def test_lr_schedule_warm_up_and_cosine_end_points():
     settings = TrainSettings()  # the reference's 5 warm-up epochs
@@ -196,34 +211,52 @@ def test_param_groups_decay_lr_by_layer_and_spare_biases_norms_and_tokens():
     def scale(name):
         return by_name[name]["lr_scale"]
 
-    assert scale("ecg_encoder.blocks.0.attn.qkv.weight") == pytest.approx(0.75 ** 3)
+    assert scale("ecg_encoder.blocks.0.attn.qkv.weight") == pytest.approx(0.75**3)
     assert scale("ecg_encoder.blocks.3.mlp.fc2.weight") == pytest.approx(1.0)
-    for name in ("ecg_encoder.patch_embed.proj.weight", "ecg_encoder.cls_token",
-                 "ecg_encoder.lead_pos_embed.weight"):
-        assert scale(name) == pytest.approx(0.75 ** 3)  # block 0's rate, as the reference
+    for name in (
+        "ecg_encoder.patch_embed.proj.weight",
+        "ecg_encoder.cls_token",
+        "ecg_encoder.lead_pos_embed.weight",
+    ):
+        assert scale(name) == pytest.approx(0.75**3)  # block 0's rate, as the reference
     below = param_groups(model, 1e-3, 0.75, 0.05, embeddings_share_block0=False)
     below = {name: group["lr_scale"] for group in below for name in group["names"]}
-    assert below["ecg_encoder.cls_token"] == pytest.approx(0.75 ** 4)  # docs/method.md section 6
-    assert below["ecg_encoder.blocks.0.attn.qkv.weight"] == pytest.approx(0.75 ** 3)
-    for name in ("ecg_encoder.fc_norm.weight", "ecg_proj.weight", "echo_proj.weight",
-                 "view_pool.attention.in_proj_weight"):
+    assert below["ecg_encoder.cls_token"] == pytest.approx(0.75**4)  # docs/method.md section 6
+    assert below["ecg_encoder.blocks.0.attn.qkv.weight"] == pytest.approx(0.75**3)
+    for name in (
+        "ecg_encoder.fc_norm.weight",
+        "ecg_proj.weight",
+        "echo_proj.weight",
+        "view_pool.attention.in_proj_weight",
+    ):
         assert scale(name) == 1.0
     for group in groups:
         assert group["lr"] == pytest.approx(1e-3 * group["lr_scale"])
     no_decay = {name for name, group in by_name.items() if group["weight_decay"] == 0.0}
     decayed = set(by_name) - no_decay
-    for name in ("ecg_encoder.blocks.0.attn.qkv.bias", "ecg_encoder.blocks.1.norm1.weight",
-                 "ecg_encoder.fc_norm.bias", "ecg_encoder.patch_embed.norm.weight",
-                 "ecg_encoder.cls_token", "ecg_encoder.lead_pos_embed.weight",
-                 "view_pool.cls_token", "view_pool.view_proj.bias"):
+    for name in (
+        "ecg_encoder.blocks.0.attn.qkv.bias",
+        "ecg_encoder.blocks.1.norm1.weight",
+        "ecg_encoder.fc_norm.bias",
+        "ecg_encoder.patch_embed.norm.weight",
+        "ecg_encoder.cls_token",
+        "ecg_encoder.lead_pos_embed.weight",
+        "view_pool.cls_token",
+        "view_pool.view_proj.bias",
+    ):
         assert name in no_decay
-    for name in ("ecg_encoder.blocks.0.attn.qkv.weight", "ecg_encoder.patch_embed.proj.weight",
-                 "ecg_proj.weight", "view_pool.view_proj.weight"):
+    for name in (
+        "ecg_encoder.blocks.0.attn.qkv.weight",
+        "ecg_encoder.patch_embed.proj.weight",
+        "ecg_proj.weight",
+        "view_pool.view_proj.weight",
+    ):
         assert name in decayed
     assert all(by_name[name]["weight_decay"] == 0.05 for name in decayed)
 
 
 # --------------------------------------------------------------------------- planted data
+
 
 def planted_cohort(n: int, seed: int) -> tuple[np.ndarray, PairData]:
     """n patients with latents z (n, 4) ~ N(0, 1), one ECG and one study each.
@@ -242,24 +275,34 @@ def planted_cohort(n: int, seed: int) -> tuple[np.ndarray, PairData]:
 
     z = rng.normal(size=(n, N_LATENTS))
     time_s = np.arange(RECORD_SAMPLES) / 100.0
-    rate = 1.2 + 0.3 * np.tanh(z[:, :1])                                  # beats per second
+    rate = 1.2 + 0.3 * np.tanh(z[:, :1])  # beats per second
     beat_phase = np.mod(rate * time_s + rng.uniform(0, 1, (n, 1)), 1.0)[:, None, :]
-    width = 0.04 * np.exp(0.35 * np.tanh(z @ width_mix))[:, :, None]     # fraction of a beat
+    width = 0.04 * np.exp(0.35 * np.tanh(z @ width_mix))[:, :, None]  # fraction of a beat
     height = np.tanh(z @ height_mix)[:, :, None]
-    beats = (np.exp(-0.5 * ((beat_phase - 0.3) / width) ** 2)
-             + height * np.exp(-0.5 * ((beat_phase - 0.6) / 0.06) ** 2))
+    beats = np.exp(-0.5 * ((beat_phase - 0.3) / width) ** 2) + height * np.exp(
+        -0.5 * ((beat_phase - 0.6) / 0.06) ** 2
+    )
     nuisance_hz = rng.uniform(0.3, 3.0, (n, 1, 1))
-    nuisance = 0.3 * rng.normal(size=(n, 12, 1)) * np.sin(
-        2 * np.pi * nuisance_hz * time_s + rng.uniform(0, 2 * np.pi, (n, 12, 1)))
+    nuisance = (
+        0.3
+        * rng.normal(size=(n, 12, 1))
+        * np.sin(2 * np.pi * nuisance_hz * time_s + rng.uniform(0, 2 * np.pi, (n, 12, 1)))
+    )
     ecgs = beats + nuisance + 0.1 * rng.normal(size=beats.shape)
     ecgs = (ecgs - ecgs.mean(axis=(1, 2), keepdims=True)) / ecgs.std(axis=(1, 2), keepdims=True)
 
     studies = []
     for patient in range(n):
         kinds = rng.choice(N_LATENTS, size=rng.integers(2, 5), replace=False)
-        studies.append(np.stack([
-            z[patient, [k, (k + 1) % N_LATENTS]] @ view_maps[k] + 0.3 * rng.normal(size=VIEW_DIM)
-            for k in kinds]).astype(np.float32))
+        studies.append(
+            np.stack(
+                [
+                    z[patient, [k, (k + 1) % N_LATENTS]] @ view_maps[k]
+                    + 0.3 * rng.normal(size=VIEW_DIM)
+                    for k in kinds
+                ]
+            ).astype(np.float32)
+        )
     pairs = np.stack([np.arange(n), np.arange(n)], axis=1)
     return z, PairData(ecgs.astype(np.float32), studies, pairs)
 
@@ -281,8 +324,9 @@ def retrieval_mean_rank(model: Echo2ECG, data: PairData) -> float:
     return float(((similarity[data.pairs[:, 0]] > own[:, None]).sum(axis=1) + 1).mean())
 
 
-PLANTED_SETTINGS = dict(epochs=15, batch_size=32, lr=2e-3, warmup_epochs=1,
-                        n_samples=N_SAMPLES, seed=0)
+PLANTED_SETTINGS = dict(
+    epochs=15, batch_size=32, lr=2e-3, warmup_epochs=1, n_samples=N_SAMPLES, seed=0
+)
 
 
 class PlantedRun:
@@ -292,16 +336,28 @@ class PlantedRun:
         (z_train, train_data), (_, val_data), (z_test, test_data) = cohorts
         if shuffle_pairs:  # ECG i with a random other patient's study
             permuted = np.random.default_rng(5).permutation(len(train_data))
-            train_data = PairData(train_data.ecgs, train_data.study_views,
-                                  np.stack([np.arange(len(train_data)), permuted], axis=1))
+            train_data = PairData(
+                train_data.ecgs,
+                train_data.study_views,
+                np.stack([np.arange(len(train_data)), permuted], axis=1),
+            )
         self.model = tiny_model()
         self.settings = TrainSettings(**PLANTED_SETTINGS)
         self.out_dir = out_dir
-        self.history = train(self.model, train_data, val_data, self.settings, train_outputs(out_dir),
-                             device="cpu", extra={"variant": "planted"})
+        self.history = train(
+            self.model,
+            train_data,
+            val_data,
+            self.settings,
+            train_outputs(out_dir),
+            device="cpu",
+            extra={"variant": "planted"},
+        )
         self.val_data = val_data
-        features = [embed_ecgs(self.model, d.ecgs, n_samples=N_SAMPLES, device="cpu")
-                    for d in (train_data, test_data)]
+        features = [
+            embed_ecgs(self.model, d.ecgs, n_samples=N_SAMPLES, device="cpu")
+            for d in (train_data, test_data)
+        ]
         self.knn_r2 = knn_r2(features[0], z_train[:, 0], features[1], z_test[:, 0])
         self.mean_rank = retrieval_mean_rank(self.model, test_data)
 
@@ -316,11 +372,15 @@ def no_align(cohorts):
     """The untrained encoder's scores (same initialisation as the trained runs)."""
     (z_train, train_data), _, (z_test, test_data) = cohorts
     model = tiny_model()
-    features = [embed_ecgs(model.ecg_encoder, d.ecgs, n_samples=N_SAMPLES, device="cpu")
-                for d in (train_data, test_data)]
+    features = [
+        embed_ecgs(model.ecg_encoder, d.ecgs, n_samples=N_SAMPLES, device="cpu")
+        for d in (train_data, test_data)
+    ]
     assert features[0].shape == (len(train_data), 48)
-    return {"knn_r2": knn_r2(features[0], z_train[:, 0], features[1], z_test[:, 0]),
-            "mean_rank": retrieval_mean_rank(model, test_data)}
+    return {
+        "knn_r2": knn_r2(features[0], z_train[:, 0], features[1], z_test[:, 0]),
+        "mean_rank": retrieval_mean_rank(model, test_data),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -336,9 +396,11 @@ def shuffled(cohorts, tmp_path_factory):
 def test_alignment_teaches_the_ecg_encoder_the_planted_phenotype(aligned, no_align, cohorts):
     n_test = len(cohorts[2][1])
     random_rank = (n_test + 1) / 2
-    print(f"\nplanted: kNN R² of z0 from ECG features: aligned {aligned.knn_r2:.3f}, "
-          f"no_align {no_align['knn_r2']:.3f}; retrieval mean rank aligned "
-          f"{aligned.mean_rank:.1f}, no_align {no_align['mean_rank']:.1f}, random {random_rank}")
+    print(
+        f"\nplanted: kNN R² of z0 from ECG features: aligned {aligned.knn_r2:.3f}, "
+        f"no_align {no_align['knn_r2']:.3f}; retrieval mean rank aligned "
+        f"{aligned.mean_rank:.1f}, no_align {no_align['mean_rank']:.1f}, random {random_rank}"
+    )
     assert aligned.history["val_loss"].iloc[-1] < aligned.history["val_loss"].iloc[0] - 0.2
     assert aligned.knn_r2 > no_align["knn_r2"] + 0.1
     assert aligned.mean_rank < 0.65 * random_rank
@@ -347,15 +409,18 @@ def test_alignment_teaches_the_ecg_encoder_the_planted_phenotype(aligned, no_ali
 def test_shuffled_pairs_teach_nothing(shuffled, aligned, no_align, cohorts):
     n_test = len(cohorts[2][1])
     random_rank = (n_test + 1) / 2
-    print(f"\nplanted, shuffled pairs: kNN R² of z0 {shuffled.knn_r2:.3f} (aligned "
-          f"{aligned.knn_r2:.3f}, no_align {no_align['knn_r2']:.3f}); retrieval mean rank "
-          f"{shuffled.mean_rank:.1f} (random {random_rank})")
+    print(
+        f"\nplanted, shuffled pairs: kNN R² of z0 {shuffled.knn_r2:.3f} (aligned "
+        f"{aligned.knn_r2:.3f}, no_align {no_align['knn_r2']:.3f}); retrieval mean rank "
+        f"{shuffled.mean_rank:.1f} (random {random_rank})"
+    )
     assert shuffled.knn_r2 < no_align["knn_r2"] + 0.1
     assert shuffled.knn_r2 < aligned.knn_r2 - 0.1
     assert 0.8 * random_rank < shuffled.mean_rank < 1.2 * random_rank
 
 
 # --------------------------------------------------------------------------- outputs
+
 
 def test_history_and_checkpoints(aligned):
     history = pd.read_csv(aligned.out_dir / "history.csv")
@@ -377,8 +442,9 @@ def test_history_and_checkpoints(aligned):
 
     restored = tiny_model(seed=1)
     restored.load_state_dict(best["model"])
-    batches = PairBatches(aligned.val_data, aligned.settings.batch_size, N_SAMPLES, 128,
-                          train=False)
+    batches = PairBatches(
+        aligned.val_data, aligned.settings.batch_size, N_SAMPLES, 128, train=False
+    )
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
     recomputed = evaluate_loss(restored, loader, aligned.settings, torch.device("cpu"))
     assert recomputed == pytest.approx(best["val_loss"], abs=1e-5)
@@ -386,20 +452,38 @@ def test_history_and_checkpoints(aligned):
 
 def test_training_twice_with_the_same_seed_gives_the_same_history(tmp_path):
     data, val = toy_pairs([2, 3, 1, 4] * 6, seed=1), toy_pairs([2, 3] * 4, seed=2)
-    settings = TrainSettings(epochs=2, batch_size=8, lr=1e-3, warmup_epochs=1,
-                             n_samples=N_SAMPLES)
+    settings = TrainSettings(epochs=2, batch_size=8, lr=1e-3, warmup_epochs=1, n_samples=N_SAMPLES)
     seen = []
-    first = train(tiny_model(), data, val, settings, train_outputs(tmp_path / "a"), device="cpu",
-                  progress=seen.append)
+    first = train(
+        tiny_model(),
+        data,
+        val,
+        settings,
+        train_outputs(tmp_path / "a"),
+        device="cpu",
+        progress=seen.append,
+    )
     second = train(tiny_model(), data, val, settings, train_outputs(tmp_path / "b"), device="cpu")
-    with_worker = train(tiny_model(), data, val, dataclasses.replace(settings, num_workers=1),
-                        train_outputs(tmp_path / "w"), device="cpu")
+    with_worker = train(
+        tiny_model(),
+        data,
+        val,
+        dataclasses.replace(settings, num_workers=1),
+        train_outputs(tmp_path / "w"),
+        device="cpu",
+    )
     columns = ["epoch", "train_loss", "val_loss", "lr"]
     pd.testing.assert_frame_equal(first[columns], second[columns])
     pd.testing.assert_frame_equal(first[columns], with_worker[columns])
     assert [row["epoch"] for row in seen] == [1, 2]
-    other = train(tiny_model(), data, val, dataclasses.replace(settings, seed=7),
-                  train_outputs(tmp_path / "c"), device="cpu")
+    other = train(
+        tiny_model(),
+        data,
+        val,
+        dataclasses.replace(settings, seed=7),
+        train_outputs(tmp_path / "c"),
+        device="cpu",
+    )
     assert not np.allclose(first["train_loss"], other["train_loss"])
 
 
@@ -408,7 +492,13 @@ def test_training_needs_two_pairs_and_long_enough_ecgs(tmp_path):
     with pytest.raises(ValueError, match="at least 2"):
         train(tiny_model(), toy_pairs([2]), toy_pairs([2, 2]), settings, train_outputs(tmp_path))
     with pytest.raises(ValueError, match="fewer than the model input"):
-        train(tiny_model(), toy_pairs([2, 2], n_samples=100), toy_pairs([2, 2]), settings, train_outputs(tmp_path))
+        train(
+            tiny_model(),
+            toy_pairs([2, 2], n_samples=100),
+            toy_pairs([2, 2]),
+            settings,
+            train_outputs(tmp_path),
+        )
 
 
 def test_feature_helpers_use_the_first_samples_in_eval_mode():
@@ -432,8 +522,15 @@ def test_feature_helpers_use_the_first_samples_in_eval_mode():
 
 
 def test_plot_history_writes_a_png(tmp_path):
-    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [4.0, 3.5], "val_loss": [4.1, 3.7],
-                            "lr": [1e-4, 5e-4], "seconds": [1.0, 1.0]})
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "train_loss": [4.0, 3.5],
+            "val_loss": [4.1, 3.7],
+            "lr": [1e-4, 5e-4],
+            "seconds": [1.0, 1.0],
+        }
+    )
     for name, table in (("loss.png", history), ("empty.png", history.iloc[:0])):
         path = plot_history(table, tmp_path / name, "planted")
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -441,19 +538,28 @@ def test_plot_history_writes_a_png(tmp_path):
 
 def test_settings_defaults_are_the_papers():
     settings = TrainSettings()
-    assert (settings.epochs, settings.batch_size, settings.lr, settings.layer_decay,
-            settings.weight_decay, settings.temperature, settings.seed) == \
-        (50, 256, 5e-4, 0.75, 1e-7, 0.5, 42)
+    assert (
+        settings.epochs,
+        settings.batch_size,
+        settings.lr,
+        settings.layer_decay,
+        settings.weight_decay,
+        settings.temperature,
+        settings.seed,
+    ) == (50, 256, 5e-4, 0.75, 1e-7, 0.5, 42)
     # where the paper is silent, the reference code's choices
-    assert (settings.warmup_epochs, settings.single_view_sampling,
-            settings.embeddings_share_block0, settings.augmentation,
-            settings.standardize_views) == (5, "every_view", True, True, False)
+    assert (
+        settings.warmup_epochs,
+        settings.single_view_sampling,
+        settings.embeddings_share_block0,
+        settings.augmentation,
+        settings.standardize_views,
+    ) == (5, "every_view", True, True, False)
     with pytest.raises(ValueError, match="single_view_sampling"):
         TrainSettings(single_view_sampling="random")
     assert repr(settings.augment()) == repr(EcgAugment())
     with pytest.raises(ValueError, match="precision"):
         TrainSettings(precision="fp16")
-
 
 
 def test_augment_params_are_one_nested_setting():

@@ -1,6 +1,7 @@
 """The data stage end to end through Snakemake, on a tiny demo cohort."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,18 +17,30 @@ import torch
 import yaml
 import zarr
 
-from echo2ecg.report.provenance import file_checksum
 from echo2ecg.data.store import read_ledger
+from echo2ecg.report.provenance import file_checksum
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str, config: str = "config.yaml",
-              cores: int = 2) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(workdir / config),
-               "--cores", str(cores), *args]
+def snakemake(
+    workdir: Path, *args: str, config: str = "config.yaml", cores: int = 2
+) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / config),
+        "--cores",
+        str(cores),
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
@@ -87,8 +100,8 @@ def test_every_echo_file_is_accounted_for(demo_run):
         assert sorted(ok["row"]) == list(range(len(ok)))
         if len(ok):
             clip = clips[int(ok["row"].iloc[0])]
-            assert clip[0].max() > 50           # the scan sector is there
-            assert clip[:, :8, :8].max() == 0   # the corners outside the sector are masked
+            assert clip[0].max() > 50  # the scan sector is there
+            assert clip[:, :8, :8].max() == 0  # the corners outside the sector are masked
 
 
 def test_every_ecg_file_is_accounted_for(demo_run):
@@ -127,10 +140,16 @@ def cohort_identifiers(workdir: Path) -> set[str]:
         ecgs = manifest(workdir, cohort, "ecgs")
         secrets |= set(ecgs["patient_id"]) | set(ecgs["ecg_id"]) | set(ecgs["path"])
     for path in views["path"][:6]:
-        header = pydicom.dcmread(workdir / "demo_data/internal" / path, stop_before_pixels=True,
-                                 force=True)
-        secrets |= {str(header.PatientName), str(header.PatientID), str(header.SOPInstanceUID),
-                    str(header.StudyInstanceUID), str(getattr(header, "PatientBirthDate", ""))}
+        header = pydicom.dcmread(
+            workdir / "demo_data/internal" / path, stop_before_pixels=True, force=True
+        )
+        secrets |= {
+            str(header.PatientName),
+            str(header.PatientID),
+            str(header.SOPInstanceUID),
+            str(header.StudyInstanceUID),
+            str(getattr(header, "PatientBirthDate", "")),
+        }
         secrets.add(Path(path).name)
     return {s for s in secrets if len(s) >= 6}
 
@@ -165,7 +184,9 @@ def test_embeddings_align_with_clips(demo_run):
     for ledger_path in sorted((demo_run / "results/data/internal/echo").glob("shard_*/ledger.csv")):
         shard = ledger_path.parent.name
         clips = zarr.open_group(ledger_path.parent / "clips.zarr", mode="r")["clips"]
-        store = zarr.open_group(demo_run / "results/embeddings/internal" / shard / "embeddings.zarr", mode="r")
+        store = zarr.open_group(
+            demo_run / "results/embeddings/internal" / shard / "embeddings.zarr", mode="r"
+        )
         embeddings = store["embeddings"]
         assert embeddings.shape == (clips.shape[0], 512) and embeddings.dtype == np.float32
         assert store.attrs["encoder_pretrained"] is False  # no weights given: said so, not hidden
@@ -211,16 +232,38 @@ def test_pairs_split_and_every_variant_trained(demo_run):
 
 def test_every_table_has_markdown_and_provenance(demo_run):
     tables = demo_run / "results/tables"
-    columns = {"lvef_knn": ["model", "cohort", "auroc", "ci_low", "ci_high", "n_train", "n_test"],
-               "shd_scaling": ["model", "fraction", "n_train", "auroc", "ci_low", "ci_high"],
-               "retrieval": ["model", "phenotype", "p_at_1", "p_at_1_ci_low", "p_at_1_ci_high",
-                             "mean_rank", "mean_rank_ci_low", "mean_rank_ci_high", "n_queries"],
-               "ablation": ["model"],
-               "findings": ["claim", "cohort", "holds", "metric", "model", "versus", "model_value",
-                            "versus_value", "difference", "ci_low", "ci_high"]}
+    columns = {
+        "lvef_knn": ["model", "cohort", "auroc", "ci_low", "ci_high", "n_train", "n_test"],
+        "shd_scaling": ["model", "fraction", "n_train", "auroc", "ci_low", "ci_high"],
+        "retrieval": [
+            "model",
+            "phenotype",
+            "p_at_1",
+            "p_at_1_ci_low",
+            "p_at_1_ci_high",
+            "mean_rank",
+            "mean_rank_ci_low",
+            "mean_rank_ci_high",
+            "n_queries",
+        ],
+        "ablation": ["model"],
+        "findings": [
+            "claim",
+            "cohort",
+            "holds",
+            "metric",
+            "model",
+            "versus",
+            "model_value",
+            "versus_value",
+            "difference",
+            "ci_low",
+            "ci_high",
+        ],
+    }
     for name, expected in columns.items():
         table = pd.read_csv(tables / f"{name}.csv")
-        assert list(table.columns[:len(expected)]) == expected
+        assert list(table.columns[: len(expected)]) == expected
         assert (tables / f"{name}.md").read_text().startswith("# ")
         assert "<table>" in (tables / f"{name}.html").read_text()
         record = json.loads((tables / f"{name}.provenance.json").read_text())
@@ -228,7 +271,12 @@ def test_every_table_has_markdown_and_provenance(demo_run):
         for path, checksum in record["inputs_sha256"].items():
             assert checksum == file_checksum(demo_run / path), path
     retrieval = pd.read_csv(tables / "retrieval.csv")
-    assert set(retrieval.loc[retrieval["model"] == "random", "phenotype"]) == {"lvedv", "lvesv", "lvsv", "lvef"}
+    assert set(retrieval.loc[retrieval["model"] == "random", "phenotype"]) == {
+        "lvedv",
+        "lvesv",
+        "lvsv",
+        "lvef",
+    }
     assert (tables / "shd_scaling.png").stat().st_size > 1000
     findings = pd.read_csv(tables / "findings.csv")
     assert set(findings["holds"]) <= {"yes", "no", "undetermined"} and len(findings) == 21
@@ -236,8 +284,10 @@ def test_every_table_has_markdown_and_provenance(demo_run):
     lvef = pd.read_csv(demo_run / "results/evidence/lvef_knn_scores.csv", dtype={"patient": str})
     knn = pd.read_csv(tables / "lvef_knn.csv")
     assert len(lvef) == knn["n_test"].sum()
-    assert lvef.groupby(["model", "cohort"])["patient"].nunique().to_dict() \
+    assert (
+        lvef.groupby(["model", "cohort"])["patient"].nunique().to_dict()
         == knn.set_index(["model", "cohort"])["n_test_patients"].to_dict()
+    )
 
 
 def test_report_holds_tables_and_plots(demo_run):
@@ -245,15 +295,28 @@ def test_report_holds_tables_and_plots(demo_run):
     assert run.returncode == 0, run.stderr[-3000:]
     html = (demo_run / "results/report.html").read_text(errors="replace")
     # tables as HTML, which the report shows inline (it offers a CSV only as a download)
-    for name in ("findings.html", "lvef_knn.html", "shd_scaling.html", "retrieval.html",
-                 "ablation.html", "cohort_splits.html", "ledger_summary.html", "shd_scaling.png",
-                 "loss.png"):
+    for name in (
+        "findings.html",
+        "lvef_knn.html",
+        "shd_scaling.html",
+        "retrieval.html",
+        "ablation.html",
+        "cohort_splits.html",
+        "ledger_summary.html",
+        "shd_scaling.png",
+        "loss.png",
+    ):
         assert name in html, name
     assert "text/csv" not in html
     # the landing page leads with the findings and says the encoders were random-init
     assert "Random initialisation:" in html and "Start with" in html
-    for caption in ("paper&#x27;s claims, checked on this cohort", "LVEF kNN AUROC",
-                    "ECG to echo-study retrieval", "SHD data scaling", "Contrastive loss"):
+    for caption in (
+        "paper&#x27;s claims, checked on this cohort",
+        "LVEF kNN AUROC",
+        "ECG to echo-study retrieval",
+        "SHD data scaling",
+        "Contrastive loss",
+    ):
         assert caption in html or caption.replace("&#x27;", "'") in html, caption
 
 
@@ -263,19 +326,50 @@ def test_feature_extractor_on_a_real_dicom_ecg(demo_run, tmp_path):
     broken = tmp_path / "broken.hea"
     broken.write_text("not a header\n")
     out = tmp_path / "features.parquet"
-    run = subprocess.run([sys.executable, "-m", "echo2ecg.cli", "embed-ecg", "--checkpoint",
-                          str(checkpoint), "--out", str(out), real, str(broken)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "echo2ecg.cli",
+            "embed-ecg",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            real,
+            str(broken),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     table = pd.read_parquet(out)
     assert table["status"].tolist() == ["ok", "rejected"]
     features = table.filter(like="feature_").to_numpy()
-    assert features.shape[1] == yaml.safe_load((ROOT / "config.yaml").read_text())["ecg_encoder"]["embed_dim"]
+    assert (
+        features.shape[1]
+        == yaml.safe_load((ROOT / "config.yaml").read_text())["ecg_encoder"]["embed_dim"]
+    )
     assert np.isfinite(features[0]).all() and np.isnan(features[1]).all()
     gallery = demo_run / "results/features/echo2ecg/internal.npz"
-    run = subprocess.run([sys.executable, "-m", "echo2ecg.cli", "retrieve", "--checkpoint",
-                          str(checkpoint), "--ecg", real, "--gallery", str(gallery), "-k", "3"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "echo2ecg.cli",
+            "retrieve",
+            "--checkpoint",
+            str(checkpoint),
+            "--ecg",
+            real,
+            "--gallery",
+            str(gallery),
+            "-k",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert lines[0].split() == ["rank", "study", "similarity"] and len(lines) == 4
@@ -313,7 +407,7 @@ def test_later_stage_parameter_does_not_rerun_extraction(demo_run):
     config["ecg"]["asls_lam"] = 1.0e6
     (demo_run / "changed.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(demo_run, "-n", config="changed.yaml"))
-    assert jobs.get("prep_ecg") == 3          # 2 internal + 1 external ECG shards
+    assert jobs.get("prep_ecg") == 3  # 2 internal + 1 external ECG shards
     assert not {"extract_echo", "embed_echo", "demo_cohort"} & set(jobs)
 
 
@@ -324,6 +418,92 @@ def test_random_init_seed_reruns_embedding_not_extraction(demo_run):
     jobs = planned_jobs(snakemake(demo_run, "-n", config="seed.yaml"))
     assert jobs.get("embed_echo") == 3 and jobs.get("pretrain") == 5
     assert not {"extract_echo", "prep_ecg", "demo_cohort"} & set(jobs), jobs
+
+
+def rerun_for_params(run: subprocess.CompletedProcess) -> set[str]:
+    """Rules of a dry run with a job rerun because its params changed."""
+    rules, rule = set(), None
+    for line in run.stdout.splitlines():
+        match = re.fullmatch(r"(?:localrule|rule|checkpoint) (\w+):", line.strip())
+        if match:
+            rule = match.group(1)
+        elif line.strip().startswith("reason:") and "Params have changed" in line:
+            rules.add(rule)
+    return rules
+
+
+@pytest.fixture
+def editable_workflow(demo_run, tmp_path):
+    """A copy of the finished demo run and of the workflow with its package: a test edits the
+    copy's code and dry-runs it; ``dry_run()`` → the completed process."""
+    workdir, src = tmp_path / "run", tmp_path / "src"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    src.mkdir()
+    shutil.copy(ROOT / "Snakefile", src)
+    for name in ("rules", "workflow_scripts", "echo2ecg", "envs", "profiles"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def dry_run() -> subprocess.CompletedProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(src / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            "-n",
+        ]
+        # cwd and PYTHONPATH: `python -m` puts cwd first, so the copy's package is imported
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        run = subprocess.run(command, cwd=src, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run
+
+    return src, dry_run
+
+
+TABLES = {
+    "ledger_summary",
+    "cohort_table",
+    "lvef_knn",
+    "shd_scaling",
+    "retrieval",
+    "ablation",
+    "findings",
+}
+AFTER_DATA = {"embed_echo", "pair_split", "pretrain", "features"} | TABLES
+
+
+@pytest.mark.parametrize(
+    "module, importing, planned",
+    [
+        # a table's verdicts: only the findings
+        ("evaluate/findings.py", {"findings"}, {"findings"}),
+        # ECG preprocessing: both shard runners import it (one runner module serves both),
+        # and everything after the data stage follows from their new outputs
+        ("data/ecg.py", {"extract_echo", "prep_ecg"}, {"extract_echo", "prep_ecg"} | AFTER_DATA),
+        # every table is written through it
+        ("report/tables.py", TABLES, TABLES),
+    ],
+)
+def test_a_changed_module_reruns_exactly_the_rules_that_import_it(
+    editable_workflow, module, importing, planned
+):
+    src, dry_run = editable_workflow
+    unchanged = dry_run()
+    assert "Nothing to be done" in unchanged.stdout + unchanged.stderr, unchanged.stdout[-3000:]
+    with open(src / "echo2ecg" / module, "a") as source:
+        source.write("\n_CHANGED_FOR_A_TEST = True\n")
+    run = dry_run()
+    # a job already due for new inputs is not checked for params: the importers are the
+    # jobs that rerun for params, and the plan is them and what follows from them
+    assert rerun_for_params(run) <= importing and rerun_for_params(run)
+    assert set(planned_jobs(run)) - {"all"} == planned
 
 
 DATA_STAGE = "results/tables/ledger_summary.csv"  # the data stage's final target
@@ -356,10 +536,16 @@ def test_adding_one_study_reruns_one_shard(manifest_run):
     views = pd.read_csv(views_csv, dtype=str)
     first = views.iloc[0]
     new_file = Path(first["path"]).with_name("added_study_view.dcm")
-    shutil.copy(manifest_run / "demo_data/internal" / first["path"],
-                manifest_run / "demo_data/internal" / new_file)
+    shutil.copy(
+        manifest_run / "demo_data/internal" / first["path"],
+        manifest_run / "demo_data/internal" / new_file,
+    )
     added = first.copy()
-    added["path"], added["study_id"], added["view_id"] = str(new_file), "ADDED-STUDY-1", "ADDED-VIEW-1"
+    added["path"], added["study_id"], added["view_id"] = (
+        str(new_file),
+        "ADDED-STUDY-1",
+        "ADDED-VIEW-1",
+    )
     pd.concat([views, added.to_frame().T]).to_csv(views_csv, index=False)
 
     jobs = planned_jobs(snakemake(manifest_run, "-n", DATA_STAGE))

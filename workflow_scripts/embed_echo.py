@@ -17,6 +17,13 @@ with log_to(snakemake.log[0]) as log:
     encoder = build_echo_encoder(origin.weights, origin.init_seed)
     with choose_device() as lease:
         log.info("embedding on %s", lease.device)
-        embed_clip_store(snakemake.input.clips, snakemake.output.embeddings, encoder, origin,
-                         device=lease.device, batch_size=snakemake.params.batch_size,
-                         num_workers=snakemake.params.workers, precision=snakemake.params.precision)
+        embed_clip_store(
+            snakemake.input.clips,
+            snakemake.output.embeddings,
+            encoder,
+            origin,
+            device=lease.device,
+            batch_size=snakemake.params.batch_size,
+            num_workers=snakemake.params.workers,
+            precision=snakemake.params.precision,
+        )

@@ -2,10 +2,10 @@
 
 from echo2ecg.data.ledger import read_shard_ledgers, usable_views_per_study
 from echo2ecg.data.manifest import check_time_zones_agree, load_ecgs, load_labels
-from echo2ecg.train.pairs import build_pairs, split_counts
 from echo2ecg.data.pseudonym import resolve_key
-from echo2ecg.runlog import log_to
 from echo2ecg.data.store import write_table
+from echo2ecg.runlog import log_to
+from echo2ecg.train.pairs import build_pairs, split_counts
 
 with log_to(snakemake.log[0]) as log:
     cohort = snakemake.wildcards.cohort
@@ -15,12 +15,16 @@ with log_to(snakemake.log[0]) as log:
     ecgs, labels = load_ecgs(snakemake.input.ecgs), load_labels(snakemake.input.labels)
     check_time_zones_agree({snakemake.input.ecgs: ecgs, snakemake.input.labels: labels})
     pairs = build_pairs(
-        ecgs, labels,
+        ecgs,
+        labels,
         read_shard_ledgers(dict(zip(snakemake.params.ecg_shards, snakemake.input.ecg_ledgers))),
         views,
-        resolve_key(snakemake.config["privacy"]["pseudonym_key"],
-                    demo=snakemake.config["demo"]["enabled"]),
-        snakemake.params.window_days, snakemake.params.fractions, snakemake.params.seed,
+        resolve_key(
+            snakemake.config["privacy"]["pseudonym_key"], demo=snakemake.config["demo"]["enabled"]
+        ),
+        snakemake.params.window_days,
+        snakemake.params.fractions,
+        snakemake.params.seed,
     )
     write_table(pairs, snakemake.output.pairs)
     counts = split_counts(pairs, cohort)

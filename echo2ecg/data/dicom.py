@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -67,16 +68,32 @@ MAX_J2K_TILES = 4096  # openjpeg allocates per tile; 4096 tiles is 64×64 tiles 
 # Samples per pixel each supported Photometric Interpretation must have. YBR_RCT/YBR_ICT
 # only occur in JPEG 2000, whose decoder returns RGB.
 SAMPLES_FOR_PHOTOMETRIC = {
-    "MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1,
-    "RGB": 3, "YBR_FULL": 3, "YBR_FULL_422": 3, "YBR_RCT": 3, "YBR_ICT": 3,
+    "MONOCHROME1": 1,
+    "MONOCHROME2": 1,
+    "PALETTE COLOR": 1,
+    "RGB": 3,
+    "YBR_FULL": 3,
+    "YBR_FULL_422": 3,
+    "YBR_RCT": 3,
+    "YBR_ICT": 3,
 }
 
 # Only these header elements are parsed (everything else is skipped unread), so no patient
 # attribute is ever decoded.
 _HEADER_TAGS = [
-    "SOPClassUID", "Modality", "NumberOfFrames", "Rows", "Columns", "SamplesPerPixel",
-    "BitsAllocated", "BitsStored", "PixelRepresentation", "PhotometricInterpretation",
-    "SequenceOfUltrasoundRegions", "ExtendedOffsetTable", "ExtendedOffsetTableLengths",
+    "SOPClassUID",
+    "Modality",
+    "NumberOfFrames",
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "PhotometricInterpretation",
+    "SequenceOfUltrasoundRegions",
+    "ExtendedOffsetTable",
+    "ExtendedOffsetTableLengths",
 ]
 _PIXEL_DATA_TAG = 0x7FE00010
 _ITEM_TAG, _SEQUENCE_END_TAG = 0xFFFEE000, 0xFFFEE0DD
@@ -87,8 +104,9 @@ _SPATIAL_FORMAT_2D = 1  # Region Spatial Format (0018,6012): 1 = 2D (tissue or c
 # JPEG markers whose segment declares the image size: SOF0–3, 5–7, 9–11, 13–15 (ITU-T
 # T.81), DHP (hierarchical) and SOF55 (JPEG-LS, T.87); all share the layout
 # length, precision, height, width, components.
-_JPEG_SIZE_MARKERS = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC),
-                                *range(0xCD, 0xD0), 0xDE, 0xF7})
+_JPEG_SIZE_MARKERS = frozenset(
+    {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xDE, 0xF7}
+)
 _JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0–7: no length
 _JPEG_SOI, _JPEG_EOI, _JPEG_SOS = 0xD8, 0xD9, 0xDA
 _J2K_SOC_SIZ = b"\xff\x4f\xff\x51"  # a J2K codestream opens with SOC, then SIZ
@@ -121,7 +139,8 @@ class UltrasoundHeader:
     transfer_syntax_uid: str
     region: tuple[int, int, int, int] | None
     frame_fragments: tuple[tuple[tuple[int, int], ...], ...] | None = field(
-        default=None, repr=False, compare=False)
+        default=None, repr=False, compare=False
+    )
 
     @property
     def frame_bytes(self) -> int:
@@ -143,8 +162,10 @@ class UltrasoundHeader:
 
 # --------------------------------------------------------------------------- header
 
-def read_ultrasound_header(path: str | os.PathLike,
-                           max_bytes: int = DEFAULT_MAX_BYTES) -> UltrasoundHeader:
+
+def read_ultrasound_header(
+    path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES
+) -> UltrasoundHeader:
     """Read and validate a clip's header without reading its pixel data.
 
     Checks, in order, each failure raising :class:`InputRejected` with its own reason: a
@@ -189,8 +210,10 @@ def _read_header_dataset(file: BinaryIO) -> Dataset:
     except InvalidDicomError:
         raise InputRejected("not a DICOM file") from None
     except Exception as error:  # pydicom raises many types on malformed file meta
-        raise InputRejected(f"not a readable DICOM file ({type(error).__name__} while "
-                            "reading the file meta information)") from None
+        raise InputRejected(
+            f"not a readable DICOM file ({type(error).__name__} while "
+            "reading the file meta information)"
+        ) from None
     # Deflated files are compressed as a whole, so frames cannot be read one at a time.
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         raise InputRejected(f"unsupported transfer syntax {_uid_name(transfer_syntax)}")
@@ -200,8 +223,9 @@ def _read_header_dataset(file: BinaryIO) -> Dataset:
     except InvalidDicomError:
         raise InputRejected("not a DICOM file") from None
     except Exception as error:  # pydicom raises many types on malformed headers
-        raise InputRejected(f"not a readable DICOM file ({type(error).__name__} "
-                            "while reading the header)") from None
+        raise InputRejected(
+            f"not a readable DICOM file ({type(error).__name__} while reading the header)"
+        ) from None
     for keyword in _HEADER_TAGS:  # values are converted on first access: do it here
         try:
             ds.get(keyword)
@@ -218,8 +242,10 @@ def _check_is_ultrasound_clip(ds: Dataset) -> None:
     if ds.get("Modality") == "US" and n_frames > 1:
         return
     frames = "1 frame" if n_frames == 1 else f"{n_frames} frames"
-    raise InputRejected(f"not a multi-frame ultrasound clip (SOP class {_uid_name(sop_class)}, "
-                        f"modality {ds.get('Modality') or 'missing'}, {frames})")
+    raise InputRejected(
+        f"not a multi-frame ultrasound clip (SOP class {_uid_name(sop_class)}, "
+        f"modality {ds.get('Modality') or 'missing'}, {frames})"
+    )
 
 
 def _declared_frames(ds: Dataset) -> int:
@@ -240,8 +266,7 @@ def _declared_frames(ds: Dataset) -> int:
     except (TypeError, ValueError):
         raise InputRejected("implausible size: Number of Frames is not a number") from None
     if not number.is_integer():
-        raise InputRejected(f"implausible size: Number of Frames is {number:g}, not a whole "
-                            "number")
+        raise InputRejected(f"implausible size: Number of Frames is {number:g}, not a whole number")
     return int(number)
 
 
@@ -287,12 +312,14 @@ def _check_transfer_syntax(transfer_syntax: UID) -> None:
     if not decoder.is_available:
         raise InputRejected(f"unsupported transfer syntax {name} (no decoder installed)")
     if transfer_syntax.is_encapsulated and _codec_family(transfer_syntax) is None:
-        raise InputRejected(f"unsupported transfer syntax {name} (its frame headers cannot "
-                            "be checked before decoding)")
+        raise InputRejected(
+            f"unsupported transfer syntax {name} (its frame headers cannot "
+            "be checked before decoding)"
+        )
 
 
 def _codec_family(transfer_syntax: str) -> str | None:
-    """"jpeg" (JPEG and JPEG-LS: SOF-style frame headers), "j2k", "rle" or None."""
+    """ "jpeg" (JPEG and JPEG-LS: SOF-style frame headers), "j2k", "rle" or None."""
     if transfer_syntax in JPEGTransferSyntaxes or transfer_syntax in JPEGLSTransferSyntaxes:
         return "jpeg"
     if transfer_syntax in JPEG2000TransferSyntaxes:
@@ -301,8 +328,11 @@ def _codec_family(transfer_syntax: str) -> str | None:
 
 
 def _header_from_dataset(ds: Dataset, transfer_syntax: UID) -> UltrasoundHeader:
-    missing = [key for key in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation")
-               if ds.get(key) in (None, "")]
+    missing = [
+        key
+        for key in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation")
+        if ds.get(key) in (None, "")
+    ]
     if missing:
         raise InputRejected(f"incomplete image header: {', '.join(missing)} missing")
     photometric = str(ds.PhotometricInterpretation).strip()
@@ -313,8 +343,7 @@ def _header_from_dataset(ds: Dataset, transfer_syntax: UID) -> UltrasoundHeader:
         bits_stored = int(ds.get("BitsStored") or bits_allocated)
         pixel_representation = int(ds.get("PixelRepresentation") or 0)
     except (TypeError, ValueError):  # a multi-valued or non-numeric element
-        raise InputRejected("malformed header: an image pixel element is not a number") \
-            from None
+        raise InputRejected("malformed header: an image pixel element is not a number") from None
     if photometric not in SAMPLES_FOR_PHOTOMETRIC:
         raise InputRejected(f"unsupported photometric interpretation {photometric[:20]}")
     if samples != SAMPLES_FOR_PHOTOMETRIC[photometric]:
@@ -322,13 +351,21 @@ def _header_from_dataset(ds: Dataset, transfer_syntax: UID) -> UltrasoundHeader:
     if bits_allocated not in (8, 16):
         raise InputRejected(f"unsupported bit depth: {bits_allocated} bits allocated")
     if not 1 <= bits_stored <= bits_allocated:
-        raise InputRejected(f"unsupported bit depth: {bits_stored} bits stored of "
-                            f"{bits_allocated} allocated")
+        raise InputRejected(
+            f"unsupported bit depth: {bits_stored} bits stored of {bits_allocated} allocated"
+        )
     return UltrasoundHeader(
-        n_frames=_declared_frames(ds), rows=rows, columns=columns, samples_per_pixel=samples,
-        bits_allocated=bits_allocated, bits_stored=bits_stored,
-        pixel_representation=pixel_representation, photometric=photometric,
-        transfer_syntax_uid=str(transfer_syntax), region=_scan_region(ds, rows, columns))
+        n_frames=_declared_frames(ds),
+        rows=rows,
+        columns=columns,
+        samples_per_pixel=samples,
+        bits_allocated=bits_allocated,
+        bits_stored=bits_stored,
+        pixel_representation=pixel_representation,
+        photometric=photometric,
+        transfer_syntax_uid=str(transfer_syntax),
+        region=_scan_region(ds, rows, columns),
+    )
 
 
 def _scan_region(ds: Dataset, rows: int, columns: int) -> tuple[int, int, int, int] | None:
@@ -340,8 +377,15 @@ def _scan_region(ds: Dataset, rows: int, columns: int) -> tuple[int, int, int, i
         try:
             if item.get("RegionSpatialFormat") != _SPATIAL_FORMAT_2D:
                 continue
-            corners = [item.get(key) for key in ("RegionLocationMinX0", "RegionLocationMinY0",
-                                                 "RegionLocationMaxX1", "RegionLocationMaxY1")]
+            corners = [
+                item.get(key)
+                for key in (
+                    "RegionLocationMinX0",
+                    "RegionLocationMinY0",
+                    "RegionLocationMaxX1",
+                    "RegionLocationMaxY1",
+                )
+            ]
             if any(value is None for value in corners):
                 continue
             x0, y0, x1, y1 = (int(value) for value in corners)
@@ -351,8 +395,12 @@ def _scan_region(ds: Dataset, rows: int, columns: int) -> tuple[int, int, int, i
     boxes = [box for box in boxes if box[0] < box[2] and box[1] < box[3]]
     if not boxes:
         return None
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
-            max(b[2] for b in boxes), max(b[3] for b in boxes))
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
 
 
 def _check_plausible_size(header: UltrasoundHeader, max_bytes: int) -> None:
@@ -361,12 +409,15 @@ def _check_plausible_size(header: UltrasoundHeader, max_bytes: int) -> None:
     if not 1 <= header.n_frames <= MAX_FRAMES:
         raise InputRejected(f"implausible size: {header.n_frames} frames")
     if header.decoded_bytes > max_bytes:
-        raise InputRejected(f"implausible size: {header.decoded_bytes / 1024**3:.1f} GiB once "
-                            f"decoded (limit {max_bytes / 1024**3:.1f} GiB)")
+        raise InputRejected(
+            f"implausible size: {header.decoded_bytes / 1024**3:.1f} GiB once "
+            f"decoded (limit {max_bytes / 1024**3:.1f} GiB)"
+        )
 
 
-def _check_frame_count(file: BinaryIO, header: UltrasoundHeader, ds: Dataset,
-                       pixel_length: int) -> tuple[tuple[tuple[int, int], ...], ...] | None:
+def _check_frame_count(
+    file: BinaryIO, header: UltrasoundHeader, ds: Dataset, pixel_length: int
+) -> tuple[tuple[tuple[int, int], ...], ...] | None:
     """Native pixel data must be exactly ``n_frames`` frames long (plus one pad byte at
     most); encapsulated data must hold exactly ``n_frames`` recoverable frames, none
     implausibly long. ``file`` is at the start of the pixel data value. Returns each
@@ -374,8 +425,9 @@ def _check_frame_count(file: BinaryIO, header: UltrasoundHeader, ds: Dataset,
     available = os.fstat(file.fileno()).st_size - file.tell()
     encapsulated = UID(header.transfer_syntax_uid).is_encapsulated
     if encapsulated != (pixel_length == _UNDEFINED_LENGTH):
-        raise InputRejected("pixel data is malformed: its encoding does not match the "
-                            "transfer syntax")
+        raise InputRejected(
+            "pixel data is malformed: its encoding does not match the transfer syntax"
+        )
     frames = None
     if encapsulated:
         frames = _frame_fragments(file, _read_fragment_table(file, available), header, ds)
@@ -383,23 +435,32 @@ def _check_frame_count(file: BinaryIO, header: UltrasoundHeader, ds: Dataset,
         mismatch = frames_in_data != header.n_frames
     else:
         if pixel_length > available:
-            raise InputRejected(f"pixel data is truncated: header declares {pixel_length} "
-                                f"bytes, the file holds {available}")
+            raise InputRejected(
+                f"pixel data is truncated: header declares {pixel_length} "
+                f"bytes, the file holds {available}"
+            )
         expected = header.frame_bytes * header.n_frames
         frames_in_data = pixel_length / header.frame_bytes
         mismatch = pixel_length not in (expected, expected + 1)  # one pad byte: even length
     if mismatch:
-        holds = (f"{int(frames_in_data)}" if float(frames_in_data).is_integer()
-                 else f"{frames_in_data:.2f}")
-        raise InputRejected(f"frame count does not match the data: header says "
-                            f"{header.n_frames} frames, data holds {holds}")
+        holds = (
+            f"{int(frames_in_data)}"
+            if float(frames_in_data).is_integer()
+            else f"{frames_in_data:.2f}"
+        )
+        raise InputRejected(
+            f"frame count does not match the data: header says "
+            f"{header.n_frames} frames, data holds {holds}"
+        )
     if frames is None:
         return None
     limit = MAX_CODESTREAM_RATIO * header.decoded_frame_bytes + CODESTREAM_SLACK
     for index, pieces in enumerate(frames):
         if (length := sum(n for _, n in pieces)) > limit:
-            raise InputRejected(f"pixel data is implausible: frame {index} is {length} bytes "
-                                f"compressed, {header.decoded_frame_bytes} decoded")
+            raise InputRejected(
+                f"pixel data is implausible: frame {index} is {length} bytes "
+                f"compressed, {header.decoded_frame_bytes} decoded"
+            )
     return tuple(tuple(pieces) for pieces in frames)
 
 
@@ -453,13 +514,15 @@ def _read_item_header(file: BinaryIO, end: int) -> int | None:
 
 def _parse_basic_offsets(value: bytes) -> list[int]:
     if len(value) % 4:
-        raise InputRejected("pixel data is malformed: basic offset table length is not a "
-                            "multiple of 4")
+        raise InputRejected(
+            "pixel data is malformed: basic offset table length is not a multiple of 4"
+        )
     return list(struct.unpack(f"<{len(value) // 4}L", value))
 
 
-def _frame_fragments(file: BinaryIO, fragments: _Fragments, header: UltrasoundHeader,
-                     ds: Dataset) -> list[list[tuple[int, int]]]:
+def _frame_fragments(
+    file: BinaryIO, fragments: _Fragments, header: UltrasoundHeader, ds: Dataset
+) -> list[list[tuple[int, int]]]:
     """Each frame's ``(file position, bytes)`` pieces, following pydicom's own rules: the
     extended offset table (one fragment per frame, its stated length), else the basic
     offset table, else one fragment per frame, else (JPEG family) one frame per run of
@@ -479,8 +542,10 @@ def _frame_fragments(file: BinaryIO, fragments: _Fragments, header: UltrasoundHe
         for offset, length in zip(offsets, lengths):
             position, fragment_length = pieces[where[offset]]
             if not fragment_length - 1 <= length <= fragment_length:  # one pad byte
-                raise InputRejected("pixel data is malformed: its extended offset table "
-                                    "lengths do not match the fragments")
+                raise InputRejected(
+                    "pixel data is malformed: its extended offset table "
+                    "lengths do not match the fragments"
+                )
             frames.append([(position, length)])
         return frames
     if fragments.basic_offsets:
@@ -504,19 +569,18 @@ def _extended_offset_table(ds: Dataset) -> tuple[list[int], list[int]] | None:
     if not offsets:
         return None
     if not lengths or len(offsets) % 8 or len(offsets) != len(lengths):
-        raise InputRejected("pixel data is malformed: its extended offset table and its "
-                            "lengths do not match")
+        raise InputRejected(
+            "pixel data is malformed: its extended offset table and its lengths do not match"
+        )
     count = len(offsets) // 8
     return list(struct.unpack(f"<{count}Q", offsets)), list(struct.unpack(f"<{count}Q", lengths))
 
 
 def _check_offset_table(offsets: list[int], item_offsets: dict[int, int]) -> None:
     if any(offset not in item_offsets for offset in offsets):
-        raise InputRejected("pixel data is malformed: its offset table does not point "
-                            "at fragments")
+        raise InputRejected("pixel data is malformed: its offset table does not point at fragments")
     if any(later <= earlier for earlier, later in zip(offsets, offsets[1:])):
-        raise InputRejected("pixel data is malformed: its offset table is not in ascending "
-                            "order")
+        raise InputRejected("pixel data is malformed: its offset table is not in ascending order")
 
 
 def _ends_with_marker(file: BinaryIO, position: int, length: int) -> bool:
@@ -528,6 +592,7 @@ def _ends_with_marker(file: BinaryIO, position: int, length: int) -> bool:
 
 # --------------------------------------------------------------------------- frame headers
 
+
 class _BadFrame(Exception):
     """A codestream's own header is unreadable; ``what`` completes "frame N ..."."""
 
@@ -536,8 +601,7 @@ class _BadFrame(Exception):
         self.what = what
 
 
-def _check_frame_headers(file: BinaryIO, header: UltrasoundHeader,
-                         indices: Sequence[int]) -> None:
+def _check_frame_headers(file: BinaryIO, header: UltrasoundHeader, indices: Sequence[int]) -> None:
     """Refuse any of the frames at ``indices`` whose codestream declares another size than
     the DICOM header: height × width × components (JPEG SOF / JPEG-LS SOF55 / JPEG 2000
     SIZ), or RLE segments (samples × bytes per sample); also JPEG-family frames without
@@ -549,8 +613,9 @@ def _check_frame_headers(file: BinaryIO, header: UltrasoundHeader,
         length = sum(n for _, n in pieces)
         try:
             if family == "rle":
-                _check_rle_header(_read_pieces(file, pieces, _RLE_HEADER_BYTES), length,
-                                  header, index)
+                _check_rle_header(
+                    _read_pieces(file, pieces, _RLE_HEADER_BYTES), length, header, index
+                )
                 continue
             if not _ends_with_marker(file, *pieces[-1]):
                 raise _BadFrame("is truncated (no end-of-image marker)")
@@ -558,29 +623,39 @@ def _check_frame_headers(file: BinaryIO, header: UltrasoundHeader,
         except _BadFrame as bad:
             raise InputRejected(f"decoding failed: frame {index} {bad.what}") from None
         except (struct.error, IndexError):  # a header cut short
-            raise InputRejected(f"decoding failed: frame {index} has a truncated frame "
-                                "header") from None
+            raise InputRejected(
+                f"decoding failed: frame {index} has a truncated frame header"
+            ) from None
         if rows == 0 or columns == 0:
             # JPEG may give the height after the first scan (DNL marker), JPEG-LS the size in
             # an LSE segment: the size is then unknown until decoding, which is what this
             # check exists to avoid (libjpeg-turbo refuses DNL as well).
-            raise InputRejected(f"unsupported frame: frame {index} declares a zero height or "
-                                "width (its size is only known once decoded)")
+            raise InputRejected(
+                f"unsupported frame: frame {index} declares a zero height or "
+                "width (its size is only known once decoded)"
+            )
         if (rows, columns) != (header.rows, header.columns):
-            raise InputRejected(f"frame header does not match the DICOM header: frame {index} "
-                                f"is {columns}x{rows} pixels, the header says "
-                                f"{header.columns}x{header.rows}")
+            raise InputRejected(
+                f"frame header does not match the DICOM header: frame {index} "
+                f"is {columns}x{rows} pixels, the header says "
+                f"{header.columns}x{header.rows}"
+            )
         if components != header.samples_per_pixel:
-            raise InputRejected(f"frame header does not match the DICOM header: frame {index} "
-                                f"has {components} components, the header says "
-                                f"{header.samples_per_pixel} samples per pixel")
+            raise InputRejected(
+                f"frame header does not match the DICOM header: frame {index} "
+                f"has {components} components, the header says "
+                f"{header.samples_per_pixel} samples per pixel"
+            )
         if tiles > MAX_J2K_TILES:
-            raise InputRejected(f"unsupported frame: frame {index} has {tiles} JPEG 2000 "
-                                f"tiles (limit {MAX_J2K_TILES})")
+            raise InputRejected(
+                f"unsupported frame: frame {index} has {tiles} JPEG 2000 "
+                f"tiles (limit {MAX_J2K_TILES})"
+            )
 
 
-def _frame_size(file: BinaryIO, pieces: Sequence[tuple[int, int]], length: int,
-                family: str) -> tuple[int, int, int, int]:
+def _frame_size(
+    file: BinaryIO, pieces: Sequence[tuple[int, int]], length: int, family: str
+) -> tuple[int, int, int, int]:
     """(height, width, components, tiles) of a JPEG-family frame of ``length`` bytes."""
     for limit in _FRAME_HEADER_PREFIXES:
         prefix = _read_pieces(file, pieces, limit)
@@ -639,12 +714,29 @@ def _j2k_frame_size(codestream: bytes) -> tuple[int, int, int, int]:
     """(height, width, components, tiles) from a JPEG 2000 codestream's SIZ segment (a
     bare codestream, or the ``jp2c`` box of a JP2 file)."""
     start = _jp2_codestream_start(codestream) if codestream.startswith(_JP2_SIGNATURE) else 0
-    if codestream[start:start + 4] != _J2K_SOC_SIZ:
+    if codestream[start : start + 4] != _J2K_SOC_SIZ:
         raise _BadFrame("is not a JPEG 2000 codestream (no SOC and SIZ markers)")
-    (_, _, x_size, y_size, x_offset, y_offset, tile_width, tile_height, tile_x, tile_y,
-     components) = struct.unpack_from(">HHIIIIIIIIH", codestream, start + 4)
-    if x_offset >= x_size or y_offset >= y_size or not tile_width or not tile_height \
-            or tile_x > x_offset or tile_y > y_offset:
+    (
+        _,
+        _,
+        x_size,
+        y_size,
+        x_offset,
+        y_offset,
+        tile_width,
+        tile_height,
+        tile_x,
+        tile_y,
+        components,
+    ) = struct.unpack_from(">HHIIIIIIIIH", codestream, start + 4)
+    if (
+        x_offset >= x_size
+        or y_offset >= y_size
+        or not tile_width
+        or not tile_height
+        or tile_x > x_offset
+        or tile_y > y_offset
+    ):
         raise _BadFrame("has a malformed JPEG 2000 image size (SIZ)")
     tiles = (-(-(x_size - tile_x) // tile_width)) * (-(-(y_size - tile_y) // tile_height))
     return y_size - y_offset, x_size - x_offset, components, tiles
@@ -667,8 +759,7 @@ def _jp2_codestream_start(data: bytes) -> int:
     raise _BadFrame("is not a JPEG 2000 codestream (no codestream box)")
 
 
-def _check_rle_header(prefix: bytes, length: int, header: UltrasoundHeader,
-                      index: int) -> None:
+def _check_rle_header(prefix: bytes, length: int, header: UltrasoundHeader, index: int) -> None:
     """The 64-byte RLE header (PS3.5 G.5): one segment per sample byte, offsets ascending
     from 64 inside the frame, no segment longer than its byte plane allows (pydicom's
     decoder grows a segment without bound: up to 64× its encoded length)."""
@@ -677,8 +768,10 @@ def _check_rle_header(prefix: bytes, length: int, header: UltrasoundHeader,
     n_segments, *offsets = struct.unpack_from("<16L", prefix)
     expected = header.samples_per_pixel * header.bits_allocated // 8
     if n_segments != expected:
-        raise InputRejected(f"frame header does not match the DICOM header: frame {index} has "
-                            f"{n_segments} RLE segments, the header implies {expected}")
+        raise InputRejected(
+            f"frame header does not match the DICOM header: frame {index} has "
+            f"{n_segments} RLE segments, the header implies {expected}"
+        )
     bounds = offsets[:n_segments] + [length]
     if bounds[0] < _RLE_HEADER_BYTES or any(b <= a for a, b in zip(bounds, bounds[1:])):
         raise _BadFrame("has malformed RLE segment offsets")
@@ -690,8 +783,10 @@ def _check_rle_header(prefix: bytes, length: int, header: UltrasoundHeader,
 
 # --------------------------------------------------------------------------- frames
 
-def read_frames(path: str | os.PathLike, indices: Sequence[int],
-                header: UltrasoundHeader | None = None) -> np.ndarray:
+
+def read_frames(
+    path: str | os.PathLike, indices: Sequence[int], header: UltrasoundHeader | None = None
+) -> np.ndarray:
     """Decode only the frames at ``indices`` (0-based, any order, repeats allowed) as RGB.
 
     Compressed frames are decoded only once their own frame headers match ``header``
@@ -743,8 +838,11 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int],
                 for frame in frames:
                     _check_frame_shape(frame, header, indices[done])
                     if header.photometric == "PALETTE COLOR":
-                        palette = (_palette_table(pixel_module, frame.dtype) if palette is None
-                                   else palette)
+                        palette = (
+                            _palette_table(pixel_module, frame.dtype)
+                            if palette is None
+                            else palette
+                        )
                         out[done] = palette[frame]
                     else:
                         out[done] = _to_rgb8(frame, header)
@@ -753,9 +851,11 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int],
             raise
         except Exception as error:  # any decoder failure is a property of the file
             which = f"frame {indices[done]}" if done < len(indices) else "a frame"
-            raise InputRejected(f"decoding failed: {which} could not be decoded "
-                                f"({_uid_name(header.transfer_syntax_uid)}, "
-                                f"{type(error).__name__})") from None
+            raise InputRejected(
+                f"decoding failed: {which} could not be decoded "
+                f"({_uid_name(header.transfer_syntax_uid)}, "
+                f"{type(error).__name__})"
+            ) from None
     return out
 
 
@@ -763,8 +863,10 @@ def _check_frame_shape(frame: np.ndarray, header: UltrasoundHeader, index: int) 
     expected = (header.rows, header.columns) + ((3,) if header.samples_per_pixel == 3 else ())
     if frame.shape != expected:
         shape = "x".join(str(n) for n in frame.shape)
-        raise InputRejected(f"decoding failed: frame {index} decoded to {shape}, the header "
-                            f"says {'x'.join(str(n) for n in expected)}")
+        raise InputRejected(
+            f"decoding failed: frame {index} decoded to {shape}, the header "
+            f"says {'x'.join(str(n) for n in expected)}"
+        )
 
 
 def _palette_table(pixel_module: Dataset, dtype: np.dtype) -> np.ndarray:
@@ -775,17 +877,20 @@ def _palette_table(pixel_module: Dataset, dtype: np.dtype) -> np.ndarray:
     declared 16-bit whose entries never exceed 255 (written that way by some devices and
     converters) are taken as 8-bit values.
     """
-    missing = [colour for colour in ("Red", "Green", "Blue")
-               if f"{colour}PaletteColorLookupTableDescriptor" not in pixel_module]
+    missing = [
+        colour
+        for colour in ("Red", "Green", "Blue")
+        if f"{colour}PaletteColorLookupTableDescriptor" not in pixel_module
+    ]
     if missing:
-        raise InputRejected(f"palette colour lookup table missing: {', '.join(missing)} "
-                            "descriptor")
+        raise InputRejected(f"palette colour lookup table missing: {', '.join(missing)} descriptor")
     stored_values = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
     try:
         rgb = apply_color_lut(stored_values, pixel_module)
     except Exception as error:
-        raise InputRejected(f"palette colour lookup table invalid ({type(error).__name__})") \
-            from None
+        raise InputRejected(
+            f"palette colour lookup table invalid ({type(error).__name__})"
+        ) from None
     return (rgb >> 8 if rgb.max() > 255 else rgb).astype(np.uint8)
 
 

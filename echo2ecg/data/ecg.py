@@ -72,8 +72,7 @@ def _fitter(n_samples: int) -> Baseline:
     return Baseline(np.arange(n_samples, dtype=np.float64), assume_sorted=True)
 
 
-def asls_baseline(y: np.ndarray, lam: float = 1e7, p: float = 0.3,
-                  max_iter: int = 5) -> np.ndarray:
+def asls_baseline(y: np.ndarray, lam: float = 1e7, p: float = 0.3, max_iter: int = 5) -> np.ndarray:
     """Asymmetric least squares baseline (Eilers) of one lead, (T,) → (T,), same units.
 
     Second-difference penalty lam; points above the baseline weigh p, below 1 − p.
@@ -90,8 +89,9 @@ def asls_baseline(y: np.ndarray, lam: float = 1e7, p: float = 0.3,
     return baseline
 
 
-def remove_baseline(x: np.ndarray, lam: float = 1e7, p: float = 0.3,
-                    max_iter: int = 5) -> np.ndarray:
+def remove_baseline(
+    x: np.ndarray, lam: float = 1e7, p: float = 0.3, max_iter: int = 5
+) -> np.ndarray:
     """Subtract each lead's ALS baseline: (12, T) → (12, T), same units."""
     return np.stack([lead - asls_baseline(lead, lam, p, max_iter) for lead in x])
 
@@ -106,9 +106,16 @@ def groupwise_zscore(x: np.ndarray, groups=LEAD_GROUPS, eps: float = 1e-10) -> n
     return out
 
 
-def prepare_ecg(raw: RawEcg, fs: float = 500.0, duration_s: float = 10.0,
-                clip_sigma: float = 4.0, asls_lam: float = 1e7, asls_p: float = 0.3,
-                asls_iterations: int = 5, zscore_eps: float = 1e-10) -> np.ndarray:
+def prepare_ecg(
+    raw: RawEcg,
+    fs: float = 500.0,
+    duration_s: float = 10.0,
+    clip_sigma: float = 4.0,
+    asls_lam: float = 1e7,
+    asls_p: float = 0.3,
+    asls_iterations: int = 5,
+    zscore_eps: float = 1e-10,
+) -> np.ndarray:
     """A raw 12-lead ECG → the model's stored input, (12, round(duration_s·fs)) float32.
 
     With the defaults (OTiS; the config's ``ecg`` section): (12, 5000) at 500 Hz, leads in
@@ -159,8 +166,9 @@ def _reject_flat(flat: np.ndarray, stage: str = "") -> None:
     if flat.all():
         raise InputRejected(f"flat signal{stage}: all leads constant")
     if flat.sum() > MAX_FLAT_LEADS:
-        raise InputRejected(f"flat signal{stage}: {flat.sum()} leads constant "
-                            f"({_lead_names(flat)})")
+        raise InputRejected(
+            f"flat signal{stage}: {flat.sum()} leads constant ({_lead_names(flat)})"
+        )
 
 
 def _lead_names(mask: np.ndarray) -> str:

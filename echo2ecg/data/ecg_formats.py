@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from echo2ecg.data.errors import InputRejected
-from echo2ecg.vocabulary import ECG_FORMATS, LEADS
 from echo2ecg.data.files import open_regular
+from echo2ecg.vocabulary import ECG_FORMATS, LEADS
 
 DERIVABLE_LEADS = ("III", "aVR", "aVL", "aVF")
 FORMATS = ECG_FORMATS
@@ -71,12 +71,27 @@ _NPY_HEADER_BYTES = 1 << 16  # numpy itself refuses array headers above 10 kB
 _WFDB_DEFAULT_FS_HZ = 250.0  # the WFDB standard's rate for a header that states none
 # Bits per sample of the WFDB signal formats, for sizing a signal file before reading it;
 # FLAC-compressed formats have no fixed size (reads stop at the header's sample count).
-_WFDB_BITS = {"8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12,
-              "310": Fraction(32, 3), "311": Fraction(32, 3)}
+_WFDB_BITS = {
+    "8": 8,
+    "16": 16,
+    "24": 24,
+    "32": 32,
+    "61": 16,
+    "80": 8,
+    "160": 16,
+    "212": 12,
+    "310": Fraction(32, 3),
+    "311": Fraction(32, 3),
+}
 _WFDB_COMPRESSED = ("508", "516", "524")
 
-_SUFFIX_FORMATS = {".hea": "wfdb", ".dat": "wfdb", ".dcm": "dicom", ".npy": "numpy",
-                   ".npz": "numpy"}
+_SUFFIX_FORMATS = {
+    ".hea": "wfdb",
+    ".dat": "wfdb",
+    ".dcm": "dicom",
+    ".npy": "numpy",
+    ".npz": "numpy",
+}
 
 # Factors from a stated voltage unit to millivolts (WFDB units, DICOM UCUM codes).
 _TO_MILLIVOLTS = {"v": 1e3, "mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6}
@@ -84,8 +99,20 @@ _TO_MILLIVOLTS = {"v": 1e3, "mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv
 # ISO/IEEE 11073 (MDC) term codes of the 12 leads, partition 2; DICOM writes them as
 # "2:<term>" (scheme MDC), SCP-ECG as "5.6.3-9-<term>", and the context-free numeric code
 # is 131072 + term.
-_MDC_TERM_LEADS = {1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6",
-                   61: "III", 62: "aVR", 63: "aVL", 64: "aVF"}
+_MDC_TERM_LEADS = {
+    1: "I",
+    2: "II",
+    3: "V1",
+    4: "V2",
+    5: "V3",
+    6: "V4",
+    7: "V5",
+    8: "V6",
+    61: "III",
+    62: "aVR",
+    63: "aVL",
+    64: "aVF",
+}
 _LEADS_BY_KEY = {lead.lower(): lead for lead in LEADS}
 
 
@@ -189,8 +216,12 @@ def lead_rows(names: list[str | None]) -> dict[str, int]:
 def _derive_limb_leads(leads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Add whichever of III, aVR, aVL, aVF are absent, from I and II (Einthoven, Goldberger)."""
     lead_i, lead_ii = leads["I"], leads["II"]
-    derived = {"III": lead_ii - lead_i, "aVR": -(lead_i + lead_ii) / 2,
-               "aVL": lead_i - lead_ii / 2, "aVF": lead_ii - lead_i / 2}
+    derived = {
+        "III": lead_ii - lead_i,
+        "aVR": -(lead_i + lead_ii) / 2,
+        "aVL": lead_i - lead_ii / 2,
+        "aVF": lead_ii - lead_i / 2,
+    }
     return {**derived, **leads}  # stored leads win over derived ones
 
 
@@ -201,8 +232,10 @@ def _in_lead_order(leads) -> list[str]:
 def _format_from_suffix(path: Path) -> str:
     fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise InputRejected(f"unknown ECG file type {path.suffix.lower() or '(no suffix)'!r}; "
-                            f"give the format ({', '.join(FORMATS)})")
+        raise InputRejected(
+            f"unknown ECG file type {path.suffix.lower() or '(no suffix)'!r}; "
+            f"give the format ({', '.join(FORMATS)})"
+        )
     return fmt
 
 
@@ -216,8 +249,10 @@ def check_sampling_rate(fs) -> float:
     if not (math.isfinite(value) and value > 0):
         raise InputRejected(f"sampling rate {value:g} Hz is not a positive number")
     if not MIN_FS_HZ <= value <= MAX_FS_HZ:
-        raise InputRejected(f"unsupported sampling rate: {value:g} Hz "
-                            f"(supported: {MIN_FS_HZ:g} to {MAX_FS_HZ:g} Hz)")
+        raise InputRejected(
+            f"unsupported sampling rate: {value:g} Hz "
+            f"(supported: {MIN_FS_HZ:g} to {MAX_FS_HZ:g} Hz)"
+        )
     return value
 
 
@@ -226,14 +261,17 @@ def check_declared_size(n_samples: int, fs: float, n_channels: int) -> None:
     fs = check_sampling_rate(fs)
     duration_s = n_samples / fs
     if not MIN_DURATION_S <= duration_s <= MAX_DURATION_S:
-        raise InputRejected(f"implausible duration: {duration_s:.3g} s "
-                            f"(accepted: {MIN_DURATION_S:g} to {MAX_DURATION_S:g} s)")
+        raise InputRejected(
+            f"implausible duration: {duration_s:.3g} s "
+            f"(accepted: {MIN_DURATION_S:g} to {MAX_DURATION_S:g} s)"
+        )
     if not 1 <= n_channels <= MAX_CHANNELS:
         raise InputRejected(f"implausible channel count: {n_channels} (at most {MAX_CHANNELS})")
 
 
 def millivolt_factor(unit: str | None) -> float:
-    """Factor from a stated voltage unit to mV; 1 for absent or non-voltage units (kept as stored)."""
+    """Factor from a stated voltage unit to mV; 1 for absent or non-voltage units (kept as
+    stored)."""
     return _TO_MILLIVOLTS.get(str(unit or "").strip().lower(), 1.0)
 
 
@@ -267,14 +305,17 @@ def check_amplitudes(channels: np.ndarray, names: list[str | None], in_millivolt
             widest = max(widest, span / (limit / MAX_PEAK_TO_PEAK_MV))
             unknown_units |= not in_millivolts[row]
     if infinite:
-        raise InputRejected("non-finite samples (infinite) in leads: "
-                            f"{', '.join(_in_lead_order(infinite))}")
+        raise InputRejected(
+            f"non-finite samples (infinite) in leads: {', '.join(_in_lead_order(infinite))}"
+        )
     if too_wide:
         units = " even if stored in microvolts" if unknown_units else ""
-        raise InputRejected(f"implausible amplitude in leads "
-                            f"{', '.join(_in_lead_order(too_wide))}: peak-to-peak up to "
-                            f"{widest:.3g} mV{units}, above the {MAX_PEAK_TO_PEAK_MV:g} mV "
-                            "of any ECG")
+        raise InputRejected(
+            f"implausible amplitude in leads "
+            f"{', '.join(_in_lead_order(too_wide))}: peak-to-peak up to "
+            f"{widest:.3g} mV{units}, above the {MAX_PEAK_TO_PEAK_MV:g} mV "
+            "of any ECG"
+        )
 
 
 def _open_existing(path: Path, what: str, missing: str):
@@ -290,6 +331,7 @@ def _file_size(handle) -> int:
 
 
 # --- WFDB ---------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _quiet_wfdb():
@@ -328,17 +370,23 @@ def _read_wfdb(path: Path) -> RawEcg:
     leads = [names[channel] for channel in wanted]
     # wfdb reads a stated gain of 0 (WFDB's "uncalibrated") as 200, so zeros come from the text
     zero = _wfdb_zero_gains(lines[1:])
-    uncalibrated = [names[channel] for channel in wanted
-                    if channel in zero or not math.isfinite(float(header.adc_gain[channel]))]
+    uncalibrated = [
+        names[channel]
+        for channel in wanted
+        if channel in zero or not math.isfinite(float(header.adc_gain[channel]))
+    ]
     if uncalibrated:
-        raise InputRejected(f"ADC gain of leads {', '.join(_in_lead_order(uncalibrated))} is zero "
-                            "or not finite: the samples cannot be converted to millivolts")
+        raise InputRejected(
+            f"ADC gain of leads {', '.join(_in_lead_order(uncalibrated))} is zero "
+            "or not finite: the samples cannot be converted to millivolts"
+        )
     if header.sig_len is not None:  # a stated count is judged before signal files are opened
         check_declared_size(int(header.sig_len), fs, int(header.n_sig))
     check_declared_size(_wfdb_signal_length(header, header_path.parent), fs, int(header.n_sig))
 
-    record = _wfdb_call(wfdb.rdrecord, record_name, channels=wanted, physical=False,
-                        smooth_frames=False)  # every stored sample, as the checksums count them
+    record = _wfdb_call(
+        wfdb.rdrecord, record_name, channels=wanted, physical=False, smooth_frames=False
+    )  # every stored sample, as the checksums count them
     if record.e_d_signal is None:
         raise InputRejected("unreadable WFDB record: no signal data")
     _check_wfdb_checksums(record.checksum, record.calc_checksum(expanded=True), leads)
@@ -355,12 +403,16 @@ def _wfdb_header_lines(header_path: Path) -> list[str]:
     """The lines of a WFDB header that are not blank or comments, stripped, as wfdb splits
     them (the record line, then one per signal), from a regular file of at most
     MAX_HEADER_BYTES."""
-    with _open_existing(header_path, "WFDB header file (.hea)",
-                        "unreadable WFDB record: header file (.hea) not found") as handle:
+    with _open_existing(
+        header_path,
+        "WFDB header file (.hea)",
+        "unreadable WFDB record: header file (.hea) not found",
+    ) as handle:
         content = handle.read(MAX_HEADER_BYTES + 1)
     if len(content) > MAX_HEADER_BYTES:
-        raise InputRejected(f"unreadable WFDB record: header file larger than "
-                            f"{MAX_HEADER_BYTES >> 20} MiB")
+        raise InputRejected(
+            f"unreadable WFDB record: header file larger than {MAX_HEADER_BYTES >> 20} MiB"
+        )
     lines = (line.strip() for line in content.decode("ascii", "ignore").splitlines())
     return [line for line in lines if line and not line.startswith("#")] or [""]
 
@@ -387,8 +439,9 @@ def _wfdb_sampling_rate(fields: list[str]) -> tuple[float, tuple[str, ...]]:
     taken from the text here. Only an absent field means the standard's default.
     """
     if len(fields) < 3:
-        return _WFDB_DEFAULT_FS_HZ, (f"sampling rate not stated: WFDB default "
-                                     f"{_WFDB_DEFAULT_FS_HZ:g} Hz used",)
+        return _WFDB_DEFAULT_FS_HZ, (
+            f"sampling rate not stated: WFDB default {_WFDB_DEFAULT_FS_HZ:g} Hz used",
+        )
     return check_sampling_rate(fields[2].split("/")[0]), ()
 
 
@@ -397,18 +450,24 @@ def _wfdb_signal_length(header, folder: Path) -> int:
     file holds (as WFDB infers it). Every signal file the header names must be a regular file
     holding that many samples; nothing is read but their sizes."""
     files: dict[str, list] = {}  # signal file -> [format, byte offset, samples per frame]
-    for name, fmt, per_frame, offset in zip(header.file_name, header.fmt,
-                                            header.samps_per_frame, header.byte_offset):
+    for name, fmt, per_frame, offset in zip(
+        header.file_name, header.fmt, header.samps_per_frame, header.byte_offset
+    ):
         files.setdefault(name, [fmt, offset or 0, 0])[2] += per_frame or 1
     n_samples = header.sig_len
     for name, (fmt, offset, per_frame) in files.items():
-        with _open_existing(folder / name, "WFDB signal file (.dat)",
-                            "unreadable WFDB record: a signal file it names is missing") as handle:
+        with _open_existing(
+            folder / name,
+            "WFDB signal file (.dat)",
+            "unreadable WFDB record: a signal file it names is missing",
+        ) as handle:
             size = _file_size(handle)
         if fmt in _WFDB_COMPRESSED:  # FLAC: the size says nothing; reads stop at the count
             if n_samples is None:
-                raise InputRejected("unreadable WFDB record: the header states no sample "
-                                    "count, which compressed (FLAC) signal files need")
+                raise InputRejected(
+                    "unreadable WFDB record: the header states no sample "
+                    "count, which compressed (FLAC) signal files need"
+                )
             continue
         if fmt not in _WFDB_BITS:
             raise InputRejected(f"unreadable WFDB record: unknown signal format {fmt}")
@@ -417,13 +476,16 @@ def _wfdb_signal_length(header, folder: Path) -> int:
             n_samples = math.floor(max(size - offset, 0) / frame_bytes)
         needed = offset + math.ceil(n_samples * frame_bytes)
         if size < needed:
-            raise InputRejected(f"unreadable WFDB record: a signal file holds {size} bytes, "
-                                f"fewer than the {needed} its header states")
+            raise InputRejected(
+                f"unreadable WFDB record: a signal file holds {size} bytes, "
+                f"fewer than the {needed} its header states"
+            )
     return int(n_samples)
 
 
-def _check_wfdb_checksums(stated: list[int | None] | None, computed: list[int],
-                          leads: list[str]) -> None:
+def _check_wfdb_checksums(
+    stated: list[int | None] | None, computed: list[int], leads: list[str]
+) -> None:
     """Reject leads whose 16-bit sum of stored samples differs from the header's checksum.
 
     stated: the header's checksum of each lead read (None where the header states none, which
@@ -431,13 +493,18 @@ def _check_wfdb_checksums(stated: list[int | None] | None, computed: list[int],
     as headers write them signed or unsigned).
     """
     stated = stated or [None] * len(leads)
-    corrupted = [lead for lead, expected, actual in zip(leads, stated, computed)
-                 if expected is not None and (int(actual) - int(expected)) % 65536]
+    corrupted = [
+        lead
+        for lead, expected, actual in zip(leads, stated, computed)
+        if expected is not None and (int(actual) - int(expected)) % 65536
+    ]
     if corrupted:
         plural = "s" if len(corrupted) > 1 else ""
-        raise InputRejected(f"checksum mismatch in lead{plural} "
-                            f"{', '.join(_in_lead_order(corrupted))}: "
-                            "the signal file is corrupted")
+        raise InputRejected(
+            f"checksum mismatch in lead{plural} "
+            f"{', '.join(_in_lead_order(corrupted))}: "
+            "the signal file is corrupted"
+        )
 
 
 def _wfdb_call(function, *args, **kwargs):
@@ -450,16 +517,17 @@ def _wfdb_call(function, *args, **kwargs):
         with _quiet_wfdb():
             return function(*args, **kwargs)
     except FileNotFoundError as error:
-        raise InputRejected("unreadable WFDB record: a signal file it names is missing") \
-            from error
+        raise InputRejected("unreadable WFDB record: a signal file it names is missing") from error
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 - any parser failure means a malformed file
-        raise InputRejected(f"unreadable WFDB record: malformed header or signal file "
-                            f"({type(error).__name__})") from error
+        raise InputRejected(
+            f"unreadable WFDB record: malformed header or signal file ({type(error).__name__})"
+        ) from error
 
 
 # --- DICOM waveform -----------------------------------------------------------------------
+
 
 def _read_dicom(path: Path) -> RawEcg:
     """A DICOM ECG waveform: the first multiplex group with at least 8 channels, in mV.
@@ -475,13 +543,17 @@ def _read_dicom(path: Path) -> RawEcg:
     with _open_existing(path, "ECG file", "ECG file not found (dicom)") as handle:
         size = _file_size(handle)
         if size > limit:
-            raise InputRejected(f"DICOM file too large for an ECG: {size / 1e6:.0f} MB "
-                                f"(at most {limit / 1e6:.0f} MB)")
+            raise InputRejected(
+                f"DICOM file too large for an ECG: {size / 1e6:.0f} MB "
+                f"(at most {limit / 1e6:.0f} MB)"
+            )
         try:
             if _dicom_transfer_syntax(handle) == pydicom.uid.DeflatedExplicitVRLittleEndian:
-                raise InputRejected("deflate-compressed DICOM files (Deflated Explicit VR "
-                                    "Little Endian) are not supported: their size is unknown "
-                                    "until inflated")
+                raise InputRejected(
+                    "deflate-compressed DICOM files (Deflated Explicit VR "
+                    "Little Endian) are not supported: their size is unknown "
+                    "until inflated"
+                )
             handle.seek(0)
             dataset = pydicom.dcmread(handle)
         except (InputRejected, MemoryError):
@@ -493,8 +565,7 @@ def _read_dicom(path: Path) -> RawEcg:
     except (InputRejected, MemoryError):
         raise
     except Exception as error:  # noqa: BLE001 - malformed waveform data or attributes
-        raise InputRejected(f"unreadable DICOM waveform data ({type(error).__name__})") \
-            from error
+        raise InputRejected(f"unreadable DICOM waveform data ({type(error).__name__})") from error
 
 
 def _dicom_transfer_syntax(handle) -> str | None:
@@ -503,8 +574,12 @@ def _dicom_transfer_syntax(handle) -> str | None:
     from pydicom.filereader import read_dataset, read_preamble
 
     read_preamble(handle, False)
-    meta = read_dataset(handle, is_implicit_VR=False, is_little_endian=True,
-                        stop_when=lambda tag, vr, length: tag >> 16 != 2)
+    meta = read_dataset(
+        handle,
+        is_implicit_VR=False,
+        is_little_endian=True,
+        stop_when=lambda tag, vr, length: tag >> 16 != 2,
+    )
     return meta.get("TransferSyntaxUID")
 
 
@@ -512,8 +587,14 @@ def _dicom_ecg(dataset) -> RawEcg:
     groups = dataset.get("WaveformSequence")
     if not groups:
         raise InputRejected("DICOM file holds no waveform (not an ECG waveform object)")
-    index = next((i for i, group in enumerate(groups)
-                  if int(_required(group, "NumberOfWaveformChannels")) >= 8), None)
+    index = next(
+        (
+            i
+            for i, group in enumerate(groups)
+            if int(_required(group, "NumberOfWaveformChannels")) >= 8
+        ),
+        None,
+    )
     if index is None:
         raise InputRejected("DICOM waveform has no group with 8 or more channels")
     group = groups[index]
@@ -522,8 +603,10 @@ def _dicom_ecg(dataset) -> RawEcg:
     check_declared_size(int(_required(group, "NumberOfWaveformSamples")), fs, len(definitions))
     channels = dataset.waveform_array(index).T
     if channels.shape[0] != len(definitions):
-        raise InputRejected(f"DICOM waveform has {channels.shape[0]} channels but "
-                            f"{len(definitions)} channel definitions")
+        raise InputRejected(
+            f"DICOM waveform has {channels.shape[0]} channels but "
+            f"{len(definitions)} channel definitions"
+        )
     units = [_dicom_channel_unit(d) for d in definitions]
     channels = channels * np.array([millivolt_factor(unit) for unit in units])[:, None]
     names = [_dicom_channel_lead(d) for d in definitions]
@@ -544,8 +627,9 @@ def _dicom_channel_lead(definition) -> str | None:
     if not sources:
         return None
     source = sources[0]
-    return (normalise_lead_name(source.get("CodeMeaning", ""))
-            or lead_from_code(source.get("CodeValue", "")))
+    return normalise_lead_name(source.get("CodeMeaning", "")) or lead_from_code(
+        source.get("CodeValue", "")
+    )
 
 
 def _dicom_channel_unit(definition) -> str | None:
@@ -554,6 +638,7 @@ def _dicom_channel_unit(definition) -> str | None:
 
 
 # --- NumPy --------------------------------------------------------------------------------
+
 
 def _read_numpy(path: Path, fs: float | None) -> RawEcg:
     """``.npz`` with ``signal`` ((12, T) or (T, 12)), ``fs``, optional ``leads``; or a bare
@@ -578,8 +663,9 @@ def _read_npy(handle, fs: float | None) -> RawEcg:
         shape, dtype = _npy_header(handle)
         _check_signal_layout(shape, dtype, len(LEADS), fs)
         if _file_size(handle) < handle.tell() + _nbytes(shape, dtype):
-            raise InputRejected("truncated .npy file: it holds fewer samples than its "
-                                "header states")
+            raise InputRejected(
+                "truncated .npy file: it holds fewer samples than its header states"
+            )
         handle.seek(0)
         signal = np.lib.format.read_array(handle, allow_pickle=False)
     except (InputRejected, MemoryError):
@@ -611,8 +697,12 @@ def _read_npz(handle, fs: float | None) -> RawEcg:
                     raise InputRejected(".npz 'leads' is not a list of names")
                 leads = [_text(name) for name in names]
             signal = _npz_array(
-                archive, members["signal"], "signal", MAX_SIGNAL_BYTES + _NPY_HEADER_BYTES,
-                check=lambda shape, dtype: _check_signal_layout(shape, dtype, len(leads), fs))
+                archive,
+                members["signal"],
+                "signal",
+                MAX_SIGNAL_BYTES + _NPY_HEADER_BYTES,
+                check=lambda shape, dtype: _check_signal_layout(shape, dtype, len(leads), fs),
+            )
     except (InputRejected, MemoryError):
         raise
     except Exception as error:  # noqa: BLE001 - malformed archive or member
@@ -637,27 +727,37 @@ def _check_zip_directory(handle) -> None:
         raise InputRejected("unreadable .npz file: no zip directory")
     entries, directory_bytes = _ZIP_END.unpack_from(tail, at)[4:6]
     zip64_at = at - 20 - _ZIP64_END.size
-    if zip64_at >= 0 and tail[at - 20:at - 16] == b"PK\x06\x07" \
-            and tail[zip64_at:zip64_at + 4] == b"PK\x06\x06":
+    if (
+        zip64_at >= 0
+        and tail[at - 20 : at - 16] == b"PK\x06\x07"
+        and tail[zip64_at : zip64_at + 4] == b"PK\x06\x06"
+    ):
         entries, directory_bytes = _ZIP64_END.unpack_from(tail, zip64_at)[7:9]
     handle.seek(0)
     if entries > MAX_NPZ_MEMBERS or directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
-        raise InputRejected(f"implausible .npz file: its zip directory lists {entries} entries "
-                            f"in {directory_bytes} bytes (an ECG needs at most 3 arrays)")
+        raise InputRejected(
+            f"implausible .npz file: its zip directory lists {entries} entries "
+            f"in {directory_bytes} bytes (an ECG needs at most 3 arrays)"
+        )
 
 
-def _npz_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, max_bytes: int,
-               check=None) -> np.ndarray:
+def _npz_array(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, max_bytes: int, check=None
+) -> np.ndarray:
     """The array in one .npz member, refused unless it is stored or deflated (zipfile bounds
     only deflate's output), declares at most ``max_bytes`` in the zip directory, and holds
     exactly the data its array header declares; ``check(shape, dtype)`` judges the header
     first. Only the header is inflated before these checks."""
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise InputRejected(f".npz array '{key}' uses an unsupported compression method "
-                            "(only stored and deflated are read)")
+        raise InputRejected(
+            f".npz array '{key}' uses an unsupported compression method "
+            "(only stored and deflated are read)"
+        )
     if info.file_size > max_bytes:
-        raise InputRejected(f".npz array '{key}' declares {info.file_size} bytes, more than the "
-                            f"{max_bytes} any ECG needs")
+        raise InputRejected(
+            f".npz array '{key}' declares {info.file_size} bytes, more than the "
+            f"{max_bytes} any ECG needs"
+        )
     with archive.open(info) as stream:
         shape, dtype = _npy_header(stream)
         header_bytes = stream.tell()
@@ -665,8 +765,9 @@ def _npz_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, max_by
         check(shape, dtype)
     expected = header_bytes + _nbytes(shape, dtype)
     if info.file_size != expected:  # short, or data running on that nothing would read
-        raise InputRejected(f".npz array '{key}' holds {info.file_size} bytes, not the "
-                            f"{expected} its header states")
+        raise InputRejected(
+            f".npz array '{key}' holds {info.file_size} bytes, not the {expected} its header states"
+        )
     with archive.open(info) as stream:
         return np.lib.format.read_array(stream, allow_pickle=False)
 
@@ -674,8 +775,11 @@ def _npz_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, max_by
 def _npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of an .npy stream, from its header alone (numpy bounds its size)."""
     version = np.lib.format.read_magic(stream)
-    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                   else np.lib.format.read_array_header_2_0)
+    read_header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
     shape, _fortran_order, dtype = read_header(stream)
     return shape, dtype
 
@@ -706,16 +810,16 @@ def _lead_axis(shape: tuple[int, ...], n_leads: int) -> int:
     raise InputRejected(f"ECG array of shape {shape} does not have {n_leads} leads")
 
 
-def _check_signal_layout(shape: tuple[int, ...], dtype: np.dtype, n_leads: int,
-                         fs: float) -> None:
+def _check_signal_layout(shape: tuple[int, ...], dtype: np.dtype, n_leads: int, fs: float) -> None:
     """Reject an array header that is not a plausible ECG, before its data is read."""
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise InputRejected(f"ECG array has non-numeric dtype {dtype}")
     axis = _lead_axis(shape, n_leads)
     check_declared_size(shape[1 - axis], fs, n_leads)
     if _nbytes(shape, dtype) > MAX_SIGNAL_BYTES:  # e.g. 16-byte long doubles at the limits
-        raise InputRejected(f"ECG array of {_nbytes(shape, dtype)} bytes is larger than "
-                            f"{MAX_SIGNAL_BYTES} bytes")
+        raise InputRejected(
+            f"ECG array of {_nbytes(shape, dtype)} bytes is larger than {MAX_SIGNAL_BYTES} bytes"
+        )
 
 
 def _numpy_ecg(signal: np.ndarray, fs: float, leads: list[str]) -> RawEcg:

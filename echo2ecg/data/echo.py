@@ -59,8 +59,9 @@ def to_gray(frames: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(stacked, cv2.COLOR_RGB2GRAY).reshape(k, h, w)
 
 
-def ultrasound_mask(gray: np.ndarray,
-                    region: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def ultrasound_mask(
+    gray: np.ndarray, region: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
     """The scan sector of a clip, as EchoPrime finds it.
 
     Args:
@@ -101,8 +102,11 @@ def ultrasound_mask(gray: np.ndarray,
     return mask
 
 
-def scan_sector(gray: np.ndarray, region: tuple[int, int, int, int] | None = None,
-                notes: list[str] | None = None) -> np.ndarray:
+def scan_sector(
+    gray: np.ndarray,
+    region: tuple[int, int, int, int] | None = None,
+    notes: list[str] | None = None,
+) -> np.ndarray:
     """:func:`ultrasound_mask`, refusing a mask too small to be a scan sector.
 
     Args:
@@ -122,8 +126,11 @@ def scan_sector(gray: np.ndarray, region: tuple[int, int, int, int] | None = Non
     fraction = float(mask.mean())
     if fraction >= MIN_MASK_FRACTION:
         return mask
-    why = ("frames do not move" if (gray == gray[0]).all()
-           else f"the moving area is {100 * fraction:.1f} % of the frame")
+    why = (
+        "frames do not move"
+        if (gray == gray[0]).all()
+        else f"the moving area is {100 * fraction:.1f} % of the frame"
+    )
     if region is not None:
         x0, y0, x1, y1 = region
         box = np.zeros_like(mask)
@@ -134,8 +141,7 @@ def scan_sector(gray: np.ndarray, region: tuple[int, int, int, int] | None = Non
             return box
     if why == "frames do not move":
         raise InputRejected("no moving scan sector: all frames identical")
-    raise InputRejected(f"no moving scan sector: {why} (minimum "
-                        f"{100 * MIN_MASK_FRACTION:g} %)")
+    raise InputRejected(f"no moving scan sector: {why} (minimum {100 * MIN_MASK_FRACTION:g} %)")
 
 
 def _fill_from_corner(mask: np.ndarray) -> np.ndarray:
@@ -164,24 +170,31 @@ def crop_and_resize(frames: np.ndarray, size: int = 224, zoom: float = 0.1) -> n
     k, h, w, c = frames.shape
     cut = round(abs(w - h) / 2)
     if w > h:
-        frames = frames[:, :, cut:w - cut]
+        frames = frames[:, :, cut : w - cut]
     elif h > w:
-        frames = frames[:, cut:h - cut]
+        frames = frames[:, cut : h - cut]
     h, w = frames.shape[1:3]
     cut_y, cut_x = int(h * zoom), int(w * zoom)
-    frames = frames[:, cut_y:h - cut_y, cut_x:w - cut_x]
+    frames = frames[:, cut_y : h - cut_y, cut_x : w - cut_x]
     out = np.empty((k, size, size, c), np.uint8)
     # One call per frame: resizing all frames as one many-channel image takes OpenCV's
     # slower generic path, which also rounds differently from the 3-channel one.
     for i, frame in enumerate(frames):
         out[i] = cv2.resize(frame, (size, size), interpolation=cv2.INTER_CUBIC).reshape(
-            size, size, c)
+            size, size, c
+        )
     return out
 
 
-def extract_clip(path: str | os.PathLike, frames: int = 16, stride: int = 2, size: int = 224,
-                 zoom: float = 0.1, max_decoded_gib: float = DEFAULT_MAX_BYTES / 2**30,
-                 notes: list[str] | None = None) -> np.ndarray:
+def extract_clip(
+    path: str | os.PathLike,
+    frames: int = 16,
+    stride: int = 2,
+    size: int = 224,
+    zoom: float = 0.1,
+    max_decoded_gib: float = DEFAULT_MAX_BYTES / 2**30,
+    notes: list[str] | None = None,
+) -> np.ndarray:
     """One DICOM echo view → (frames, size, size, 3) uint8 RGB, unnormalised.
 
     The keyword arguments are the config's ``echo`` section (EchoPrime's recipe by default).
@@ -205,18 +218,25 @@ def extract_clip(path: str | os.PathLike, frames: int = 16, stride: int = 2, siz
     """
     header = read_ultrasound_header(path, max_bytes=int(max_decoded_gib * 2**30))
     decoded = read_frames(path, frames_to_decode(header.n_frames, frames, stride), header)
-    clip = clip_from_decoded(decoded, header.n_frames, header.region, frames, stride, size,
-                             zoom, notes)
-    used = clip[:len(clip_frame_indices(header.n_frames, frames, stride))]
+    clip = clip_from_decoded(
+        decoded, header.n_frames, header.region, frames, stride, size, zoom, notes
+    )
+    used = clip[: len(clip_frame_indices(header.n_frames, frames, stride))]
     if used.min() == used.max():
         raise InputRejected(f"blank clip: every pixel of every used frame is {int(used.max())}")
     return clip
 
 
-def clip_from_decoded(decoded: np.ndarray, n_frames: int,
-                      region: tuple[int, int, int, int] | None = None, n_out: int = 16,
-                      stride: int = 2, size: int = 224, zoom: float = 0.1,
-                      notes: list[str] | None = None) -> np.ndarray:
+def clip_from_decoded(
+    decoded: np.ndarray,
+    n_frames: int,
+    region: tuple[int, int, int, int] | None = None,
+    n_out: int = 16,
+    stride: int = 2,
+    size: int = 224,
+    zoom: float = 0.1,
+    notes: list[str] | None = None,
+) -> np.ndarray:
     """The recipe on decoded frames: ``decoded`` (K, H, W, 3) uint8 RGB are the frames
     :func:`frames_to_decode` names for a clip of ``n_frames`` (in that order); ``region``
     the scan-region box or None; ``notes`` as for :func:`scan_sector`.
@@ -229,13 +249,18 @@ def clip_from_decoded(decoded: np.ndarray, n_frames: int,
     # A contiguous (H, W, 3) mask keeps numpy on its fast inner loop (≈8× a 4-D broadcast).
     used *= np.repeat(mask[:, :, None], 3, axis=2)
     clip = np.zeros((n_out, size, size, 3), np.uint8)
-    clip[:len(used)] = crop_and_resize(used, size, zoom)
+    clip[: len(used)] = crop_and_resize(used, size, zoom)
     return clip
 
 
-def clip_from_frames(frames: np.ndarray, region: tuple[int, int, int, int] | None = None,
-                     n_out: int = 16, stride: int = 2, size: int = 224,
-                     zoom: float = 0.1) -> np.ndarray:
+def clip_from_frames(
+    frames: np.ndarray,
+    region: tuple[int, int, int, int] | None = None,
+    n_out: int = 16,
+    stride: int = 2,
+    size: int = 224,
+    zoom: float = 0.1,
+) -> np.ndarray:
     """The recipe on a whole clip in memory, (F, H, W, 3) uint8 RGB → (n_out, size, size, 3)."""
     decoded = frames[frames_to_decode(len(frames), n_out, stride)]
     return clip_from_decoded(decoded, len(frames), region, n_out, stride, size, zoom)

@@ -15,13 +15,23 @@ import stat
 
 from echo2ecg.data.errors import InputRejected
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"))
-_OS_REASONS = {errno.ENOENT: "file not found", errno.ENOTDIR: "file not found",
-               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-               errno.ELOOP: "symbolic link loop", errno.ENAMETOOLONG: "file name too long",
-               errno.EISDIR: "not a regular file: a directory", errno.EIO: "input/output error"}
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+_OS_REASONS = {
+    errno.ENOENT: "file not found",
+    errno.ENOTDIR: "file not found",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ELOOP: "symbolic link loop",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EISDIR: "not a regular file: a directory",
+    errno.EIO: "input/output error",
+}
 
 
 def os_error_reason(error: OSError) -> str:
@@ -30,8 +40,11 @@ def os_error_reason(error: OSError) -> str:
     if known:
         return known
     name = errno.errorcode.get(error.errno or 0)
-    return f"cannot read the file (operating-system error {name})" if name \
+    return (
+        f"cannot read the file (operating-system error {name})"
+        if name
         else f"cannot read the file ({type(error).__name__})"
+    )
 
 
 def _kind(mode: int) -> str | None:

@@ -28,13 +28,24 @@ def summarise_ledgers(ledgers: list[tuple[str, str, str | Path]]) -> pd.DataFram
     ``ledgers``: (stage ``echo`` | ``ecg``, cohort, shard ledger path) for every shard.
     Every file of every ledger is counted once, so the counts add up to the inputs.
     """
-    parts = [read_ledger(path).assign(stage=stage, cohort=cohort)[
-                 ["stage", "cohort", "status", "reason"]] for stage, cohort, path in ledgers]
+    parts = [
+        read_ledger(path).assign(stage=stage, cohort=cohort)[
+            ["stage", "cohort", "status", "reason"]
+        ]
+        for stage, cohort, path in ledgers
+    ]
     if not parts:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     rows = pd.concat(parts, ignore_index=True)
     rows["reason"] = rows["reason"].fillna("")
-    summary = (rows.groupby(["stage", "cohort", "status", "reason"], dropna=False)
-               .size().rename("files").reset_index())
-    return summary.sort_values(["stage", "cohort", "status", "files"],
-                               ascending=[True, True, True, False], ignore_index=True)
+    summary = (
+        rows.groupby(["stage", "cohort", "status", "reason"], dropna=False)
+        .size()
+        .rename("files")
+        .reset_index()
+    )
+    return summary.sort_values(
+        ["stage", "cohort", "status", "files"],
+        ascending=[True, True, True, False],
+        ignore_index=True,
+    )

@@ -23,8 +23,11 @@ def time_limit(seconds: float | None):
     decoder is interrupted only when it returns to Python. The previous SIGALRM handler is
     restored on exit, and a timer that was running is re-armed with the time it had left.
     """
-    if seconds is None or threading.current_thread() is not threading.main_thread() \
-            or not hasattr(signal, "setitimer"):
+    if (
+        seconds is None
+        or threading.current_thread() is not threading.main_thread()
+        or not hasattr(signal, "setitimer")
+    ):
         yield
         return
     if not seconds > 0:
@@ -47,5 +50,6 @@ def time_limit(seconds: float | None):
         finally:
             signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
             if outer_left:
-                signal.setitimer(signal.ITIMER_REAL,
-                                 max(outer_left - (time.monotonic() - started), 1e-3))
+                signal.setitimer(
+                    signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 1e-3)
+                )

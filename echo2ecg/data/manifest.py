@@ -79,18 +79,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
         table = pd.read_parquet(path)
     else:
         try:
-            table = pd.read_csv(path, dtype={c: "string" for c in ID_COLUMNS},
-                                keep_default_na=False, na_values=[""], encoding="utf-8")
+            table = pd.read_csv(
+                path,
+                dtype={c: "string" for c in ID_COLUMNS},
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8",
+            )
         except UnicodeDecodeError:
             raise ManifestError(
                 f"{path}: line {_undecodable_line(path)} is not UTF-8 text; save the manifest "
-                "as UTF-8 (spreadsheets: 'CSV UTF-8')") from None
+                "as UTF-8 (spreadsheets: 'CSV UTF-8')"
+            ) from None
         except pd.errors.EmptyDataError:
-            raise ManifestError(f"{path}: empty file; a manifest starts with a header line") \
-                from None
+            raise ManifestError(
+                f"{path}: empty file; a manifest starts with a header line"
+            ) from None
         except pd.errors.ParserError as error:
-            raise ManifestError(f"{path}: not a readable CSV table: {str(error).strip()}") \
-                from None
+            raise ManifestError(f"{path}: not a readable CSV table: {str(error).strip()}") from None
     for column in ID_COLUMNS:
         if column in table:
             table[column] = table[column].astype("string").str.strip()
@@ -122,8 +128,10 @@ def _where(source: Path, positions) -> str:
     else:
         lines = _row_lines(source)
         # without a line map (a file csv cannot read) the header is line 1, one row a line
-        label, numbers = "line(s)", [lines[p] if p < len(lines) else p + 2
-                                     for p in positions[:_LISTED]]
+        label, numbers = (
+            "line(s)",
+            [lines[p] if p < len(lines) else p + 2 for p in positions[:_LISTED]],
+        )
     text = f"{label} {', '.join(map(str, numbers))}"
     if len(positions) > _LISTED:
         text += f" and {len(positions) - _LISTED} more"
@@ -138,8 +146,9 @@ def _blank(values: pd.Series) -> np.ndarray:
 def _check_columns(table: pd.DataFrame, required: tuple[str, ...], source: Path) -> None:
     missing = [c for c in required if c not in table.columns]
     if missing:
-        raise ManifestError(f"{source}: missing column(s) {', '.join(missing)}; "
-                            f"expected {', '.join(required)}")
+        raise ManifestError(
+            f"{source}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}"
+        )
     if table.empty:
         raise ManifestError(f"{source}: no rows; the manifest lists nothing under its header")
 
@@ -154,8 +163,10 @@ def _check_filled(table: pd.DataFrame, columns: tuple[str, ...], source: Path) -
 def _check_unique(table: pd.DataFrame, column: str, source: Path, why: str = "") -> None:
     repeated = table[column].duplicated(keep=False).to_numpy(bool)
     if repeated.any():
-        raise ManifestError(f"{source}: {column} is not unique{why}: the same value on "
-                            f"{_where(source, np.flatnonzero(repeated))}")
+        raise ManifestError(
+            f"{source}: {column} is not unique{why}: the same value on "
+            f"{_where(source, np.flatnonzero(repeated))}"
+        )
 
 
 def _parse_times(table: pd.DataFrame, source: Path) -> pd.Series:
@@ -174,9 +185,11 @@ def _parse_times(table: pd.DataFrame, source: Path) -> pd.Series:
     times = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
     bad = np.flatnonzero(times.isna().to_numpy())
     if len(bad):
-        raise ManifestError(f"{source}: acquisition_time is not an ISO 8601 time on "
-                            f"{_where(source, bad)} (expected a time such as "
-                            "2024-01-02T10:00:00, with a zone such as Z or +01:00 or none)")
+        raise ManifestError(
+            f"{source}: acquisition_time is not an ISO 8601 time on "
+            f"{_where(source, bad)} (expected a time such as "
+            "2024-01-02T10:00:00, with a zone such as Z or +01:00 or none)"
+        )
     zoned = text.str.contains(_ZONE_PATTERN, regex=True).fillna(False).to_numpy(bool)
     if zoned.all():
         return times
@@ -186,7 +199,8 @@ def _parse_times(table: pd.DataFrame, source: Path) -> pd.Series:
         f"{source}: acquisition_time has a time zone on "
         f"{_where(source, np.flatnonzero(zoned))} but none on "
         f"{_where(source, np.flatnonzero(~zoned))}; give every time a zone (Z or +01:00) "
-        "or none")
+        "or none"
+    )
 
 
 def _parse_numbers(table: pd.DataFrame, column: str, source: Path) -> pd.Series:
@@ -204,15 +218,19 @@ def _parse_numbers(table: pd.DataFrame, column: str, source: Path) -> pd.Series:
         values = pd.Series(numbers, index=table.index, name=column)
     expected = NUMBER_EXAMPLES.get(column, "a number")
     if bad.any():
-        raise ManifestError(f"{source}: {column} is not a number on "
-                            f"{_where(source, np.flatnonzero(bad))} (expected {expected}; "
-                            "leave the cell empty where it is unknown)")
+        raise ManifestError(
+            f"{source}: {column} is not a number on "
+            f"{_where(source, np.flatnonzero(bad))} (expected {expected}; "
+            "leave the cell empty where it is unknown)"
+        )
     if column == "shd":
         not_binary = np.flatnonzero(np.isfinite(numbers) & ~np.isin(numbers, (0.0, 1.0)))
         if len(not_binary):
-            raise ManifestError(f"{source}: shd is neither 0 nor 1 on "
-                                f"{_where(source, not_binary)} (expected 0 or 1; leave the "
-                                "cell empty where it is unknown)")
+            raise ManifestError(
+                f"{source}: shd is neither 0 nor 1 on "
+                f"{_where(source, not_binary)} (expected 0 or 1; leave the "
+                "cell empty where it is unknown)"
+            )
     return values
 
 
@@ -224,8 +242,10 @@ def _resolve_paths(table: pd.DataFrame, source: Path) -> pd.Series:
     resolved = paths.where(paths.str.startswith("/"), base + paths)
     duplicated = resolved.duplicated(keep=False).to_numpy(bool)
     if duplicated.any():  # named by line: file names often carry MRNs or UIDs
-        raise ManifestError(f"{source}: path lists the same file more than once, on "
-                            f"{_where(source, np.flatnonzero(duplicated))}")
+        raise ManifestError(
+            f"{source}: path lists the same file more than once, on "
+            f"{_where(source, np.flatnonzero(duplicated))}"
+        )
     return resolved.astype("string")
 
 
@@ -262,9 +282,11 @@ def load_ecgs(path: str | Path) -> pd.DataFrame:
     unknown = ~table["format"].isin(ECG_FORMATS).to_numpy(bool)
     if unknown.any():
         names = sorted(set(table["format"][unknown]))
-        raise ManifestError(f"{source}: unknown ECG format(s) {', '.join(names)} in format on "
-                            f"{_where(source, np.flatnonzero(unknown))}; expected one of "
-                            f"{', '.join(ECG_FORMATS)}")
+        raise ManifestError(
+            f"{source}: unknown ECG format(s) {', '.join(names)} in format on "
+            f"{_where(source, np.flatnonzero(unknown))}; expected one of "
+            f"{', '.join(ECG_FORMATS)}"
+        )
     _check_unique(table, "ecg_id", source)
     table["fs"] = _parse_numbers(table, "fs", source) if "fs" in table else float("nan")
     return _with_files_resolved(table, source)
@@ -288,13 +310,15 @@ def check_time_zones_agree(manifests: dict[str | Path, pd.DataFrame]) -> None:
     """Refuse loaded manifests of one cohort (path → table) of which some have times with a
     zone and others without: pairing compares their times, and a time without a zone
     cannot be ordered against one with."""
-    zoned = {str(path): table["acquisition_time"].dt.tz is not None
-             for path, table in manifests.items()}
+    zoned = {
+        str(path): table["acquisition_time"].dt.tz is not None for path, table in manifests.items()
+    }
     if len(set(zoned.values())) > 1:
         raise ManifestError(
             f"acquisition_time has a time zone in {', '.join(p for p, z in zoned.items() if z)} "
             f"but none in {', '.join(p for p, z in zoned.items() if not z)}; give the times "
-            "of all of a cohort's manifests a zone, or none")
+            "of all of a cohort's manifests a zone, or none"
+        )
 
 
 def shard_of(key: str, n_shards: int) -> int:

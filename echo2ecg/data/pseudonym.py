@@ -36,14 +36,18 @@ def resolve_key(configured: str | None, demo: bool = False) -> bytes:
         )
     encoded = key.encode("utf-8")
     if not demo and key == DEMO_KEY:
-        raise ValueError(f"{where}: the public demo key is only for the demo cohort "
-                         "(demo.enabled: true); set a secret key of at least "
-                         f"{MIN_KEY_BYTES} bytes for real data, e.g. from "
-                         "`python -c 'import secrets; print(secrets.token_hex(32))'`")
+        raise ValueError(
+            f"{where}: the public demo key is only for the demo cohort "
+            "(demo.enabled: true); set a secret key of at least "
+            f"{MIN_KEY_BYTES} bytes for real data, e.g. from "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
     if not demo and len(encoded) < MIN_KEY_BYTES:
-        raise ValueError(f"{where}: the pseudonym key is {len(encoded)} bytes; real data "
-                         f"needs at least {MIN_KEY_BYTES} (e.g. `python -c 'import secrets; "
-                         "print(secrets.token_hex(32))'`)")
+        raise ValueError(
+            f"{where}: the pseudonym key is {len(encoded)} bytes; real data "
+            f"needs at least {MIN_KEY_BYTES} (e.g. `python -c 'import secrets; "
+            "print(secrets.token_hex(32))'`)"
+        )
     return encoded
 
 

@@ -39,30 +39,46 @@ def _shard_labels(keys: pd.Series, n_shards: int) -> list[str]:
     return [labels[k] for k in keys]
 
 
-def _rows_of_shard(table: pd.DataFrame, shard_key: str, n_shards: int,
-                   only: str | None) -> pd.DataFrame:
+def _rows_of_shard(
+    table: pd.DataFrame, shard_key: str, n_shards: int, only: str | None
+) -> pd.DataFrame:
     if only is None:
         return table
     return table[[label == only for label in _shard_labels(table[shard_key], n_shards)]]
 
 
-def _plan(table: pd.DataFrame, shard_key: str, n_shards: int, fields: dict[str, list],
-          sources: list[str], options: list[dict] | None = None) -> dict[str, list[dict]]:
+def _plan(
+    table: pd.DataFrame,
+    shard_key: str,
+    n_shards: int,
+    fields: dict[str, list],
+    sources: list[str],
+    options: list[dict] | None = None,
+) -> dict[str, list[dict]]:
     plan: dict[str, list[dict]] = {shard_label(i): [] for i in range(n_shards)}
     names = list(fields)
-    rows = zip(_shard_labels(table[shard_key], n_shards), table["path"], sources,
-               table["manifest_row"], *fields.values())
+    rows = zip(
+        _shard_labels(table[shard_key], n_shards),
+        table["path"],
+        sources,
+        table["manifest_row"],
+        *fields.values(),
+    )
     for i, (shard, path, source, manifest_row, *values) in enumerate(rows):
-        item = {"path": path, "source": source,
-                "fields": {"manifest_row": int(manifest_row), **dict(zip(names, values))}}
+        item = {
+            "path": path,
+            "source": source,
+            "fields": {"manifest_row": int(manifest_row), **dict(zip(names, values))},
+        }
         if options is not None:
             item["options"] = options[i]
         plan[shard].append(item)
     return plan
 
 
-def plan_echo_shards(views: pd.DataFrame, n_shards: int, key: bytes,
-                     hash_paths: bool = True, only: str | None = None) -> dict[str, list[dict]]:
+def plan_echo_shards(
+    views: pd.DataFrame, n_shards: int, key: bytes, hash_paths: bool = True, only: str | None = None
+) -> dict[str, list[dict]]:
     """Shard label → the shard's inputs as plain dicts (``ShardInput`` fields).
 
     ``views`` is a loaded echo-view manifest (:func:`echo2ecg.data.manifest.load_echo_views`);
@@ -71,21 +87,28 @@ def plan_echo_shards(views: pd.DataFrame, n_shards: int, key: bytes,
     With ``only`` (a shard label), just that shard's rows are planned (and pseudonymised).
     """
     views = _rows_of_shard(views, "study_id", n_shards, only)
-    fields = {"patient": pseudonymise_all(views["patient_id"], key),
-              "study": pseudonymise_all(views["study_id"], key),
-              "view": pseudonymise_all(views["view_id"], key)}
+    fields = {
+        "patient": pseudonymise_all(views["patient_id"], key),
+        "study": pseudonymise_all(views["study_id"], key),
+        "view": pseudonymise_all(views["view_id"], key),
+    }
     return _plan(views, "study_id", n_shards, fields, _sources(views, key, hash_paths))
 
 
-def plan_ecg_shards(ecgs: pd.DataFrame, n_shards: int, key: bytes,
-                    hash_paths: bool = True, only: str | None = None) -> dict[str, list[dict]]:
+def plan_ecg_shards(
+    ecgs: pd.DataFrame, n_shards: int, key: bytes, hash_paths: bool = True, only: str | None = None
+) -> dict[str, list[dict]]:
     """Shard label → the shard's ECG inputs, with each file's format and rate as options
     (``only``: as in :func:`plan_echo_shards`)."""
     ecgs = _rows_of_shard(ecgs, "ecg_id", n_shards, only)
-    fields = {"patient": pseudonymise_all(ecgs["patient_id"], key),
-              "ecg": pseudonymise_all(ecgs["ecg_id"], key)}
-    options = [{"fmt": fmt} if pd.isna(fs) else {"fmt": fmt, "fs": float(fs)}
-               for fmt, fs in zip(ecgs["format"], ecgs["fs"])]
+    fields = {
+        "patient": pseudonymise_all(ecgs["patient_id"], key),
+        "ecg": pseudonymise_all(ecgs["ecg_id"], key),
+    }
+    options = [
+        {"fmt": fmt} if pd.isna(fs) else {"fmt": fmt, "fs": float(fs)}
+        for fmt, fs in zip(ecgs["format"], ecgs["fs"])
+    ]
     return _plan(ecgs, "ecg_id", n_shards, fields, _sources(ecgs, key, hash_paths), options)
 
 
@@ -115,8 +138,10 @@ def shard_digest(inputs: list[dict]) -> str:
     The shard rule's parameter: any added, removed, renamed or changed file changes it and
     reruns that shard alone, and it reveals no path or identifier.
     """
-    rows = [[item["source"], item["fields"], item.get("options", {}), state]
-            for item, state in zip(inputs, file_states(inputs))]
+    rows = [
+        [item["source"], item["fields"], item.get("options", {}), state]
+        for item, state in zip(inputs, file_states(inputs))
+    ]
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -127,13 +152,22 @@ def checked_shard_inputs(plan: dict[str, list[dict]], shard: str, digest: str) -
     """
     inputs = plan[shard]
     if shard_digest(inputs) != digest:
-        raise RuntimeError(f"shard {shard}: its manifest rows or files changed after the "
-                           "workflow was planned; run snakemake again")
+        raise RuntimeError(
+            f"shard {shard}: its manifest rows or files changed after the "
+            "workflow was planned; run snakemake again"
+        )
     return inputs
 
 
-def replan_shard(table: str, manifest: str | os.PathLike, n_shards: int, hash_paths: bool,
-                 key: bytes, shard: str, digest: str) -> list[dict]:
+def replan_shard(
+    table: str,
+    manifest: str | os.PathLike,
+    n_shards: int,
+    hash_paths: bool,
+    key: bytes,
+    shard: str,
+    digest: str,
+) -> list[dict]:
     """What a shard job runs on: its rows planned again from the manifest (``table`` is
     ``echo_views`` or ``ecgs``), checked against the ``digest`` the workflow was planned
     with (see :func:`checked_shard_inputs`)."""

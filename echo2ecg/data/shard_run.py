@@ -2,9 +2,10 @@
 
 ``extract_echo_shard`` turns DICOM clips into a clip store (array ``clips``, uint8
 (N, 16, 224, 224, 3) RGB, unnormalised); ``prep_ecg_shard`` turns ECG files into a signal
-store (array ``signals``, float32 (N, 12, 5000), 500 Hz). Both write a ledger (CSV) with one
-row per input, at the paths the caller gives: ``source, status (ok | rejected), reason, note, row`` plus the input's
-carried fields (pseudonymised ids, manifest row). A bad file never stops the shard.
+store (array ``signals``, float32 (N, 12, 5000), 500 Hz). Both write a ledger (CSV) at the
+paths the caller gives, one row per input: ``source, status (ok | rejected), reason, note,
+row`` plus the input's carried fields (pseudonymised ids, manifest row). A bad file never
+stops the shard.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 from echo2ecg import __version__
-from echo2ecg.data.echo import extract_clip
 from echo2ecg.data.ecg import prepare_ecg
 from echo2ecg.data.ecg_formats import read_ecg
+from echo2ecg.data.echo import extract_clip
 from echo2ecg.data.errors import InputRejected
 from echo2ecg.data.files import os_error_reason
 from echo2ecg.data.limits import TimeLimitExceeded, time_limit
@@ -53,8 +54,7 @@ class ShardInput:
 def inputs_from_paths(paths: Iterable[str], **options) -> list[ShardInput]:
     """Inputs named on a command line: the ledger shows each path as given, with bytes
     that are not UTF-8 (names from old encodings) written as ``\\xff`` escapes."""
-    return [ShardInput(path=str(p), source=printable_path(p), options=dict(options))
-            for p in paths]
+    return [ShardInput(path=str(p), source=printable_path(p), options=dict(options)) for p in paths]
 
 
 def printable_path(path) -> str:
@@ -89,16 +89,21 @@ def _raised_in(error: Exception) -> str:
     roots = [root.rstrip("/") + "/" for root in sys.path if root]
     inside = [root for root in roots if frame.filename.startswith(root)]
     if inside:  # the dotted module name below the deepest import root
-        relative = frame.filename[len(max(inside, key=len)):].removesuffix(".py")
+        relative = frame.filename[len(max(inside, key=len)) :].removesuffix(".py")
         module = relative.replace("/", ".").removesuffix(".__init__")
     else:
         module = inspect.getmodulename(frame.filename) or "unknown module"
     return f"{module}.{frame.name}"
 
 
-def run_shard(inputs: list[ShardInput], process: Callable[[ShardInput, list[str]], np.ndarray],
-              writer: ShardWriter, what: str, time_limit_s: float | None = None,
-              progress_every_s: float = 10.0) -> pd.DataFrame:
+def run_shard(
+    inputs: list[ShardInput],
+    process: Callable[[ShardInput, list[str]], np.ndarray],
+    writer: ShardWriter,
+    what: str,
+    time_limit_s: float | None = None,
+    progress_every_s: float = 10.0,
+) -> pd.DataFrame:
     """Apply ``process`` to every input, append results to ``writer``, return the ledger.
 
     ``process(item, notes)`` returns the item's row and may append sentences to ``notes``
@@ -119,23 +124,40 @@ def run_shard(inputs: list[ShardInput], process: Callable[[ShardInput, list[str]
                     result = process(item, notes)
                 row_index, status, reason = writer.append(result), "ok", ""
             except TimeLimitExceeded:
-                row_index, status, reason = None, "rejected", \
-                    f"reading took longer than the time limit of {time_limit_s:g} s"
+                row_index, status, reason = (
+                    None,
+                    "rejected",
+                    f"reading took longer than the time limit of {time_limit_s:g} s",
+                )
             except Exception as error:  # one bad file must never stop the shard
                 row_index, status, reason = None, "rejected", rejection_reason(error)
         if caught:
             kinds = sorted({warning.category.__name__ for warning in caught})
-            log.info("%s %d/%d: %d reader warnings (%s), not shown as they may quote the file",
-                     what, i, len(inputs), len(caught), ", ".join(kinds))
+            log.info(
+                "%s %d/%d: %d reader warnings (%s), not shown as they may quote the file",
+                what,
+                i,
+                len(inputs),
+                len(caught),
+                ", ".join(kinds),
+            )
         if status == "rejected":
             log.warning("%s %d/%d rejected: %s", what, i, len(inputs), reason)
-        rows.append({"source": item.source, "status": status, "reason": reason,
-                     "note": "; ".join(notes) if status == "ok" else "", "row": row_index,
-                     **item.fields})
+        rows.append(
+            {
+                "source": item.source,
+                "status": status,
+                "reason": reason,
+                "note": "; ".join(notes) if status == "ok" else "",
+                "row": row_index,
+                **item.fields,
+            }
+        )
         now = time.monotonic()
         if now - last_report >= progress_every_s or i == len(inputs):
-            log.info("%s %d/%d done (%.2f files/s)", what, i, len(inputs),
-                     i / max(now - started, 1e-9))
+            log.info(
+                "%s %d/%d done (%.2f files/s)", what, i, len(inputs), i / max(now - started, 1e-9)
+            )
             last_report = now
     writer.commit()
     ledger = pd.DataFrame(rows, columns=list(LEDGER_COLUMNS) + _field_names(inputs))
@@ -152,9 +174,13 @@ def _field_names(inputs: list[ShardInput]) -> list[str]:
     return list(names)
 
 
-def extract_echo_shard(inputs: list[ShardInput], store: str | Path, ledger_path: str | Path,
-                       clip_options: dict | None = None,
-                       time_limit_s: float | None = None) -> pd.DataFrame:
+def extract_echo_shard(
+    inputs: list[ShardInput],
+    store: str | Path,
+    ledger_path: str | Path,
+    clip_options: dict | None = None,
+    time_limit_s: float | None = None,
+) -> pd.DataFrame:
     """DICOM echo views → the Zarr store ``store`` (one view per chunk) + the ledger CSV
     ``ledger_path``; returns the ledger.
 
@@ -164,21 +190,39 @@ def extract_echo_shard(inputs: list[ShardInput], store: str | Path, ledger_path:
     clip_options = dict(clip_options or {})
     size = clip_options.get("size", 224)
     n_frames = clip_options.get("frames", 16)
-    writer = ShardWriter(store, "clips", (n_frames, size, size, 3), np.uint8,
-                         capacity=len(inputs), rows_per_chunk=1,
-                         attributes={"layout": "N, frames, height, width, RGB; uint8, unnormalised",
-                                     "recipe": clip_options, "echo2ecg_version": __version__})
+    writer = ShardWriter(
+        store,
+        "clips",
+        (n_frames, size, size, 3),
+        np.uint8,
+        capacity=len(inputs),
+        rows_per_chunk=1,
+        attributes={
+            "layout": "N, frames, height, width, RGB; uint8, unnormalised",
+            "recipe": clip_options,
+            "echo2ecg_version": __version__,
+        },
+    )
     with writer:
-        ledger = run_shard(inputs, lambda item, notes: extract_clip(item.path, notes=notes,
-                                                                    **clip_options),
-                           writer, "echo view", time_limit_s)
+        ledger = run_shard(
+            inputs,
+            lambda item, notes: extract_clip(item.path, notes=notes, **clip_options),
+            writer,
+            "echo view",
+            time_limit_s,
+        )
     write_table(ledger, Path(ledger_path))
     return ledger
 
 
-def prep_ecg_shard(inputs: list[ShardInput], store: str | Path, ledger_path: str | Path,
-                   ecg_options: dict | None = None, rows_per_chunk: int = 32,
-                   time_limit_s: float | None = None) -> pd.DataFrame:
+def prep_ecg_shard(
+    inputs: list[ShardInput],
+    store: str | Path,
+    ledger_path: str | Path,
+    ecg_options: dict | None = None,
+    rows_per_chunk: int = 32,
+    time_limit_s: float | None = None,
+) -> pd.DataFrame:
     """ECG files → the Zarr store ``store`` (float32 (N, 12, 5000)) + the ledger CSV
     ``ledger_path``; returns the ledger.
 
@@ -194,10 +238,19 @@ def prep_ecg_shard(inputs: list[ShardInput], store: str | Path, ledger_path: str
         notes.extend(raw.notes)
         return prepare_ecg(raw, **ecg_options)
 
-    writer = ShardWriter(store, "signals", (12, n_samples), np.float32,
-                         capacity=len(inputs), rows_per_chunk=rows_per_chunk,
-                         attributes={"layout": "N, leads (I, II, III, aVR, aVL, aVF, V1-V6), samples",
-                                     "recipe": ecg_options, "echo2ecg_version": __version__})
+    writer = ShardWriter(
+        store,
+        "signals",
+        (12, n_samples),
+        np.float32,
+        capacity=len(inputs),
+        rows_per_chunk=rows_per_chunk,
+        attributes={
+            "layout": "N, leads (I, II, III, aVR, aVL, aVF, V1-V6), samples",
+            "recipe": ecg_options,
+            "echo2ecg_version": __version__,
+        },
+    )
     with writer:
         ledger = run_shard(inputs, process, writer, "ECG", time_limit_s)
     write_table(ledger, Path(ledger_path))

@@ -28,9 +28,17 @@ class ShardWriter:
     ``rows_per_chunk`` so that each chunk is compressed once.
     """
 
-    def __init__(self, path: str | Path, name: str, row_shape: tuple[int, ...], dtype,
-                 capacity: int, rows_per_chunk: int = 1, attributes: dict | None = None,
-                 zstd_level: int = 3):
+    def __init__(
+        self,
+        path: str | Path,
+        name: str,
+        row_shape: tuple[int, ...],
+        dtype,
+        capacity: int,
+        rows_per_chunk: int = 1,
+        attributes: dict | None = None,
+        zstd_level: int = 3,
+    ):
         self.path = Path(path)
         self.tmp_path = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         # Leftovers of a killed attempt: only one job ever writes a given store.
@@ -40,8 +48,12 @@ class ShardWriter:
         group = zarr.open_group(self.tmp_path, mode="w", zarr_format=3)
         group.attrs.update(attributes or {})
         self.array = group.create_array(
-            name, shape=(capacity, *row_shape), chunks=(rows_per_chunk, *row_shape),
-            dtype=dtype, compressors=ZstdCodec(level=zstd_level), fill_value=0,
+            name,
+            shape=(capacity, *row_shape),
+            chunks=(rows_per_chunk, *row_shape),
+            dtype=dtype,
+            compressors=ZstdCodec(level=zstd_level),
+            fill_value=0,
         )
         self.rows_per_chunk = rows_per_chunk
         self.n_rows = 0
@@ -61,7 +73,7 @@ class ShardWriter:
     def _flush(self) -> None:
         if self._buffer:
             start = self.n_rows - len(self._buffer)
-            self.array[start:self.n_rows] = np.stack(self._buffer)
+            self.array[start : self.n_rows] = np.stack(self._buffer)
             self._buffer = []
 
     def commit(self) -> Path:
@@ -75,7 +87,7 @@ class ShardWriter:
     def abort(self) -> None:
         _remove(self.tmp_path)
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -102,9 +114,12 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
 
 def read_ledger(path: str | Path) -> pd.DataFrame:
     """A ledger CSV with ``row`` as a nullable integer (empty for rejected files)."""
-    ledger = pd.read_csv(path, dtype={"source": "string", "status": "string", "reason": "string",
-                                      "note": "string"},
-                         keep_default_na=False, na_values=[""])
+    ledger = pd.read_csv(
+        path,
+        dtype={"source": "string", "status": "string", "reason": "string", "note": "string"},
+        keep_default_na=False,
+        na_values=[""],
+    )
     ledger["row"] = ledger["row"].astype("Int64")
     return ledger
 

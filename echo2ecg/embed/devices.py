@@ -47,8 +47,13 @@ class DeviceLease:
     same and may be called more than once.
     """
 
-    def __init__(self, device: str, index: int | None = None,
-                 lock_file: IO[bytes] | None = None, lock_path: Path | None = None):
+    def __init__(
+        self,
+        device: str,
+        index: int | None = None,
+        lock_file: IO[bytes] | None = None,
+        lock_path: Path | None = None,
+    ):
         self.device = device
         self.index = index
         self.lock_path = lock_path
@@ -66,7 +71,7 @@ class DeviceLease:
             self._lock_file = None
             log.info("released %s (%s)", self.device, self.lock_path)
 
-    def __enter__(self) -> "DeviceLease":
+    def __enter__(self) -> DeviceLease:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -76,10 +81,15 @@ class DeviceLease:
         return f"DeviceLease(device={self.device!r}, index={self.index}, held={self.held})"
 
 
-def choose_device(prefer_gpu: bool = True, lock_dir: str | Path | None = None,
-                  visible: str | None = None, device_count: int | None = None,
-                  timeout_s: float | None = None, poll_s: float = 2.0,
-                  log_every_s: float = 60.0) -> DeviceLease:
+def choose_device(
+    prefer_gpu: bool = True,
+    lock_dir: str | Path | None = None,
+    visible: str | None = None,
+    device_count: int | None = None,
+    timeout_s: float | None = None,
+    poll_s: float = 2.0,
+    log_every_s: float = 60.0,
+) -> DeviceLease:
     """The device this job should use, leasing a GPU where one has to be chosen.
 
     prefer_gpu: False → always the CPU.
@@ -120,8 +130,9 @@ def lock_path(lock_dir: str | Path, index: int) -> Path:
     return Path(lock_dir) / f"echo2ecg-gpu-{index}.lock"
 
 
-def _lease_free_gpu(count: int, lock_dir: Path, timeout_s: float | None, poll_s: float,
-                    log_every_s: float) -> DeviceLease:
+def _lease_free_gpu(
+    count: int, lock_dir: Path, timeout_s: float | None, poll_s: float, log_every_s: float
+) -> DeviceLease:
     """Lock the lowest-numbered free GPU of ``count``; wait while all are held."""
     start = time.monotonic()
     last_log = None
@@ -133,11 +144,13 @@ def _lease_free_gpu(count: int, lock_dir: Path, timeout_s: float | None, poll_s:
                 return lease
         waited = time.monotonic() - start
         if timeout_s is not None and waited >= timeout_s:
-            raise TimeoutError(f"all {count} GPUs stayed leased for {waited:.0f} s "
-                               f"(lock files in {lock_dir})")
+            raise TimeoutError(
+                f"all {count} GPUs stayed leased for {waited:.0f} s (lock files in {lock_dir})"
+            )
         if last_log is None or time.monotonic() - last_log >= log_every_s:
-            log.info("all %d GPUs are leased by other jobs (lock files in %s); waiting",
-                     count, lock_dir)
+            log.info(
+                "all %d GPUs are leased by other jobs (lock files in %s); waiting", count, lock_dir
+            )
             last_log = time.monotonic()
         time.sleep(poll_s)
 

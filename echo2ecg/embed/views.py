@@ -19,12 +19,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from echo2ecg.models.echo_encoder import ECHO_EMBED_DIM, EchoEncoderOrigin, normalise_clips
+from echo2ecg import vocabulary
 from echo2ecg.data.store import ShardWriter, open_rows
+from echo2ecg.models.echo_encoder import ECHO_EMBED_DIM, EchoEncoderOrigin, normalise_clips
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = vocabulary.PRECISIONS
 EMBEDDINGS_PER_CHUNK = 1024
 
 
@@ -67,10 +68,10 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto" / "bf16" / "fp32" → the precision used on ``device``: "bf16" or "fp32".
+    """ "auto" / "bf16" / "float32" → the precision used on ``device``: "bf16" or "float32".
 
     "auto" and "bf16" take bf16 autocast where the device computes it natively
-    (:func:`native_bf16`); everywhere else every choice becomes fp32. bf16 view embeddings
+    (:func:`native_bf16`); everywhere else every choice becomes float32. bf16 view embeddings
     differ from fp32 ones by about 1 % (cosine similarity > 0.9999); each embedding store
     records the precision it was made with.
     """
@@ -78,14 +79,17 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     bf16_ok = native_bf16(device)
     if precision == "bf16" and not bf16_ok:
-        log.warning("bf16 is not available on %s; embedding in fp32", device)
-    return "bf16" if precision in ("auto", "bf16") and bf16_ok else "fp32"
+        log.warning("bf16 is not available on %s; embedding in float32", device)
+    return "bf16" if precision in ("auto", "bf16") and bf16_ok else "float32"
 
 
 def _encode_batch(encoder: nn.Module, clips: torch.Tensor, precision: str) -> torch.Tensor:
     """uint8 (B, 16, 224, 224, 3) on the encoder's device → float32 (B, 512) on the CPU."""
-    autocast = (torch.autocast(clips.device.type, dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(clips.device.type, dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
     with torch.inference_mode():
         inputs = normalise_clips(clips)
         with autocast:
@@ -98,8 +102,9 @@ def _prepare_encoder(encoder: nn.Module, device: torch.device) -> None:
     encoder.to(device).eval()
 
 
-def embed_clips(encoder: nn.Module, clips: np.ndarray, device: str = "cpu",
-                precision: str = "auto") -> np.ndarray:
+def embed_clips(
+    encoder: nn.Module, clips: np.ndarray, device: str = "cpu", precision: str = "auto"
+) -> np.ndarray:
     """Embed a small in-memory batch: uint8 (B, 16, 224, 224, 3) → float32 (B, 512).
 
     Moves ``encoder`` to ``device`` in eval mode. All B clips go through in one forward pass.
@@ -110,39 +115,67 @@ def embed_clips(encoder: nn.Module, clips: np.ndarray, device: str = "cpu",
     return _encode_batch(encoder, batch, resolve_precision(precision, device)).numpy()
 
 
-def embed_clip_store(clips_store: str | Path, out_store: str | Path, encoder: nn.Module,
-                     origin: EchoEncoderOrigin, device: str = "cpu", batch_size: int = 8, num_workers: int = 2,
-                     precision: str = "auto", progress_every_s: float = 10.0) -> int:
+def embed_clip_store(
+    clips_store: str | Path,
+    out_store: str | Path,
+    encoder: nn.Module,
+    origin: EchoEncoderOrigin,
+    device: str = "cpu",
+    batch_size: int = 8,
+    num_workers: int = 2,
+    precision: str = "auto",
+    progress_every_s: float = 10.0,
+) -> int:
     """Embed every clip of ``clips_store`` into a new store ``out_store``; returns N.
 
     ``out_store`` gets array ``embeddings`` float32 (N, 512), row i from clip row i, and the
     attributes of ``origin`` (what ``encoder`` was built from: ``encoder_pretrained``,
     ``encoder_weights``, ``encoder_init_seed``), ``precision``
-    ("bf16"/"fp32", as used) and ``device_type`` ("cuda"/"cpu"). The store appears only
+    ("bf16"/"float32", as used) and ``device_type`` ("cuda"/"cpu"). The store appears only
     when complete: if anything fails, nothing is left at ``out_store``.
 
     device: torch device string (see :func:`echo2ecg.embed.devices.choose_device`); the encoder is
         moved there and put in eval mode. On CUDA, cuDNN autotuning is on for this call.
     batch_size: clips per forward pass. num_workers: DataLoader processes reading clips.
-    precision: "auto" (bf16 autocast where the device has native bf16, else fp32), "bf16"
-        or "fp32"; see :func:`resolve_precision`.
+    precision: "auto" (bf16 autocast where the device has native bf16, else float32), "bf16"
+        or "float32"; see :func:`resolve_precision`.
     progress_every_s: seconds between progress log lines.
     """
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     _prepare_encoder(encoder, device)
     dataset = ClipDataset(clips_store)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
     attributes = {**origin.attributes(), "precision": precision, "device_type": device.type}
-    log.info("embedding %d clips of %s on %s (%s, batch %d, %d workers)", len(dataset),
-             clips_store, device, precision, batch_size, num_workers)
+    log.info(
+        "embedding %d clips of %s on %s (%s, batch %d, %d workers)",
+        len(dataset),
+        clips_store,
+        device,
+        precision,
+        batch_size,
+        num_workers,
+    )
     progress = _Progress(len(dataset), progress_every_s)
     # one clip shape throughout: cuDNN tunes once, for this call only
-    with _cudnn_benchmark(device.type == "cuda"), \
-            ShardWriter(out_store, "embeddings", (ECHO_EMBED_DIM,), np.float32,
-                        capacity=len(dataset), rows_per_chunk=EMBEDDINGS_PER_CHUNK,
-                        attributes=attributes) as writer:
+    with (
+        _cudnn_benchmark(device.type == "cuda"),
+        ShardWriter(
+            out_store,
+            "embeddings",
+            (ECHO_EMBED_DIM,),
+            np.float32,
+            capacity=len(dataset),
+            rows_per_chunk=EMBEDDINGS_PER_CHUNK,
+            attributes=attributes,
+        ) as writer,
+    ):
         for clips in loader:
             clips = clips.to(device, non_blocking=True)
             for row in _encode_batch(encoder, clips, precision).numpy():
@@ -178,10 +211,18 @@ class _Progress:
         now = time.monotonic()
         if now - self.last_log >= self.every_s:
             self.last_log = now
-            log.info("embedded %d/%d clips, %.2f clips/s", self.done, self.total,
-                     self.done / (now - self.start))
+            log.info(
+                "embedded %d/%d clips, %.2f clips/s",
+                self.done,
+                self.total,
+                self.done / (now - self.start),
+            )
 
     def finish(self) -> None:
         elapsed = time.monotonic() - self.start
-        log.info("embedded %d clips in %.1f s (%.2f clips/s)", self.done, elapsed,
-                 self.done / elapsed if elapsed > 0 else float("nan"))
+        log.info(
+            "embedded %d clips in %.1f s (%.2f clips/s)",
+            self.done,
+            elapsed,
+            self.done / elapsed if elapsed > 0 else float("nan"),
+        )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from echo2ecg.data.shard_run import rejection_reason
 from echo2ecg.data.ecg import prepare_ecg
 from echo2ecg.data.ecg_formats import read_ecg
-from echo2ecg.evaluate.metrics import cosine_similarity
+from echo2ecg.data.shard_run import rejection_reason
 from echo2ecg.evaluate.feature_files import load_features
 from echo2ecg.evaluate.features import load_variant
+from echo2ecg.evaluate.metrics import cosine_similarity
 from echo2ecg.train.inference import embed_ecgs, project_ecgs
 
 
@@ -26,8 +26,9 @@ def prepare_files(paths: list[str], recipe: dict) -> tuple[pd.DataFrame, np.ndar
             signals.append(prepare_ecg(read_ecg(path), **recipe))
             verdicts.append({"source": str(path), "status": "ok", "reason": ""})
         except Exception as error:  # a bad file gets a reason, never stops the others
-            verdicts.append({"source": str(path), "status": "rejected",
-                             "reason": rejection_reason(error)})
+            verdicts.append(
+                {"source": str(path), "status": "rejected", "reason": rejection_reason(error)}
+            )
     stacked = np.stack(signals) if signals else np.empty((0, 12, 0), np.float32)
     return pd.DataFrame(verdicts, columns=["source", "status", "reason"]), stacked
 
@@ -47,8 +48,9 @@ def embed_ecg_files(checkpoint: str, paths: list[str], device: str = "cpu") -> p
     return pd.concat([verdicts, columns], axis=1)
 
 
-def retrieve_studies(checkpoint: str, ecg_path: str, gallery: str, k: int = 5,
-                     device: str = "cpu") -> pd.DataFrame:
+def retrieve_studies(
+    checkpoint: str, ecg_path: str, gallery: str, k: int = 5, device: str = "cpu"
+) -> pd.DataFrame:
     """The ``k`` echo studies of a feature file's gallery most similar to one ECG.
 
     Returns rank (1-based), study (pseudonym) and cosine similarity in the joint space.
@@ -63,5 +65,10 @@ def retrieve_studies(checkpoint: str, ecg_path: str, gallery: str, k: int = 5,
     query = project_ecgs(model, signals, n_samples=saved["settings"]["n_samples"], device=device)
     similarity = cosine_similarity(query, studies["study_joint"])[0]
     top = np.argsort(-similarity, kind="stable")[:k]
-    return pd.DataFrame({"rank": np.arange(1, len(top) + 1), "study": studies["study"][top],
-                         "similarity": similarity[top]})
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(top) + 1),
+            "study": studies["study"][top],
+            "similarity": similarity[top],
+        }
+    )

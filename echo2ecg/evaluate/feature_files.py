@@ -4,8 +4,9 @@ A feature file (``.npz``) holds, for one variant and one cohort:
 ``ecg`` (N,) ECG pseudonyms, ``ecg_features`` (N, D) float32 — what kNN reads: the
 encoder's embedding (mean patch token → LayerNorm; D = 192 for the paper's encoder) or the
 joint-space projection (``kind``), first ``n_samples`` samples, no augmentation — and
-``ecg_joint`` (N, 512) float32, the ECG projection into the joint space; ``study`` (S,) study pseudonyms and ``study_joint`` (S, 512) float32, the
-aggregated-and-projected echo studies (empty for cohorts without echo files).
+``ecg_joint`` (N, 512) float32, the ECG projection into the joint space; ``study`` (S,)
+study pseudonyms and ``study_joint`` (S, 512) float32, the aggregated-and-projected echo
+studies (empty for cohorts without echo files).
 
 Read and written with numpy alone, so that evaluation tables never load the training stack.
 """

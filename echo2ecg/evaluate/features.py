@@ -11,8 +11,8 @@ import torch
 
 from echo2ecg.evaluate.feature_files import FEATURE_KINDS
 from echo2ecg.models import Echo2ECG
-from echo2ecg.train.pretrain import build_model, paired_ecg_signals, study_view_embeddings
 from echo2ecg.train.inference import embed_ecgs, embed_studies, project_ecgs
+from echo2ecg.train.pretrain import build_model, paired_ecg_signals, study_view_embeddings
 
 
 def load_variant(checkpoint_path: str | Path, device: str = "cpu") -> tuple[Echo2ECG, dict]:
@@ -24,10 +24,17 @@ def load_variant(checkpoint_path: str | Path, device: str = "cpu") -> tuple[Echo
     return model.to(device).eval(), checkpoint
 
 
-def cohort_features(model: Echo2ECG, n_samples: int, pairs: pd.DataFrame,
-                    ecg_stores: dict[str, str], echo_ledger: pd.DataFrame | None,
-                    embedding_stores: dict[str, str], max_views: int = 128,
-                    device: str = "cpu", kind: str = "encoder") -> dict[str, np.ndarray]:
+def cohort_features(
+    model: Echo2ECG,
+    n_samples: int,
+    pairs: pd.DataFrame,
+    ecg_stores: dict[str, str],
+    echo_ledger: pd.DataFrame | None,
+    embedding_stores: dict[str, str],
+    max_views: int = 128,
+    device: str = "cpu",
+    kind: str = "encoder",
+) -> dict[str, np.ndarray]:
     """Feature arrays (:mod:`feature_files`) for every paired ECG and study of a cohort.
 
     n_samples: ECG samples the features read (the first ones). kind: what
@@ -39,8 +46,11 @@ def cohort_features(model: Echo2ECG, n_samples: int, pairs: pd.DataFrame,
         raise ValueError(f"kind must be one of {FEATURE_KINDS}, got {kind!r}")
     ecg_ids, signals = paired_ecg_signals(pairs, ecg_stores)
     joint = project_ecgs(model, signals, n_samples=n_samples, device=device)
-    embedded = (embed_ecgs(model, signals, n_samples=n_samples, device=device)
-                if kind == "encoder" else joint)
+    embedded = (
+        embed_ecgs(model, signals, n_samples=n_samples, device=device)
+        if kind == "encoder"
+        else joint
+    )
     out = {"ecg": ecg_ids.to_numpy(str), "ecg_features": embedded, "ecg_joint": joint}
     studies = np.array([], str)
     study_joint = np.empty((0, model.echo_proj.out_features), np.float32)

@@ -44,13 +44,20 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int, minimum: i
             break
         if per_class[c] < counts[c]:
             per_class[c] += 1
-    chosen = [rng.choice(np.flatnonzero(labels == c), min(k, n), replace=False)
-              for c, k, n in zip(classes, per_class, counts)]
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), min(k, n), replace=False)
+        for c, k, n in zip(classes, per_class, counts)
+    ]
     return np.sort(np.concatenate(chosen))
 
 
-def knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = 5,
-               n_classes: int | None = None) -> np.ndarray:
+def knn_scores(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    k: int = 5,
+    n_classes: int | None = None,
+) -> np.ndarray:
     """kNN class probabilities (N_test, C): k nearest by Euclidean distance, uniform weights.
 
     Columns are classes 0..C−1 even when the training set lacks some (zero column).
@@ -60,8 +67,9 @@ def knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: 
     if k > len(train_y):
         raise ValueError(f"k = {k} neighbours asked of a reference set of {len(train_y)} rows")
     n_classes = n_classes or int(max(train_y.max(), 0)) + 1
-    model = KNeighborsClassifier(n_neighbors=k, metric="euclidean",
-                                 weights="uniform").fit(train_x, train_y)
+    model = KNeighborsClassifier(n_neighbors=k, metric="euclidean", weights="uniform").fit(
+        train_x, train_y
+    )
     scores = np.zeros((len(test_x), n_classes))
     scores[:, model.classes_.astype(int)] = model.predict_proba(test_x)
     return scores
@@ -78,17 +86,18 @@ def _weighted_auroc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarra
     sorted_scores = scores[order]
     starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
     w = weights[:, order]
-    pos = np.add.reduceat(w * positive[order], starts, axis=1)      # (B, G) per tie group
+    pos = np.add.reduceat(w * positive[order], starts, axis=1)  # (B, G) per tie group
     neg = np.add.reduceat(w * ~positive[order], starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg                            # negatives strictly lower
+    below = np.cumsum(neg, axis=1) - neg  # negatives strictly lower
     wins = (pos * (below + 0.5 * neg)).sum(axis=1)
     n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
 
 
-def macro_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
-                ) -> np.ndarray:
+def macro_auroc(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     """One-vs-rest AUROC averaged over classes (binary: AUROC of the positive column).
 
     scores (N, C); labels (N,) in 0..C−1; weights (B, N) or None (one unweighted run).
@@ -103,8 +112,9 @@ def macro_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | No
     return np.mean(per_class, axis=0)
 
 
-def resample_weights(n_rows: int, n_resamples: int, seed: int,
-                     groups: np.ndarray | None = None) -> np.ndarray:
+def resample_weights(
+    n_rows: int, n_resamples: int, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Row weights of ``n_resamples`` bootstrap resamples, (B, n_rows) float64.
 
     With ``groups`` (n_rows,) (a patient id per row), each resample draws as many patients
@@ -137,8 +147,13 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     return float(low), float(high)
 
 
-def bootstrap_aurocs(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 1000,
-                     seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+def bootstrap_aurocs(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
     """Macro AUROC of each of ``n_resamples`` seeded resamples of the test set, (B,).
 
     Resamples patients when ``groups`` gives each row's patient (see
@@ -148,9 +163,14 @@ def bootstrap_aurocs(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 
     return macro_auroc(scores, labels, weights)
 
 
-def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 1000,
-                    seed: int = 0, level: float = 0.95,
-                    groups: np.ndarray | None = None) -> tuple[float, float, float]:
+def bootstrap_auroc(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    groups: np.ndarray | None = None,
+) -> tuple[float, float, float]:
     """Macro AUROC with a percentile bootstrap CI over resamples of the test set
     (of its patients, with ``groups``).
 
@@ -162,10 +182,15 @@ def bootstrap_auroc(scores: np.ndarray, labels: np.ndarray, n_resamples: int = 1
     return float(macro_auroc(scores, labels)[0]), low, high
 
 
-def paired_auroc_difference(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray,
-                            n_resamples: int = 1000, seed: int = 0,
-                            groups: np.ndarray | None = None,
-                            level: float = 0.95) -> tuple[float, float, float]:
+def paired_auroc_difference(
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    labels: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
     """AUROC(a) − AUROC(b) of two models scored on the same test rows, with a paired
     percentile bootstrap CI: both models are scored on the same resamples (of patients,
     with ``groups``), so what they share cancels in each resample's difference.
@@ -178,9 +203,13 @@ def paired_auroc_difference(scores_a: np.ndarray, scores_b: np.ndarray, labels: 
     return (float(point), *percentile_interval(differences, level))
 
 
-def bootstrap_mean(values: np.ndarray, n_resamples: int = 1000, seed: int = 0,
-                   groups: np.ndarray | None = None,
-                   level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_mean(
+    values: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
     """Mean of per-row ``values`` (N,) with a percentile bootstrap CI over resamples of the
     rows (of their patients, with ``groups``). A paired difference of two models is the
     mean of their per-row differences. Returns (mean, ci_low, ci_high)."""
@@ -233,7 +262,8 @@ def random_retrieval_metrics(matches: np.ndarray) -> tuple[float, float]:
     return float(p_at_1.mean()), float(rank.mean())
 
 
-def phenotype_matches(query_values: np.ndarray, gallery_values: np.ndarray,
-                      tolerance: float) -> np.ndarray:
+def phenotype_matches(
+    query_values: np.ndarray, gallery_values: np.ndarray, tolerance: float
+) -> np.ndarray:
     """(Q, N) bool: gallery phenotype within ``tolerance`` of the query's."""
     return np.abs(query_values[:, None] - gallery_values[None, :]) <= tolerance

@@ -8,14 +8,33 @@
 """
 
 from echo2ecg.models.aggregators import ViewAttentionPool, ViewClsPool, ViewMean, ViewMeanPool
-from echo2ecg.models.echo2ecg import POOLINGS, Echo2ECG, clip_loss, count_parameters
-from echo2ecg.models.echo_encoder import (ECHO_MEAN, ECHO_STD, EchoEncoderOrigin, build_echo_encoder,
-                                          normalise_clips)
 from echo2ecg.models.ecg_encoder import ECGEncoder, OtisLoadReport, load_otis_checkpoint
+from echo2ecg.models.echo2ecg import POOLINGS, Echo2ECG, clip_loss, count_parameters
+from echo2ecg.models.echo_encoder import (
+    ECHO_MEAN,
+    ECHO_STD,
+    EchoEncoderOrigin,
+    build_echo_encoder,
+    normalise_clips,
+)
 from echo2ecg.models.torchvision_ops import import_torchvision
 
 __all__ = [
-    "ECHO_MEAN", "ECHO_STD", "POOLINGS", "ECGEncoder", "Echo2ECG", "OtisLoadReport",
-    "EchoEncoderOrigin", "ViewAttentionPool", "ViewClsPool", "ViewMean", "ViewMeanPool", "build_echo_encoder", "clip_loss",
-    "count_parameters", "import_torchvision", "load_otis_checkpoint", "normalise_clips",
+    "ECHO_MEAN",
+    "ECHO_STD",
+    "POOLINGS",
+    "ECGEncoder",
+    "Echo2ECG",
+    "OtisLoadReport",
+    "EchoEncoderOrigin",
+    "ViewAttentionPool",
+    "ViewClsPool",
+    "ViewMean",
+    "ViewMeanPool",
+    "build_echo_encoder",
+    "clip_loss",
+    "count_parameters",
+    "import_torchvision",
+    "load_otis_checkpoint",
+    "normalise_clips",
 ]

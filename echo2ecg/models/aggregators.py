@@ -29,8 +29,10 @@ class _ViewPool(nn.Module):
     def project(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, V, in_dim), (B, V) → (B, V, dim) projected views, padded ones from zeros."""
         if mask.shape != views.shape[:2] or mask.dtype != torch.bool:
-            raise ValueError(f"mask must be bool of shape {tuple(views.shape[:2])}, "
-                             f"got {mask.dtype} {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must be bool of shape {tuple(views.shape[:2])}, "
+                f"got {mask.dtype} {tuple(mask.shape)}"
+            )
         if not bool(mask.any(dim=1).all()):
             raise ValueError("every study needs at least one valid view")
         return self.view_proj(views.masked_fill(~mask.unsqueeze(-1), 0.0))
@@ -60,8 +62,9 @@ class ViewAttentionPool(_ViewPool):
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         projected = self.project(views, mask)
         query = masked_mean(projected, mask).unsqueeze(1)
-        attended, _ = self.attention(query, projected, projected, key_padding_mask=~mask,
-                                     need_weights=False)
+        attended, _ = self.attention(
+            query, projected, projected, key_padding_mask=~mask, need_weights=False
+        )
         return attended.squeeze(1)
 
 
@@ -76,23 +79,31 @@ class ViewClsPool(_ViewPool):
     ``ffn.0.*``, ``ffn.2.*``, ``norm2.*`` (and ``view_proj.*``).
     """
 
-    def __init__(self, in_dim: int = 512, dim: int = 1024, num_heads: int = 4,
-                 dropout: float = 0.1, mlp_ratio: float = 4.0):
+    def __init__(
+        self,
+        in_dim: int = 512,
+        dim: int = 1024,
+        num_heads: int = 4,
+        dropout: float = 0.1,
+        mlp_ratio: float = 4.0,
+    ):
         super().__init__(in_dim, dim)
         self.cls_token = nn.Parameter(torch.empty(1, 1, dim))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.attention = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
-        self.ffn = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim),
-                                 nn.Dropout(dropout))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
         self.norm2 = nn.LayerNorm(dim)
 
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         projected = self.project(views, mask)
         query = self.cls_token.expand(projected.shape[0], -1, -1)
-        attended, _ = self.attention(query, projected, projected, key_padding_mask=~mask,
-                                     need_weights=False)
+        attended, _ = self.attention(
+            query, projected, projected, key_padding_mask=~mask, need_weights=False
+        )
         token = self.norm1(query + attended)
         token = self.norm2(token + self.ffn(token))
         return token.squeeze(1)
@@ -105,8 +116,10 @@ class ViewMean(nn.Module):
 
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if mask.shape != views.shape[:2] or mask.dtype != torch.bool:
-            raise ValueError(f"mask must be bool of shape {tuple(views.shape[:2])}, "
-                             f"got {mask.dtype} {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must be bool of shape {tuple(views.shape[:2])}, "
+                f"got {mask.dtype} {tuple(mask.shape)}"
+            )
         if not bool(mask.any(dim=1).all()):
             raise ValueError("every study needs at least one valid view")
         return masked_mean(views.masked_fill(~mask.unsqueeze(-1), 0.0), mask)

@@ -13,7 +13,7 @@ they follow OTiS where the tensor is the same, so OTiS weights map one to one):
     patch_embed.proj.{weight,bias} Conv2d(1, D, (1, 24))
     patch_embed.norm.{weight,bias} LayerNorm(D), ε 1e-5 (torch's default, as OTiS)
     lead_pos_embed.weight          (n_leads + 1, D/2); row 0 = padding (zero, never used),
-                                   row i = lead i (1-based, the lead order of docs/method.md section 2)
+                                   row i = lead i (1-based, docs/method.md section 2's order)
     time_pos_embed                 (n_samples / 24, D/2) buffer, not trained: row j = patch j
     blocks.{i}.norm1 / norm2       LayerNorm(D), ε 1e-6
     blocks.{i}.attn.qkv            Linear(D, 3D), then
@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -139,9 +140,17 @@ class ECGEncoder(nn.Module):
     Drop-path rates grow linearly from 0 in the first block to ``drop_path`` in the last.
     """
 
-    def __init__(self, embed_dim: int = 192, depth: int = 12, num_heads: int = 3,
-                 mlp_ratio: float = 4.0, patch_size: int = 24, n_leads: int = 12,
-                 n_samples: int = 1008, drop_path: float = 0.1):
+    def __init__(
+        self,
+        embed_dim: int = 192,
+        depth: int = 12,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        patch_size: int = 24,
+        n_leads: int = 12,
+        n_samples: int = 1008,
+        drop_path: float = 0.1,
+    ):
         super().__init__()
         if n_samples % patch_size:
             raise ValueError(f"n_samples {n_samples} is not a multiple of patch_size {patch_size}")
@@ -154,8 +163,9 @@ class ECGEncoder(nn.Module):
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.lead_pos_embed = nn.Embedding(n_leads + 1, embed_dim // 2, padding_idx=0)
-        self.register_buffer("time_pos_embed",
-                             sincos_embedding(n_samples // patch_size, embed_dim // 2))
+        self.register_buffer(
+            "time_pos_embed", sincos_embedding(n_samples // patch_size, embed_dim // 2)
+        )
         rates = torch.linspace(0.0, drop_path, depth).tolist()
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, rate) for rate in rates)
         self.fc_norm = nn.LayerNorm(embed_dim, eps=BLOCK_NORM_EPS)
@@ -202,8 +212,7 @@ class ECGEncoder(nn.Module):
         table = self.time_pos_embed
         if n_patches <= table.shape[0]:
             return table[:n_patches]
-        return F.interpolate(table.T[None], size=n_patches, mode="linear",
-                             align_corners=False)[0].T
+        return F.interpolate(table.T[None], size=n_patches, mode="linear", align_corners=False)[0].T
 
     def position_embedding(self, n_patches: int) -> torch.Tensor:
         """(n_leads, n_patches, embed_dim): [lead embedding | time embedding of the patch]."""
@@ -217,7 +226,8 @@ class ECGEncoder(nn.Module):
         if n_leads != self.n_leads or n_samples % self.patch_size or n_samples == 0:
             raise ValueError(
                 f"expected ECG (B, {self.n_leads}, T) with T a positive multiple of "
-                f"{self.patch_size}, got {tuple(ecg.shape)}")
+                f"{self.patch_size}, got {tuple(ecg.shape)}"
+            )
         tokens = self.patch_embed(ecg)  # (B, leads, patches, D)
         tokens = tokens + self.position_embedding(tokens.shape[2])
         tokens = tokens.flatten(1, 2)  # lead-major, as OTiS
@@ -233,8 +243,18 @@ class ECGEncoder(nn.Module):
 # OTiS checkpoint entries that this encoder has no use for: decoders and prediction heads of
 # pre-training, fine-tuning heads, and the encoder's per-token output norm (mean pooling is
 # followed by a fresh fc_norm, as in MAE/OTiS fine-tuning with global pooling).
-OTIS_IGNORED_PREFIXES = ("decoder_", "mask_token", "head.", "norm.", "attention_pool.",
-                         "mlp.", "mlp_norm.", "mlp_pred.", "projector.", "predictor.")
+OTIS_IGNORED_PREFIXES = (
+    "decoder_",
+    "mask_token",
+    "head.",
+    "norm.",
+    "attention_pool.",
+    "mlp.",
+    "mlp_norm.",
+    "mlp_pred.",
+    "projector.",
+    "predictor.",
+)
 
 
 @dataclass
@@ -277,8 +297,9 @@ def _fit_time_positions(otis_pos_embed_x: torch.Tensor, n_patches: int) -> tuple
     return stretched[0].T, f"interpolated from {n_checkpoint} to {n_patches} positions"
 
 
-def load_otis_checkpoint(encoder: ECGEncoder, path_or_dict: str | Path | Mapping[str, Any],
-                         domain: str = "ecg") -> OtisLoadReport:
+def load_otis_checkpoint(
+    encoder: ECGEncoder, path_or_dict: str | Path | Mapping[str, Any], domain: str = "ecg"
+) -> OtisLoadReport:
     """Load OTiS pre-trained weights into ``encoder`` (in place) and report what happened.
 
     path_or_dict: an OTiS checkpoint (file or loaded dict) holding ``model`` (its state dict)
@@ -294,11 +315,14 @@ def load_otis_checkpoint(encoder: ECGEncoder, path_or_dict: str | Path | Mapping
     checkpoint = _read_checkpoint(path_or_dict)
     for required in ("model", "domain_offsets"):
         if required not in checkpoint:
-            raise ValueError(f"not an OTiS checkpoint: no {required!r} entry "
-                             f"(found {sorted(checkpoint)})")
+            raise ValueError(
+                f"not an OTiS checkpoint: no {required!r} entry (found {sorted(checkpoint)})"
+            )
     if domain not in checkpoint["domain_offsets"]:
-        raise ValueError(f"domain {domain!r} not in the checkpoint's domain_offsets "
-                         f"{dict(checkpoint['domain_offsets'])}")
+        raise ValueError(
+            f"domain {domain!r} not in the checkpoint's domain_offsets "
+            f"{dict(checkpoint['domain_offsets'])}"
+        )
     offset = int(checkpoint["domain_offsets"][domain])
     otis_state = dict(checkpoint["model"])
     report = OtisLoadReport(domain_offset=offset)
@@ -306,14 +330,17 @@ def load_otis_checkpoint(encoder: ECGEncoder, path_or_dict: str | Path | Mapping
     state: dict[str, torch.Tensor] = {}
     if "pos_embed_y.weight" in otis_state:
         table = otis_state.pop("pos_embed_y.weight")
-        rows = table[offset + 1: offset + 1 + encoder.n_leads]
+        rows = table[offset + 1 : offset + 1 + encoder.n_leads]
         if rows.shape[0] != encoder.n_leads:
-            raise ValueError(f"pos_embed_y has {table.shape[0]} rows: too few for "
-                             f"{encoder.n_leads} leads at domain offset {offset}")
+            raise ValueError(
+                f"pos_embed_y has {table.shape[0]} rows: too few for "
+                f"{encoder.n_leads} leads at domain offset {offset}"
+            )
         state["lead_pos_embed.weight"] = torch.cat([rows.new_zeros(1, rows.shape[1]), rows])
     if "pos_embed_x" in otis_state:
         state["time_pos_embed"], report.time_positions = _fit_time_positions(
-            otis_state.pop("pos_embed_x"), encoder.time_pos_embed.shape[0])
+            otis_state.pop("pos_embed_x"), encoder.time_pos_embed.shape[0]
+        )
 
     for key, tensor in otis_state.items():
         if key.startswith(OTIS_IGNORED_PREFIXES):
@@ -324,10 +351,17 @@ def load_otis_checkpoint(encoder: ECGEncoder, path_or_dict: str | Path | Mapping
     result = encoder.load_state_dict(state, strict=False)
     report.missing = list(result.missing_keys)
     report.unexpected = list(result.unexpected_keys)
-    log.info("OTiS checkpoint loaded (domain %r, offset %d; time positions: %s); "
-             "%d keys ignored", domain, offset, report.time_positions or "not in checkpoint",
-             len(report.ignored))
+    log.info(
+        "OTiS checkpoint loaded (domain %r, offset %d; time positions: %s); %d keys ignored",
+        domain,
+        offset,
+        report.time_positions or "not in checkpoint",
+        len(report.ignored),
+    )
     if report.missing or report.unexpected:
-        log.warning("OTiS checkpoint: missing keys %s; unexpected keys %s",
-                    report.missing, report.unexpected)
+        log.warning(
+            "OTiS checkpoint: missing keys %s; unexpected keys %s",
+            report.missing,
+            report.unexpected,
+        )
     return report

@@ -36,8 +36,9 @@ from echo2ecg.models.ecg_encoder import ECGEncoder
 POOLINGS = ("attention", "mean", "cls", "single")
 
 
-def build_view_pool(pooling: str, view_dim: int = 512, study_dim: int = 1024,
-                    num_heads: int = 4) -> nn.Module:
+def build_view_pool(
+    pooling: str, view_dim: int = 512, study_dim: int = 1024, num_heads: int = 4
+) -> nn.Module:
     """The aggregator for one of ``POOLINGS``: (B, V, view_dim), (B, V) → (B, study_dim)
     (→ (B, view_dim) for ``single``, which has no view projection)."""
     if pooling == "attention":
@@ -60,8 +61,15 @@ class Echo2ECG(nn.Module):
     joint_dim: size of the contrastive space. num_heads: heads of the attention/cls pools.
     """
 
-    def __init__(self, ecg_encoder: ECGEncoder, pooling: str = "attention", view_dim: int = 512,
-                 study_dim: int = 1024, joint_dim: int = 512, num_heads: int = 4):
+    def __init__(
+        self,
+        ecg_encoder: ECGEncoder,
+        pooling: str = "attention",
+        view_dim: int = 512,
+        study_dim: int = 1024,
+        joint_dim: int = 512,
+        num_heads: int = 4,
+    ):
         super().__init__()
         self.pooling = pooling
         self.ecg_encoder = ecg_encoder
@@ -106,8 +114,9 @@ class Echo2ECG(nn.Module):
         views = (views - self.view_mean) / self.view_scale
         return self.echo_proj(self.view_pool(views, mask))
 
-    def forward(self, ecg: torch.Tensor, views: torch.Tensor,
-                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, ecg: torch.Tensor, views: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """→ (ECG vectors (B, joint_dim), study vectors (B, joint_dim)), row i a pair."""
         return self.encode_ecg(ecg), self.encode_study(views, mask)
 

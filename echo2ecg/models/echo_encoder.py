@@ -29,8 +29,10 @@ ECHO_MEAN = (29.110628, 28.076836, 29.096405)
 ECHO_STD = (47.989223, 46.456997, 47.20083)
 
 ECHO_EMBED_DIM = 512
-RANDOM_INIT_WARNING = ("echo encoder: no EchoPrime weights given, MViTv2-S starts from random "
-                       "init; its view embeddings are not EchoPrime's and every report must say so")
+RANDOM_INIT_WARNING = (
+    "echo encoder: no EchoPrime weights given, MViTv2-S starts from random "
+    "init; its view embeddings are not EchoPrime's and every report must say so"
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,11 @@ class EchoEncoderOrigin:
     def attributes(self) -> dict:
         """Store attributes: the weights by file name (never the local path), the seed only
         for a random init."""
-        return {"encoder_pretrained": self.pretrained,
-                "encoder_weights": Path(self.weights).name if self.pretrained else None,
-                "encoder_init_seed": None if self.pretrained else self.init_seed}
+        return {
+            "encoder_pretrained": self.pretrained,
+            "encoder_weights": Path(self.weights).name if self.pretrained else None,
+            "encoder_init_seed": None if self.pretrained else self.init_seed,
+        }
 
 
 def normalise_clips(clips: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -37,16 +37,22 @@ _schema_fragment: torch.library.Library | None = None
 def _declare_missing_op_schemas() -> None:
     """Declare the torchvision operator schemas the import needs, unless they exist already."""
     global _schema_fragment
-    missing = {name: schema for name, schema in _MISSING_OP_SCHEMAS.items()
-               if not hasattr(torch.ops.torchvision, name)}
+    missing = {
+        name: schema
+        for name, schema in _MISSING_OP_SCHEMAS.items()
+        if not hasattr(torch.ops.torchvision, name)
+    }
     if not missing:
         return
     if _schema_fragment is None:
         _schema_fragment = torch.library.Library("torchvision", "FRAGMENT")
     for schema in missing.values():
         _schema_fragment.define(schema)
-    log.info("torchvision's compiled operators are unavailable; declared schemas for %s "
-             "(without kernels) so that its pure-Python models import", sorted(missing))
+    log.info(
+        "torchvision's compiled operators are unavailable; declared schemas for %s "
+        "(without kernels) so that its pure-Python models import",
+        sorted(missing),
+    )
 
 
 def import_torchvision() -> ModuleType:

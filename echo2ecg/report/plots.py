@@ -15,8 +15,14 @@ def plot_shd_scaling(table: pd.DataFrame, path: str | Path) -> Path:
     axis = figure.subplots()
     finite = table[table["auroc"].notna()]
     if finite.empty:  # a cohort too small for any fraction to be scored
-        axis.text(0.5, 0.5, "no AUROC could be computed\n(too few test cases per class)",
-                  ha="center", va="center", transform=axis.transAxes)
+        axis.text(
+            0.5,
+            0.5,
+            "no AUROC could be computed\n(too few test cases per class)",
+            ha="center",
+            va="center",
+            transform=axis.transAxes,
+        )
     for model, rows in finite.groupby("model", sort=False):
         rows = rows.sort_values("fraction")
         x = rows["fraction"] * 100

@@ -16,8 +16,9 @@ from pathlib import Path
 from echo2ecg import __version__
 
 
-def imported_modules(source: str, package: str = "echo2ecg",
-                     root: str | Path | None = None) -> list[str]:
+def imported_modules(
+    source: str, package: str = "echo2ecg", root: str | Path | None = None
+) -> list[str]:
     """The ``package`` modules a Python source imports, directly or through one another
     (imports inside functions included), sorted: the code a workflow script runs.
 
@@ -36,8 +37,9 @@ def imported_modules(source: str, package: str = "echo2ecg",
     return sorted(seen)
 
 
-def code_digest(script: str | Path, package: str = "echo2ecg",
-                root: str | Path | None = None) -> str:
+def code_digest(
+    script: str | Path, package: str = "echo2ecg", root: str | Path | None = None
+) -> str:
     """SHA-256 (first 16 hex digits) of the sources of every ``package`` module that
     ``script`` imports, transitively (:func:`imported_modules`).
 
@@ -53,7 +55,11 @@ def code_digest(script: str | Path, package: str = "echo2ecg",
 
 def _package_root(package: str, root: str | Path | None) -> Path:
     """``root`` as given, else the folder the installed ``package`` lives in."""
-    return Path(root) if root is not None else Path(importlib.util.find_spec(package).origin).parents[1]
+    return (
+        Path(root)
+        if root is not None
+        else Path(importlib.util.find_spec(package).origin).parents[1]
+    )
 
 
 def _module_file(name: str, root: Path) -> Path:
@@ -102,8 +108,17 @@ def file_checksum(path: str | Path) -> str:
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose behaviour the numbers depend on."""
     versions = {"python": platform.python_version(), "echo2ecg": __version__}
-    for name in ("torch", "torchvision", "numpy", "scikit-learn", "pydicom", "zarr", "pandas",
-                 "pybaselines", "snakemake"):
+    for name in (
+        "torch",
+        "torchvision",
+        "numpy",
+        "scikit-learn",
+        "pydicom",
+        "zarr",
+        "pandas",
+        "pybaselines",
+        "snakemake",
+    ):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -115,10 +130,16 @@ def git_commit(folder: str | Path | None = None) -> str:
     """The checkout's commit (with "-dirty" when it has uncommitted changes), or "unknown"."""
     folder = folder or Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=folder, capture_output=True, text=True, check=True).stdout
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty.strip() else "")
@@ -135,7 +156,7 @@ def table_provenance(config_subset: dict, inputs: list[str], pretrained: dict[st
     hash, code version and commit, checksums of every file read, library versions, whether
     the encoders were pretrained or random-init, and the creation time (UTC)."""
     return {
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "echo2ecg_version": __version__,
         "git_commit": git_commit(),
         "config": config_subset,

@@ -19,13 +19,13 @@ def _cell_text(value, float_digits: int) -> str:
 
 def markdown_table(table: pd.DataFrame, float_digits: int = 3) -> str:
     """A GitHub-style Markdown table; floats rounded to ``float_digits``."""
+
     def cell(value) -> str:
         return _cell_text(value, float_digits).replace("|", "\\|")
 
     header = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |"
-            for row in table.itertuples(index=False)]
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
 
 
@@ -66,17 +66,23 @@ def html_table(table: pd.DataFrame, title: str, float_digits: int = 3) -> str:
     for row in table.itertuples(index=False):
         cells = []
         for name, value in zip(table.columns, row):
-            numeric = (pd.api.types.is_number(value) and not pd.api.types.is_bool(value)
-                       and not pd.isna(value))
+            numeric = (
+                pd.api.types.is_number(value)
+                and not pd.api.types.is_bool(value)
+                and not pd.isna(value)
+            )
             verdict = name in _VERDICT_COLUMNS and value in ("yes", "no", "undetermined")
             css = "number" if numeric else (value if verdict else "")
             attribute = f' class="{css}"' if css else ""
             cells.append(f"<td{attribute}>{html.escape(_cell_text(value, float_digits))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-            f"</title><style>{_HTML_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
-            f"<table><thead><tr>{header}</tr></thead><tbody>\n" + "\n".join(rows)
-            + "\n</tbody></table></body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title><style>{_HTML_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
+        f"<table><thead><tr>{header}</tr></thead><tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody></table></body></html>\n"
+    )
 
 
 def write_html(table: pd.DataFrame, path: str | Path, title: str) -> Path:
@@ -84,8 +90,9 @@ def write_html(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     return _write_text_by_rename(path, html_table(table, title))
 
 
-def write_report_table(table: pd.DataFrame, csv_path: str | Path, title: str,
-                       provenance: dict) -> None:
+def write_report_table(
+    table: pd.DataFrame, csv_path: str | Path, title: str, provenance: dict
+) -> None:
     """``X.csv``, ``X.md``, ``X.html`` and ``X.provenance.json`` side by side, each written
     by rename."""
     import json
@@ -96,5 +103,7 @@ def write_report_table(table: pd.DataFrame, csv_path: str | Path, title: str,
     write_table(table, csv_path)
     write_markdown(table, csv_path.with_suffix(".md"), title)
     write_html(table, csv_path.with_suffix(".html"), title)
-    _write_text_by_rename(csv_path.with_name(csv_path.stem + ".provenance.json"),
-                          json.dumps(provenance, indent=2, sort_keys=True, default=str))
+    _write_text_by_rename(
+        csv_path.with_name(csv_path.stem + ".provenance.json"),
+        json.dumps(provenance, indent=2, sort_keys=True, default=str),
+    )

@@ -31,9 +31,9 @@ def variance_shares(embeddings: np.ndarray, phenotypes: np.ndarray) -> dict[str,
     n_patients, n_renders, _ = embeddings.shape
     if n_renders < 2:
         raise ValueError("the nuisance share needs at least two renders per patient")
-    means = embeddings.mean(axis=1)                                            # (P, D)
+    means = embeddings.mean(axis=1)  # (P, D)
     within = ((embeddings - means[:, None]) ** 2).sum(axis=2).sum(axis=1) / (n_renders - 1)
-    nuisance = float(within.mean())                 # per-clip variance, summed over dimensions
+    nuisance = float(within.mean())  # per-clip variance, summed over dimensions
     between = float(((means - means.mean(axis=0)) ** 2).sum(axis=1).sum() / (n_patients - 1))
     patient_level = max(0.0, between - nuisance / n_renders)
     standardised = (phenotypes - phenotypes.mean(axis=0)) / phenotypes.std(axis=0).clip(1e-12)
@@ -64,7 +64,12 @@ def ridge_probe_r(embeddings: np.ndarray, targets: np.ndarray, folds: int = 5) -
         if np.ptp(y) == 0:
             out.append(np.nan)
             continue
-        predicted = cross_val_predict(RidgeCV(alphas=np.logspace(-2, 5, 15)), x, y, groups=groups,
-                                      cv=GroupKFold(min(folds, n_patients)))
+        predicted = cross_val_predict(
+            RidgeCV(alphas=np.logspace(-2, 5, 15)),
+            x,
+            y,
+            groups=groups,
+            cv=GroupKFold(min(folds, n_patients)),
+        )
         out.append(float(np.corrcoef(predicted, y)[0, 1]))
     return np.array(out)

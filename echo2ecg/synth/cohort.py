@@ -40,8 +40,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-from collections.abc import Mapping
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,6 +49,18 @@ import numpy as np
 import pandas as pd
 from pydicom.uid import generate_uid
 
+from echo2ecg import vocabulary
+from echo2ecg.synth.ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
+from echo2ecg.synth.ecg_signals import (
+    EcgDevice,
+    EcgModel,
+    EcgTraits,
+    PhenotypeEffects,
+    RecordingNuisance,
+    sample_recording,
+    sample_traits,
+    synthesize_ecg,
+)
 from echo2ecg.synth.echo_dicom import (
     ECHO_ENCODINGS,
     DicomIdentity,
@@ -58,29 +69,55 @@ from echo2ecg.synth.echo_dicom import (
     write_report_screenshot,
     write_truncated_echo,
 )
-from echo2ecg.synth.echo_views import (APICAL_VIEWS, OTHER_VIEWS, PARASTERNAL_VIEWS, Anatomy, render_clip,
-                         sample_anatomy)
-from echo2ecg.synth.ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
-from echo2ecg import vocabulary
-from echo2ecg.vocabulary import LEADS
-from echo2ecg.synth.ecg_signals import (EcgDevice, EcgModel, EcgTraits, PhenotypeEffects,
-                          RecordingNuisance, sample_recording, sample_traits, synthesize_ecg)
+from echo2ecg.synth.echo_views import (
+    APICAL_VIEWS,
+    OTHER_VIEWS,
+    PARASTERNAL_VIEWS,
+    Anatomy,
+    render_clip,
+    sample_anatomy,
+)
 from echo2ecg.synth.phenotypes import Phenotype, resting_heart_rate, sample_patient, sample_study
+from echo2ecg.vocabulary import LEADS
 
 # the manifests the demo writes: every column, optional ones too
 ECHO_VIEW_COLUMNS = (*vocabulary.ECHO_VIEW_COLUMNS, *vocabulary.ECHO_VIEW_OPTIONAL_COLUMNS)
 ECG_COLUMNS = (*vocabulary.ECG_COLUMNS, *vocabulary.ECG_OPTIONAL_COLUMNS)
 CORRUPT_COLUMNS = ("path", "kind")
-DEMO_MANIFESTS = ("internal_echo_views", "internal_ecgs", "internal_labels",
-                  "internal_corrupt_files", "external_ecgs", "external_labels",
-                  "external_corrupt_files")
+DEMO_MANIFESTS = (
+    "internal_echo_views",
+    "internal_ecgs",
+    "internal_labels",
+    "internal_corrupt_files",
+    "external_ecgs",
+    "external_labels",
+    "external_corrupt_files",
+)
 CORRUPT_KINDS = ("truncated_echo", "report_screenshot", "flat_ecg")
 PAIRING_WINDOW = timedelta(days=7)
 
-_FIRST_NAMES = {"F": ("JANE", "MARY", "ANNA", "LINDA", "SARAH", "EMMA", "GRACE", "OLIVIA"),
-                "M": ("JOHN", "PETER", "DAVID", "JAMES", "OMAR", "LUCAS", "HENRY", "SAMUEL")}
-_LAST_NAMES = ("DOE", "ROE", "SMITH", "MILLER", "GARCIA", "NGUYEN", "MUELLER", "ROSSI",
-               "KOWALSKI", "OKAFOR", "TANAKA", "LARSEN", "DUBOIS", "SILVA", "COHEN", "BROWN")
+_FIRST_NAMES = {
+    "F": ("JANE", "MARY", "ANNA", "LINDA", "SARAH", "EMMA", "GRACE", "OLIVIA"),
+    "M": ("JOHN", "PETER", "DAVID", "JAMES", "OMAR", "LUCAS", "HENRY", "SAMUEL"),
+}
+_LAST_NAMES = (
+    "DOE",
+    "ROE",
+    "SMITH",
+    "MILLER",
+    "GARCIA",
+    "NGUYEN",
+    "MUELLER",
+    "ROSSI",
+    "KOWALSKI",
+    "OKAFOR",
+    "TANAKA",
+    "LARSEN",
+    "DUBOIS",
+    "SILVA",
+    "COHEN",
+    "BROWN",
+)
 
 
 @dataclass(frozen=True)
@@ -109,13 +146,16 @@ class CohortSpec:
     ecg_duration_s: float = 10.0
     frac_ecg_beyond_7_days: float = 0.2  # ECGs more than 7 days from every study of the patient
     ecg_format_mix: dict[str, float] = field(
-        default_factory=lambda: {"wfdb": 0.7, "dicom": 0.15, "numpy": 0.15})
+        default_factory=lambda: {"wfdb": 0.7, "dicom": 0.15, "numpy": 0.15}
+    )
     frac_bare_npy: float = 0.5  # of the numpy-format ECGs; the rest are .npz
     ecg_fs_mix: dict[int, float] = field(  # sampling rate (Hz) -> weight
-        default_factory=lambda: {500: 0.7, 250: 0.15, 1000: 0.15})
+        default_factory=lambda: {500: 0.7, 250: 0.15, 1000: 0.15}
+    )
     frac_scrambled_leads: float = 0.1  # ECGs stored in a shuffled lead order (named leads)
     echo_encoding_mix: dict[str, float] = field(  # see echo_dicom.ECHO_ENCODINGS
-        default_factory=lambda: {"jpeg_ybr": 0.7, "mono_rle": 0.2, "rgb": 0.05, "mono_raw": 0.05})
+        default_factory=lambda: {"jpeg_ybr": 0.7, "mono_rle": 0.2, "rgb": 0.05, "mono_raw": 0.05}
+    )
     frac_without_us_regions: float = 0.15  # views without (0018,6011) Ultrasound Regions
     n_corrupt: int = 3  # bad files, cycling through CORRUPT_KINDS (only flat ECGs without echo)
     write_echo: bool = True  # False: ECGs and echo reports only (external cohort)
@@ -135,25 +175,39 @@ class CohortSpec:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("studies_per_patient", "views_per_study", "ecgs_per_patient",
-                     "report_only_ecgs_per_patient"):
+        for name in (
+            "studies_per_patient",
+            "views_per_study",
+            "ecgs_per_patient",
+            "report_only_ecgs_per_patient",
+        ):
             low, high = getattr(self, name)
             if not 1 <= low <= high:
                 problems.append(f"{name} must be (low, high) with 1 <= low <= high")
-        for name in ("frac_ecg_beyond_7_days", "frac_bare_npy", "frac_scrambled_leads",
-                     "frac_without_us_regions", "frac_subcostal"):
+        for name in (
+            "frac_ecg_beyond_7_days",
+            "frac_bare_npy",
+            "frac_scrambled_leads",
+            "frac_without_us_regions",
+            "frac_subcostal",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must lie in [0, 1]")
         if not 0.0 < self.shd_prevalence < 1.0:
             problems.append("shd_prevalence must lie in (0, 1)")
-        for name, known in (("ecg_format_mix", vocabulary.ECG_FORMATS), ("echo_encoding_mix", ECHO_ENCODINGS)):
+        for name, known in (
+            ("ecg_format_mix", vocabulary.ECG_FORMATS),
+            ("echo_encoding_mix", ECHO_ENCODINGS),
+        ):
             unknown = set(getattr(self, name)) - set(known)
             if unknown:
                 problems.append(f"{name}: unknown {', '.join(sorted(unknown))}")
-        mixes = {"ecg_format_mix": list(self.ecg_format_mix.values()),
-                 "echo_encoding_mix": list(self.echo_encoding_mix.values()),
-                 "ecg_fs_mix": list(self.ecg_fs_mix.values()),
-                 "ef_class_mix": list(self.ef_class_mix)}
+        mixes = {
+            "ecg_format_mix": list(self.ecg_format_mix.values()),
+            "echo_encoding_mix": list(self.echo_encoding_mix.values()),
+            "ecg_fs_mix": list(self.ecg_fs_mix.values()),
+            "ef_class_mix": list(self.ef_class_mix),
+        }
         for name, weights in mixes.items():
             if not weights or min(weights) < 0 or sum(weights) <= 0:
                 problems.append(f"{name} needs non-negative weights with a positive sum")
@@ -178,24 +232,41 @@ def demo_specs(seed: int = 7, scale: float = 1.0) -> tuple[CohortSpec, CohortSpe
     several hundred test ECGs.
     """
     internal = CohortSpec(
-        n_patients=max(8, round(300 * scale)), imaged_patients=max(4, round(72 * scale)),
-        seed=seed, studies_per_patient=(1, 1), views_per_study=(2, 3), frac_subcostal=0.1,
-        ecgs_per_patient=(3, 5), report_only_ecgs_per_patient=(1, 3), frac_ecg_beyond_7_days=0.1,
+        n_patients=max(8, round(300 * scale)),
+        imaged_patients=max(4, round(72 * scale)),
+        seed=seed,
+        studies_per_patient=(1, 1),
+        views_per_study=(2, 3),
+        frac_subcostal=0.1,
+        ecgs_per_patient=(3, 5),
+        report_only_ecgs_per_patient=(1, 3),
+        frac_ecg_beyond_7_days=0.1,
         frames_per_clip=34,
         echo_encoding_mix={"jpeg_ybr": 0.8, "mono_rle": 0.15, "rgb": 0.025, "mono_raw": 0.025},
     )
     external = CohortSpec(
-        n_patients=max(8, round(900 * scale)), seed=seed + 1, write_echo=False, n_corrupt=0,
-        studies_per_patient=(1, 1), report_only_ecgs_per_patient=(2, 3),
+        n_patients=max(8, round(900 * scale)),
+        seed=seed + 1,
+        write_echo=False,
+        n_corrupt=0,
+        studies_per_patient=(1, 1),
+        report_only_ecgs_per_patient=(2, 3),
         frac_ecg_beyond_7_days=0.1,
-        ecg_format_mix={"dicom": 0.5, "wfdb": 0.3, "numpy": 0.2}, ecg_fs_mix={250: 0.6, 1000: 0.4},
-        ecg_gain=1.25, ecg_noise_mv=0.035, powerline_hz=60.0, ef_class_mix=(0.25, 0.25, 0.5),
-        shd_prevalence=0.2, hospital="Lakeside Regional Medical Center", patient_id_prefix="LRM",
+        ecg_format_mix={"dicom": 0.5, "wfdb": 0.3, "numpy": 0.2},
+        ecg_fs_mix={250: 0.6, 1000: 0.4},
+        ecg_gain=1.25,
+        ecg_noise_mv=0.035,
+        powerline_hz=60.0,
+        ef_class_mix=(0.25, 0.25, 0.5),
+        shd_prevalence=0.2,
+        hospital="Lakeside Regional Medical Center",
+        patient_id_prefix="LRM",
     )
     return internal, external
 
 
 # --------------------------------------------------------------------------- planning
+
 
 @dataclass
 class ViewPlan:
@@ -296,7 +367,7 @@ def _unique_numbers(rng: np.random.Generator, n: int, digits: int) -> list[int]:
     numbers: list[int] = []
     seen: set[int] = set()
     while len(numbers) < n:
-        number = int(rng.integers(10 ** (digits - 1), 10 ** digits))
+        number = int(rng.integers(10 ** (digits - 1), 10**digits))
         if number not in seen:
             seen.add(number)
             numbers.append(number)
@@ -319,26 +390,44 @@ def _count(rng: np.random.Generator, low_high: tuple[int, int]) -> int:
     return int(rng.integers(low_high[0], low_high[1] + 1))
 
 
-def _plan_patient(spec: CohortSpec, index: int, patient_id: str,
-                  study_numbers: list[int], with_images: bool) -> PatientPlan:
+def _plan_patient(
+    spec: CohortSpec, index: int, patient_id: str, study_numbers: list[int], with_images: bool
+) -> PatientPlan:
     rng = _stream(spec, 1, index)
     phenotype = sample_patient(rng, spec.ef_class_mix, spec.shd_prevalence)
     sex = str(rng.choice(["F", "M"]))
     name = f"{rng.choice(_LAST_NAMES)}^{rng.choice(_FIRST_NAMES[sex])}"
     first = datetime.fromisoformat(spec.first_study_date) + timedelta(
-        days=int(rng.integers(0, spec.study_span_days)), hours=int(rng.integers(8, 17)),
-        minutes=int(rng.integers(0, 60)), seconds=int(rng.integers(0, 60)))
+        days=int(rng.integers(0, spec.study_span_days)),
+        hours=int(rng.integers(8, 17)),
+        minutes=int(rng.integers(0, 60)),
+        seconds=int(rng.integers(0, 60)),
+    )
     birth = first - timedelta(days=int(rng.uniform(25, 90) * 365.25))
-    patient = PatientPlan(index, patient_id, name, birth.strftime("%Y%m%d"), sex, phenotype,
-                          resting_heart_rate(rng, phenotype),
-                          anatomy=sample_anatomy(_stream(spec, 4, index)),
-                          traits=sample_traits(_stream(spec, 5, index)), with_images=with_images)
+    patient = PatientPlan(
+        index,
+        patient_id,
+        name,
+        birth.strftime("%Y%m%d"),
+        sex,
+        phenotype,
+        resting_heart_rate(rng, phenotype),
+        anatomy=sample_anatomy(_stream(spec, 4, index)),
+        traits=sample_traits(_stream(spec, 5, index)),
+        with_images=with_images,
+    )
     time = first
     for number in study_numbers:
         study_id = f"ACC{number:08d}"
-        patient.studies.append(StudyPlan(study_id, _uid(spec, "study", study_id), time,
-                                         sample_study(rng, phenotype),
-                                         patient.heart_rate + rng.normal(0.0, 4.0)))
+        patient.studies.append(
+            StudyPlan(
+                study_id,
+                _uid(spec, "study", study_id),
+                time,
+                sample_study(rng, phenotype),
+                patient.heart_rate + rng.normal(0.0, 4.0),
+            )
+        )
         time += timedelta(days=int(rng.integers(30, 400)), minutes=int(rng.integers(-120, 120)))
     return patient
 
@@ -347,23 +436,40 @@ def _echo_path(patient: PatientPlan, study: StudyPlan, number: int) -> str:
     return f"echo/{patient.patient_id}/{study.study_id}/IM{number:04d}.dcm"
 
 
-def _add_view(spec: CohortSpec, patient: PatientPlan, study: StudyPlan, kind: str, view: str,
-              encoding: str, with_regions: bool) -> ViewPlan:
+def _add_view(
+    spec: CohortSpec,
+    patient: PatientPlan,
+    study: StudyPlan,
+    kind: str,
+    view: str,
+    encoding: str,
+    with_regions: bool,
+) -> ViewPlan:
     number = len(study.views) + 1
-    plan = ViewPlan(kind, view, encoding, with_regions,
-                    sop_uid=_uid(spec, "sop", study.study_id, number),
-                    series_uid=_uid(spec, "series", study.study_id, number),
-                    acquired=study.time + timedelta(minutes=2 * number, seconds=17 * number),
-                    path=_echo_path(patient, study, number))
+    plan = ViewPlan(
+        kind,
+        view,
+        encoding,
+        with_regions,
+        sop_uid=_uid(spec, "sop", study.study_id, number),
+        series_uid=_uid(spec, "series", study.study_id, number),
+        acquired=study.time + timedelta(minutes=2 * number, seconds=17 * number),
+        path=_echo_path(patient, study, number),
+    )
     study.views.append(plan)
     return plan
 
 
 def _plan_views(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Generator) -> None:
-    per_study = [(p, s, _view_order(rng, _count(rng, spec.views_per_study)))
-                 for p in patients if p.with_images for s in p.studies]
-    for (_, _, views), subcostal in zip(per_study, _flags(rng, len(per_study),
-                                                          spec.frac_subcostal)):
+    per_study = [
+        (p, s, _view_order(rng, _count(rng, spec.views_per_study)))
+        for p in patients
+        if p.with_images
+        for s in p.studies
+    ]
+    for (_, _, views), subcostal in zip(
+        per_study, _flags(rng, len(per_study), spec.frac_subcostal)
+    ):
         if subcostal and OTHER_VIEWS[0] not in views:
             views.append(OTHER_VIEWS[0])
     n_views = sum(len(views) for _, _, views in per_study)
@@ -371,8 +477,15 @@ def _plan_views(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Ge
     without_regions = iter(_flags(rng, n_views, spec.frac_without_us_regions))
     for patient, study, views in per_study:
         for view in views:
-            _add_view(spec, patient, study, "view", view, next(encodings),
-                      with_regions=not next(without_regions))
+            _add_view(
+                spec,
+                patient,
+                study,
+                "view",
+                view,
+                next(encodings),
+                with_regions=not next(without_regions),
+            )
 
 
 def _ecg_time(rng: np.random.Generator, studies: list[StudyPlan], beyond_window: bool) -> datetime:
@@ -397,8 +510,10 @@ def _file_types(rng: np.random.Generator, formats: list[str], frac_bare_npy: flo
 
 
 def _plan_ecgs(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Generator) -> None:
-    counts = [_count(rng, spec.ecgs_per_patient if p.with_images
-                     else spec.report_only_ecgs_per_patient) for p in patients]
+    counts = [
+        _count(rng, spec.ecgs_per_patient if p.with_images else spec.report_only_ecgs_per_patient)
+        for p in patients
+    ]
     n_ecgs = sum(counts)
     beyond = iter(_flags(rng, n_ecgs, spec.frac_ecg_beyond_7_days))
     formats = _allocate(rng, n_ecgs, spec.ecg_format_mix)
@@ -414,8 +529,9 @@ def _plan_ecgs(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Gen
                 order = tuple(int(i) for i in rng.permutation(len(LEADS)))
             ecg_id = f"ECG{next(numbers):08d}"
             time = _ecg_time(rng, patient.studies, next(beyond))
-            patient.ecgs.append(EcgPlan(ecg_id, time, file_type, fs, order,
-                                        _ecg_path(patient, ecg_id, file_type)))
+            patient.ecgs.append(
+                EcgPlan(ecg_id, time, file_type, fs, order, _ecg_path(patient, ecg_id, file_type))
+            )
     _plan_flat_ecgs(spec, patients, rng, numbers)
 
 
@@ -429,20 +545,30 @@ def _corrupt_kinds(spec: CohortSpec) -> list[str]:
     return [kinds[i % len(kinds)] for i in range(spec.n_corrupt)]
 
 
-def _plan_flat_ecgs(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Generator,
-                    numbers: Iterator[int]) -> None:
+def _plan_flat_ecgs(
+    spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Generator, numbers: Iterator[int]
+) -> None:
     """Flat-line WFDB records, each within the pairing window of a study, so that only
     rejecting them keeps them out of the pairs."""
     for _ in range(_corrupt_kinds(spec).count("flat_ecg")):
         patient = patients[int(rng.integers(len(patients)))]
         ecg_id = f"ECG{next(numbers):08d}"
-        patient.ecgs.append(EcgPlan(ecg_id, _ecg_time(rng, patient.studies, False), "wfdb", 500,
-                                    tuple(range(len(LEADS))), _ecg_path(patient, ecg_id, "wfdb"),
-                                    flat=True))
+        patient.ecgs.append(
+            EcgPlan(
+                ecg_id,
+                _ecg_time(rng, patient.studies, False),
+                "wfdb",
+                500,
+                tuple(range(len(LEADS))),
+                _ecg_path(patient, ecg_id, "wfdb"),
+                flat=True,
+            )
+        )
 
 
-def _plan_bad_echo_files(spec: CohortSpec, patients: list[PatientPlan],
-                         rng: np.random.Generator) -> None:
+def _plan_bad_echo_files(
+    spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Generator
+) -> None:
     """Truncated clips and report screenshots, added to random studies as extra files."""
     for kind in _corrupt_kinds(spec):
         if kind == "flat_ecg":
@@ -461,11 +587,21 @@ def plan_cohort(spec: CohortSpec) -> list[PatientPlan]:
     patient_numbers = _unique_numbers(rng, spec.n_patients, 7)
     n_studies = [_count(rng, spec.studies_per_patient) for _ in range(spec.n_patients)]
     study_numbers = iter(_unique_numbers(rng, sum(n_studies), 8))
-    imaged = 0 if not spec.write_echo else (
-        spec.n_patients if spec.imaged_patients is None else spec.imaged_patients)
-    patients = [_plan_patient(spec, i, f"{spec.patient_id_prefix}{number:07d}",
-                              [next(study_numbers) for _ in range(n)], with_images=i < imaged)
-                for i, (number, n) in enumerate(zip(patient_numbers, n_studies))]
+    imaged = (
+        0
+        if not spec.write_echo
+        else (spec.n_patients if spec.imaged_patients is None else spec.imaged_patients)
+    )
+    patients = [
+        _plan_patient(
+            spec,
+            i,
+            f"{spec.patient_id_prefix}{number:07d}",
+            [next(study_numbers) for _ in range(n)],
+            with_images=i < imaged,
+        )
+        for i, (number, n) in enumerate(zip(patient_numbers, n_studies))
+    ]
     if spec.write_echo:
         _plan_views(spec, patients, rng)
         _plan_bad_echo_files(spec, patients, rng)
@@ -475,10 +611,20 @@ def plan_cohort(spec: CohortSpec) -> list[PatientPlan]:
 
 # --------------------------------------------------------------------------- writing
 
-def _identity(spec: CohortSpec, patient: PatientPlan, study_uid: str, accession: str,
-              time: datetime) -> DicomIdentity:
-    return DicomIdentity(patient.name, patient.patient_id, patient.birth_date, patient.sex,
-                         study_uid, accession, time, spec.hospital)
+
+def _identity(
+    spec: CohortSpec, patient: PatientPlan, study_uid: str, accession: str, time: datetime
+) -> DicomIdentity:
+    return DicomIdentity(
+        patient.name,
+        patient.patient_id,
+        patient.birth_date,
+        patient.sex,
+        study_uid,
+        accession,
+        time,
+        spec.hospital,
+    )
 
 
 def _write_study(spec: CohortSpec, root: Path, patient: PatientPlan, study_index: int) -> None:
@@ -494,13 +640,24 @@ def _write_study(spec: CohortSpec, root: Path, patient: PatientPlan, study_index
         if plan.kind == "truncated_echo":
             write_truncated_echo(path, clip.frames, spec.fps, identity, instance)
         else:
-            write_echo(path, clip.frames, plan.encoding, spec.fps, identity, instance,
-                       clip.sector if plan.with_regions else None)
+            write_echo(
+                path,
+                clip.frames,
+                plan.encoding,
+                spec.fps,
+                identity,
+                instance,
+                clip.sector if plan.with_regions else None,
+            )
 
 
 def _ecg_model(spec: CohortSpec) -> EcgModel:
-    device = EcgDevice(gain=spec.ecg_gain, noise_mv=spec.ecg_noise_mv,
-                       powerline_hz=spec.powerline_hz, wander_mv=spec.ecg_wander_mv)
+    device = EcgDevice(
+        gain=spec.ecg_gain,
+        noise_mv=spec.ecg_noise_mv,
+        powerline_hz=spec.powerline_hz,
+        wander_mv=spec.ecg_wander_mv,
+    )
     return EcgModel(effects=spec.ecg_effects, nuisance=spec.ecg_nuisance, device=device)
 
 
@@ -514,18 +671,28 @@ def ecg_signal(spec: CohortSpec, patient: PatientPlan, ecg_index: int) -> np.nda
         return np.zeros((len(LEADS), n_samples), dtype=np.float32)
     model = _ecg_model(spec)
     recording = sample_recording(rng, patient.heart_rate, model.nuisance)
-    return synthesize_ecg(patient.phenotype, patient.traits, recording, rng, plan.fs,
-                          spec.ecg_duration_s, model)
+    return synthesize_ecg(
+        patient.phenotype, patient.traits, recording, rng, plan.fs, spec.ecg_duration_s, model
+    )
 
 
 def view_clip(spec: CohortSpec, patient: PatientPlan, study_index: int, number: int):
     """The rendered frames of view ``number`` (1-based) of a planned study (a RenderedClip)."""
     study = patient.studies[study_index]
     rng = _stream(spec, 2, patient.index, study_index, number)
-    return render_clip(study.phenotype, patient.anatomy, patient.traits,
-                       study.views[number - 1].view, rng, n_frames=spec.frames_per_clip,
-                       rows=spec.rows, cols=spec.cols, fps=spec.fps,
-                       heart_rate_bpm=study.heart_rate, hospital=spec.hospital)
+    return render_clip(
+        study.phenotype,
+        patient.anatomy,
+        patient.traits,
+        study.views[number - 1].view,
+        rng,
+        n_frames=spec.frames_per_clip,
+        rows=spec.rows,
+        cols=spec.cols,
+        fps=spec.fps,
+        heart_rate_bpm=study.heart_rate,
+        hospital=spec.hospital,
+    )
 
 
 def _write_ecg(spec: CohortSpec, root: Path, patient: PatientPlan, ecg_index: int) -> None:
@@ -537,10 +704,16 @@ def _write_ecg(spec: CohortSpec, root: Path, patient: PatientPlan, ecg_index: in
     if plan.file_type == "wfdb":
         write_wfdb(path, signal, plan.fs, leads, plan.time)
     elif plan.file_type == "dicom":
-        identity = _identity(spec, patient, _uid(spec, "ecg-study", plan.ecg_id), plan.ecg_id,
-                             plan.time)
-        instance = DicomInstance(_uid(spec, "ecg-series", plan.ecg_id),
-                                 _uid(spec, "ecg-sop", plan.ecg_id), plan.time, 1, 1)
+        identity = _identity(
+            spec, patient, _uid(spec, "ecg-study", plan.ecg_id), plan.ecg_id, plan.time
+        )
+        instance = DicomInstance(
+            _uid(spec, "ecg-series", plan.ecg_id),
+            _uid(spec, "ecg-sop", plan.ecg_id),
+            plan.time,
+            1,
+            1,
+        )
         write_dicom_ecg(path, signal, plan.fs, leads, identity, instance)
     elif plan.file_type == "npz":
         write_npz(path, signal, plan.fs, leads)
@@ -553,17 +726,42 @@ def _iso(moment: datetime) -> str:
 
 
 def _manifests(patients: list[PatientPlan], write_echo: bool) -> dict[str, pd.DataFrame]:
-    views = [(v.path, p.patient_id, s.study_id, _iso(v.acquired), v.sop_uid)
-             for p in patients for s in p.studies for v in s.views]
+    views = [
+        (v.path, p.patient_id, s.study_id, _iso(v.acquired), v.sop_uid)
+        for p in patients
+        for s in p.studies
+        for v in s.views
+    ]
     format_of = {"wfdb": "wfdb", "dicom": "dicom", "npz": "numpy", "npy": "numpy"}
-    ecgs = [(e.path, p.patient_id, e.ecg_id, _iso(e.time), format_of[e.file_type],
-             str(e.fs) if e.file_type == "npy" else "")
-            for p in patients for e in p.ecgs]
-    labels = [(p.patient_id, s.study_id, _iso(s.time), s.phenotype.lvef, s.phenotype.lvedv,
-               s.phenotype.lvesv, s.phenotype.lvsv, s.phenotype.shd)
-              for p in patients for s in p.studies]
-    corrupt = [(v.path, v.kind)
-               for p in patients for s in p.studies for v in s.views if v.kind != "view"]
+    ecgs = [
+        (
+            e.path,
+            p.patient_id,
+            e.ecg_id,
+            _iso(e.time),
+            format_of[e.file_type],
+            str(e.fs) if e.file_type == "npy" else "",
+        )
+        for p in patients
+        for e in p.ecgs
+    ]
+    labels = [
+        (
+            p.patient_id,
+            s.study_id,
+            _iso(s.time),
+            s.phenotype.lvef,
+            s.phenotype.lvedv,
+            s.phenotype.lvesv,
+            s.phenotype.lvsv,
+            s.phenotype.shd,
+        )
+        for p in patients
+        for s in p.studies
+    ]
+    corrupt = [
+        (v.path, v.kind) for p in patients for s in p.studies for v in s.views if v.kind != "view"
+    ]
     corrupt += [(e.path, "flat_ecg") for p in patients for e in p.ecgs if e.flat]
     tables = {}
     if write_echo:
@@ -587,8 +785,11 @@ def _write_patients(spec: CohortSpec, root: Path, patients: list[PatientPlan]) -
 def _write_files(jobs: list[tuple[CohortSpec, Path, list[PatientPlan]]], workers: int) -> None:
     """Write the files of each (spec, folder, patients) job, in ``workers`` processes.
     Every file depends only on its own patient's plan, so the order does not matter."""
-    chunks = [(spec, root, patients[i:i + 8]) for spec, root, patients in jobs
-              for i in range(0, len(patients), 8)]
+    chunks = [
+        (spec, root, patients[i : i + 8])
+        for spec, root, patients in jobs
+        for i in range(0, len(patients), 8)
+    ]
     if workers <= 1:
         for chunk in chunks:
             _write_patients(*chunk)
@@ -598,8 +799,12 @@ def _write_files(jobs: list[tuple[CohortSpec, Path, list[PatientPlan]]], workers
             del done
 
 
-def _write_manifests(spec: CohortSpec, root: Path, patients: list[PatientPlan],
-                     paths: Mapping[str, str | Path] | None = None) -> dict[str, Path]:
+def _write_manifests(
+    spec: CohortSpec,
+    root: Path,
+    patients: list[PatientPlan],
+    paths: Mapping[str, str | Path] | None = None,
+) -> dict[str, Path]:
     """Each manifest at ``paths[name]`` (default ``root/<name>.csv``), its file paths
     relative to the manifest's own folder, as manifests are read."""
     written = {}
@@ -624,9 +829,13 @@ def generate_cohort(out_dir: str | Path, spec: CohortSpec, workers: int = 1) -> 
     return _write_manifests(spec, root, patients)
 
 
-def generate_demo(out_dir: str | Path, internal: CohortSpec, external: CohortSpec,
-                  workers: int = 1,
-                  manifests: Mapping[str, str | Path] | None = None) -> dict[str, Path]:
+def generate_demo(
+    out_dir: str | Path,
+    internal: CohortSpec,
+    external: CohortSpec,
+    workers: int = 1,
+    manifests: Mapping[str, str | Path] | None = None,
+) -> dict[str, Path]:
     """Write ``out_dir/internal`` and ``out_dir/external`` (files in ``workers``
     processes) and their manifests, keyed ``<cohort>_<name>`` (``internal_echo_views``,
     ``external_labels``, ...): at the paths ``manifests`` gives for a key, else
@@ -635,15 +844,21 @@ def generate_demo(out_dir: str | Path, internal: CohortSpec, external: CohortSpe
     unknown = set(manifests) - set(DEMO_MANIFESTS)
     if unknown:
         raise ValueError(f"not a demo manifest: {', '.join(sorted(unknown))}")
-    cohorts = [(name, spec, Path(out_dir) / name, plan_cohort(spec))
-               for name, spec in (("internal", internal), ("external", external))]
+    cohorts = [
+        (name, spec, Path(out_dir) / name, plan_cohort(spec))
+        for name, spec in (("internal", internal), ("external", external))
+    ]
     for _, _, root, _ in cohorts:
         root.mkdir(parents=True, exist_ok=True)
     _write_files([(spec, root, patients) for _, spec, root, patients in cohorts], workers)
     written = {}
     for name, spec, root, patients in cohorts:
-        paths = {table: path for key, path in manifests.items()
-                 for table in [key.removeprefix(f"{name}_")] if key != table}
+        paths = {
+            table: path
+            for key, path in manifests.items()
+            for table in [key.removeprefix(f"{name}_")]
+            if key != table
+        }
         for table, path in _write_manifests(spec, root, patients, paths).items():
             written[f"{name}_{table}"] = path
     return written

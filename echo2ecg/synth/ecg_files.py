@@ -33,9 +33,18 @@ _INT16_LIMIT = 32767
 
 # SCP-ECG lead codes (DICOM CID 3001).
 _SCPECG_CODES = {
-    "I": "5.6.3-9-1", "II": "5.6.3-9-2", "III": "5.6.3-9-61", "aVR": "5.6.3-9-62",
-    "aVL": "5.6.3-9-63", "aVF": "5.6.3-9-64", "V1": "5.6.3-9-3", "V2": "5.6.3-9-4",
-    "V3": "5.6.3-9-5", "V4": "5.6.3-9-6", "V5": "5.6.3-9-7", "V6": "5.6.3-9-8",
+    "I": "5.6.3-9-1",
+    "II": "5.6.3-9-2",
+    "III": "5.6.3-9-61",
+    "aVR": "5.6.3-9-62",
+    "aVL": "5.6.3-9-63",
+    "aVF": "5.6.3-9-64",
+    "V1": "5.6.3-9-3",
+    "V2": "5.6.3-9-4",
+    "V3": "5.6.3-9-5",
+    "V4": "5.6.3-9-6",
+    "V5": "5.6.3-9-7",
+    "V6": "5.6.3-9-8",
 }
 
 
@@ -44,8 +53,9 @@ def _quantise(signal_mv: np.ndarray, units_per_mv: float) -> np.ndarray:
     return np.clip(np.round(signal_mv * units_per_mv), -_INT16_LIMIT, _INT16_LIMIT).astype(np.int16)
 
 
-def write_wfdb(header_path: Path, signal_mv: np.ndarray, fs: float, leads: Seq[str],
-               acquired: datetime) -> None:
+def write_wfdb(
+    header_path: Path, signal_mv: np.ndarray, fs: float, leads: Seq[str], acquired: datetime
+) -> None:
     """A WFDB record; ``header_path`` is the ``.hea`` file, the ``.dat`` goes beside it.
 
     Format 16 (little-endian int16, samples interleaved), WFDB_ADC_GAIN units per mV,
@@ -54,13 +64,17 @@ def write_wfdb(header_path: Path, signal_mv: np.ndarray, fs: float, leads: Seq[s
     """
     header_path.parent.mkdir(parents=True, exist_ok=True)
     name = header_path.stem
-    digital = _quantise(signal_mv, WFDB_ADC_GAIN)                      # (leads, samples)
+    digital = _quantise(signal_mv, WFDB_ADC_GAIN)  # (leads, samples)
     header_path.with_suffix(".dat").write_bytes(digital.T.astype("<i2").tobytes())
     checksums = digital.astype(np.int64).sum(axis=1) % 65536
-    lines = [f"{name} {len(leads)} {fs:g} {digital.shape[1]} "
-             f"{acquired.strftime('%H:%M:%S.%f')} {acquired.strftime('%d/%m/%Y')}"]
-    lines += [f"{name}.dat 16 {WFDB_ADC_GAIN:.1f}(0)/mV 16 0 {int(lead[0])} {int(check)} 0 {label}"
-              for lead, check, label in zip(digital, checksums, leads)]
+    lines = [
+        f"{name} {len(leads)} {fs:g} {digital.shape[1]} "
+        f"{acquired.strftime('%H:%M:%S.%f')} {acquired.strftime('%d/%m/%Y')}"
+    ]
+    lines += [
+        f"{name}.dat 16 {WFDB_ADC_GAIN:.1f}(0)/mV 16 0 {int(lead[0])} {int(check)} 0 {label}"
+        for lead, check, label in zip(digital, checksums, leads)
+    ]
     header_path.write_text("\n".join(lines) + "\n")
 
 
@@ -86,11 +100,18 @@ def _channel_definition(lead: str) -> Dataset:
     return channel
 
 
-def write_dicom_ecg(path: Path, signal_mv: np.ndarray, fs: float, leads: Seq[str],
-                    identity: DicomIdentity, instance: DicomInstance) -> None:
+def write_dicom_ecg(
+    path: Path,
+    signal_mv: np.ndarray,
+    fs: float,
+    leads: Seq[str],
+    identity: DicomIdentity,
+    instance: DicomInstance,
+) -> None:
     """A DICOM 12-lead ECG Waveform Storage file; ``ds.waveform_array(0)`` gives (T, C) mV."""
-    ds = base_dataset(TwelveLeadECGWaveformStorage, ExplicitVRLittleEndian, "ECG", identity,
-                      instance)
+    ds = base_dataset(
+        TwelveLeadECGWaveformStorage, ExplicitVRLittleEndian, "ECG", identity, instance
+    )
     group = Dataset()
     group.MultiplexGroupTimeOffset = "0"
     group.WaveformOriginality = "ORIGINAL"
@@ -113,8 +134,11 @@ def write_dicom_ecg(path: Path, signal_mv: np.ndarray, fs: float, leads: Seq[str
 def write_npz(path: Path, signal_mv: np.ndarray, fs: float, leads: Seq[str]) -> None:
     """An ``.npz`` with ``signal``, ``fs`` and ``leads``; zip entries carry a fixed date so
     the bytes do not depend on when the file was written."""
-    arrays = {"signal": np.asarray(signal_mv, dtype=np.float32), "fs": np.float64(fs),
-              "leads": np.asarray(list(leads))}
+    arrays = {
+        "signal": np.asarray(signal_mv, dtype=np.float32),
+        "fs": np.float64(fs),
+        "leads": np.asarray(list(leads)),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         for key, array in arrays.items():

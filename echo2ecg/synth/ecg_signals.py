@@ -92,7 +92,7 @@ class RecordingSetup:
     the heart rate (beats per minute)."""
 
     rotation: np.ndarray
-    limb_vectors: np.ndarray       # (2, 3): leads I and II
+    limb_vectors: np.ndarray  # (2, 3): leads I and II
     precordial_vectors: np.ndarray  # (6, 3): V1..V6, gain included
     heart_rate_bpm: float
 
@@ -154,26 +154,37 @@ def _rotation(angles_deg: np.ndarray) -> np.ndarray:
 def sample_traits(rng: np.random.Generator) -> EcgTraits:
     """A patient's ECG signature: heart axis within ±15°, wave amplitudes ±10 %, PR and QT
     within a few percent of typical."""
-    return EcgTraits(rotation=_rotation(rng.uniform(-15.0, 15.0, size=3)),
-                     wave_gain=np.exp(rng.normal(0.0, 0.10, size=len(WAVES))),
-                     pr_scale=float(np.exp(rng.normal(0.0, 0.08))),
-                     qt_scale=float(np.exp(rng.normal(0.0, 0.05))))
+    return EcgTraits(
+        rotation=_rotation(rng.uniform(-15.0, 15.0, size=3)),
+        wave_gain=np.exp(rng.normal(0.0, 0.10, size=len(WAVES))),
+        pr_scale=float(np.exp(rng.normal(0.0, 0.08))),
+        qt_scale=float(np.exp(rng.normal(0.0, 0.05))),
+    )
 
 
-def sample_recording(rng: np.random.Generator, heart_rate_bpm: float,
-                     nuisance: RecordingNuisance = RecordingNuisance()) -> RecordingSetup:
+def sample_recording(
+    rng: np.random.Generator,
+    heart_rate_bpm: float,
+    nuisance: RecordingNuisance = RecordingNuisance(),
+) -> RecordingSetup:
     """One recording's setup around a patient's resting heart rate (bpm)."""
     frontal = rng.uniform(-nuisance.frontal_axis_deg, nuisance.frontal_axis_deg)
     others = rng.uniform(-nuisance.other_axes_deg, nuisance.other_axes_deg, size=2)
     rotation = _rotation(np.array([others[0], others[1], frontal]))
-    limb_angles = np.radians(np.array([_LEAD_I_ANGLE_DEG, _LEAD_II_ANGLE_DEG])
-                             + rng.normal(0.0, nuisance.limb_direction_deg, size=2))
+    limb_angles = np.radians(
+        np.array([_LEAD_I_ANGLE_DEG, _LEAD_II_ANGLE_DEG])
+        + rng.normal(0.0, nuisance.limb_direction_deg, size=2)
+    )
     limb_gain = np.exp(rng.normal(0.0, nuisance.lead_gain_sigma, size=2))
-    limb = np.stack([np.cos(limb_angles), np.sin(limb_angles), np.zeros(2)], axis=1) \
+    limb = (
+        np.stack([np.cos(limb_angles), np.sin(limb_angles), np.zeros(2)], axis=1)
         * limb_gain[:, None]
-    chest_angles = np.radians(_PRECORDIAL_ANGLES_DEG
-                              + rng.normal(0.0, nuisance.precordial_shift_deg)
-                              + rng.normal(0.0, nuisance.precordial_jitter_deg, size=6))
+    )
+    chest_angles = np.radians(
+        _PRECORDIAL_ANGLES_DEG
+        + rng.normal(0.0, nuisance.precordial_shift_deg)
+        + rng.normal(0.0, nuisance.precordial_jitter_deg, size=6)
+    )
     chest = np.stack([np.cos(chest_angles), np.full(6, 0.15), np.sin(chest_angles)], axis=1)
     chest /= np.linalg.norm(chest, axis=1, keepdims=True)
     chest_gain = _PRECORDIAL_GAIN * np.exp(rng.normal(0.0, nuisance.lead_gain_sigma, size=6))
@@ -196,8 +207,9 @@ def typical_traits() -> EcgTraits:
     return EcgTraits(np.eye(3), np.ones(len(WAVES)), 1.0, 1.0)
 
 
-def beat_waves(phenotype: Phenotype, traits: EcgTraits,
-               effects: PhenotypeEffects = PhenotypeEffects()) -> BeatWaves:
+def beat_waves(
+    phenotype: Phenotype, traits: EcgTraits, effects: PhenotypeEffects = PhenotypeEffects()
+) -> BeatWaves:
     """The wave model of one patient's beats, shaped by the phenotype and the patient's
     signature (see the module docstring); the recording's axis is applied later."""
     voltage = (phenotype.lvedv / 120.0) ** effects.voltage_exponent
@@ -227,8 +239,9 @@ def beat_waves(phenotype: Phenotype, traits: EcgTraits,
     )
 
 
-def r_peak_times(rng: np.random.Generator, heart_rate_bpm: float, start_s: float,
-                 stop_s: float) -> np.ndarray:
+def r_peak_times(
+    rng: np.random.Generator, heart_rate_bpm: float, start_s: float, stop_s: float
+) -> np.ndarray:
     """R-peak times (s) covering [start_s, stop_s] with one beat of margin each side.
 
     RR intervals vary with breathing (about 4 %, 0.25 Hz) and beat to beat (1.5 %).
@@ -238,8 +251,9 @@ def r_peak_times(rng: np.random.Generator, heart_rate_bpm: float, start_s: float
     times = [start_s - mean_rr * rng.uniform(0.5, 1.5)]
     while times[-1] < stop_s + mean_rr:
         t = times[-1]
-        rr = mean_rr * (1.0 + 0.04 * np.sin(2 * np.pi * 0.25 * t + breathing_phase)
-                        + rng.normal(0.0, 0.015))
+        rr = mean_rr * (
+            1.0 + 0.04 * np.sin(2 * np.pi * 0.25 * t + breathing_phase) + rng.normal(0.0, 0.015)
+        )
         times.append(t + rr)
     return np.asarray(times)
 
@@ -248,10 +262,11 @@ def heart_vector(t: np.ndarray, r_peaks: np.ndarray, waves: BeatWaves) -> np.nda
     """The dipole (3, T) in mV at times ``t`` (T,) s for beats at ``r_peaks`` (B,) s."""
     rr = np.diff(r_peaks, append=r_peaks[-1] + (r_peaks[-1] - r_peaks[-2]))
     delay_scale = np.where(waves.rate_scaled[None, :], np.sqrt(rr)[:, None], 1.0)  # (B, K)
-    centers = r_peaks[:, None] + waves.centers[None, :] * delay_scale               # (B, K)
-    gaussians = np.exp(-0.5 * ((t[None, None, :] - centers[:, :, None])
-                               / waves.widths[None, :, None]) ** 2)                 # (B, K, T)
-    weights = waves.amplitudes[:, None] * waves.directions                           # (K, 3)
+    centers = r_peaks[:, None] + waves.centers[None, :] * delay_scale  # (B, K)
+    gaussians = np.exp(
+        -0.5 * ((t[None, None, :] - centers[:, :, None]) / waves.widths[None, :, None]) ** 2
+    )  # (B, K, T)
+    weights = waves.amplitudes[:, None] * waves.directions  # (K, 3)
     return np.einsum("bkt,kd->dt", gaussians, weights)
 
 
@@ -259,8 +274,16 @@ def project_leads(vector: np.ndarray, recording: RecordingSetup) -> np.ndarray:
     """The 12 standard leads (12, T) in ``LEADS`` order from a dipole (3, T)."""
     turned = recording.rotation @ vector
     lead_i, lead_ii = recording.limb_vectors @ turned
-    limb = np.stack([lead_i, lead_ii, lead_ii - lead_i, -(lead_i + lead_ii) / 2.0,
-                     lead_i - lead_ii / 2.0, lead_ii - lead_i / 2.0])
+    limb = np.stack(
+        [
+            lead_i,
+            lead_ii,
+            lead_ii - lead_i,
+            -(lead_i + lead_ii) / 2.0,
+            lead_i - lead_ii / 2.0,
+            lead_ii - lead_i / 2.0,
+        ]
+    )
     return np.concatenate([limb, recording.precordial_vectors @ turned])
 
 
@@ -272,8 +295,9 @@ def device_artefacts(rng: np.random.Generator, t: np.ndarray, device: EcgDevice)
     phases = rng.uniform(0.0, 2 * np.pi, size=(n_leads, 2, 1))
     amplitudes = device.wander_mv * rng.uniform(0.3, 1.5, size=(n_leads, 2, 1))
     wander = (amplitudes * np.sin(2 * np.pi * freqs * t + phases)).sum(axis=1)
-    hum = device.powerline_mv * np.sin(2 * np.pi * device.powerline_hz * t
-                                       + rng.uniform(0.0, 2 * np.pi, size=(n_leads, 1)))
+    hum = device.powerline_mv * np.sin(
+        2 * np.pi * device.powerline_hz * t + rng.uniform(0.0, 2 * np.pi, size=(n_leads, 1))
+    )
     return wander + hum + rng.normal(0.0, device.noise_mv, size=(n_leads, t.size))
 
 
@@ -287,9 +311,15 @@ class EcgModel:
     device: EcgDevice = field(default_factory=EcgDevice)
 
 
-def synthesize_ecg(phenotype: Phenotype, traits: EcgTraits, recording: RecordingSetup,
-                   rng: np.random.Generator, fs: float, duration_s: float = 10.0,
-                   model: EcgModel = EcgModel()) -> np.ndarray:
+def synthesize_ecg(
+    phenotype: Phenotype,
+    traits: EcgTraits,
+    recording: RecordingSetup,
+    rng: np.random.Generator,
+    fs: float,
+    duration_s: float = 10.0,
+    model: EcgModel = EcgModel(),
+) -> np.ndarray:
     """A 12-lead ECG, float32 (12, round(fs * duration_s)) in mV, leads in ``LEADS`` order."""
     t = np.arange(int(round(fs * duration_s))) / fs
     waves = beat_waves(phenotype, traits, model.effects)
@@ -299,8 +329,9 @@ def synthesize_ecg(phenotype: Phenotype, traits: EcgTraits, recording: Recording
     return (device.gain * heart + device_artefacts(rng, t, device)).astype(np.float32)
 
 
-def lead_ii_trace(phenotype: Phenotype, traits: EcgTraits, r_peaks: np.ndarray,
-                  t: np.ndarray) -> np.ndarray:
+def lead_ii_trace(
+    phenotype: Phenotype, traits: EcgTraits, r_peaks: np.ndarray, t: np.ndarray
+) -> np.ndarray:
     """Lead II (T,) mV at times ``t`` for given beats: the trace an echo scanner draws."""
     lead_ii = standard_recording().limb_vectors[1]
     return lead_ii @ heart_vector(t, r_peaks, beat_waves(phenotype, traits))

@@ -76,8 +76,13 @@ def _time(moment: datetime) -> str:
     return moment.strftime("%H%M%S")
 
 
-def base_dataset(sop_class: str, transfer_syntax: str, modality: str, identity: DicomIdentity,
-                 instance: DicomInstance) -> Dataset:
+def base_dataset(
+    sop_class: str,
+    transfer_syntax: str,
+    modality: str,
+    identity: DicomIdentity,
+    instance: DicomInstance,
+) -> Dataset:
     """A dataset with file meta, patient, study, series and SOP common attributes."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -109,8 +114,9 @@ def base_dataset(sop_class: str, transfer_syntax: str, modality: str, identity: 
     return ds
 
 
-def _image_pixel_module(ds: Dataset, n_frames: int, rows: int, cols: int, colour: bool,
-                        photometric: str) -> None:
+def _image_pixel_module(
+    ds: Dataset, n_frames: int, rows: int, cols: int, colour: bool, photometric: str
+) -> None:
     ds.SamplesPerPixel = 3 if colour else 1
     ds.PhotometricInterpretation = photometric
     if colour:
@@ -143,8 +149,9 @@ def _jpeg_frames(frames: np.ndarray) -> list[bytes]:
     encoded = []
     for frame in frames:
         buffer = io.BytesIO()
-        Image.fromarray(frame, mode="RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY,
-                                                subsampling=1)
+        Image.fromarray(frame, mode="RGB").save(
+            buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=1
+        )
         encoded.append(buffer.getvalue())
     return encoded
 
@@ -178,18 +185,26 @@ def _set_pixels(ds: Dataset, frames: np.ndarray, encoding: str) -> None:
             ds.PixelData = gray.tobytes()
             ds["PixelData"].VR = "OB"
     else:
-        raise ValueError(f"unknown echo encoding {encoding!r}; "
-                         f"expected one of {', '.join(ECHO_ENCODINGS)}")
+        raise ValueError(
+            f"unknown echo encoding {encoding!r}; expected one of {', '.join(ECHO_ENCODINGS)}"
+        )
 
 
-def echo_dataset(frames: np.ndarray, encoding: str, fps: float, identity: DicomIdentity,
-                 instance: DicomInstance, sector: ScanSector | None) -> Dataset:
+def echo_dataset(
+    frames: np.ndarray,
+    encoding: str,
+    fps: float,
+    identity: DicomIdentity,
+    instance: DicomInstance,
+    sector: ScanSector | None,
+) -> Dataset:
     """An Ultrasound Multi-frame Image dataset of RGB ``frames`` (F, H, W, 3) uint8.
 
     ``sector`` adds the Sequence of Ultrasound Regions (0018,6011); None leaves it out.
     """
-    ds = base_dataset(UltrasoundMultiFrameImageStorage, ExplicitVRLittleEndian, "US", identity,
-                      instance)
+    ds = base_dataset(
+        UltrasoundMultiFrameImageStorage, ExplicitVRLittleEndian, "US", identity, instance
+    )
     ds.ImageType = ["ORIGINAL", "PRIMARY", "", "0011"]
     ds.ManufacturerModelName = "Sonic S7"
     ds.FrameTime = f"{1000.0 / fps:.4f}"
@@ -203,16 +218,29 @@ def echo_dataset(frames: np.ndarray, encoding: str, fps: float, identity: DicomI
     return ds
 
 
-def write_echo(path: Path, frames: np.ndarray, encoding: str, fps: float, identity: DicomIdentity,
-               instance: DicomInstance, sector: ScanSector | None) -> None:
+def write_echo(
+    path: Path,
+    frames: np.ndarray,
+    encoding: str,
+    fps: float,
+    identity: DicomIdentity,
+    instance: DicomInstance,
+    sector: ScanSector | None,
+) -> None:
     """Write one echo view (see :func:`echo_dataset`) as a DICOM Part 10 file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ds = echo_dataset(frames, encoding, fps, identity, instance, sector)
     ds.save_as(path, enforce_file_format=True)
 
 
-def write_truncated_echo(path: Path, frames: np.ndarray, fps: float, identity: DicomIdentity,
-                         instance: DicomInstance, keep_fraction: float = 0.4) -> None:
+def write_truncated_echo(
+    path: Path,
+    frames: np.ndarray,
+    fps: float,
+    identity: DicomIdentity,
+    instance: DicomInstance,
+    keep_fraction: float = 0.4,
+) -> None:
     """A broken file: an uncompressed echo view cut off part-way through its Pixel Data."""
     buffer = io.BytesIO()
     ds = echo_dataset(frames, "rgb", fps, identity, instance, None)
@@ -222,19 +250,34 @@ def write_truncated_echo(path: Path, frames: np.ndarray, fps: float, identity: D
     path.write_bytes(data[: int(len(data) * keep_fraction)])
 
 
-def write_report_screenshot(path: Path, rows: int, cols: int, identity: DicomIdentity,
-                            instance: DicomInstance) -> None:
+def write_report_screenshot(
+    path: Path, rows: int, cols: int, identity: DicomIdentity, instance: DicomInstance
+) -> None:
     """A non-ultrasound file that turns up in echo studies: a single-frame Secondary
     Capture (modality OT) of a typed report page, MONOCHROME2."""
     page = np.full((rows, cols), 235, dtype=np.uint8)
     scale = max(0.3, rows / 700.0)
-    lines = ("ECHOCARDIOGRAPHY REPORT", identity.institution, "LV function: see measurements",
-             "Valves: see comments", "Signed electronically")
+    lines = (
+        "ECHOCARDIOGRAPHY REPORT",
+        identity.institution,
+        "LV function: see measurements",
+        "Valves: see comments",
+        "Signed electronically",
+    )
     for i, text in enumerate(lines):
-        cv2.putText(page, text, (10, int((i + 1) * rows / 8)), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    20, 1, cv2.LINE_AA)
-    ds = base_dataset(SecondaryCaptureImageStorage, ExplicitVRLittleEndian, "OT", identity,
-                      instance)
+        cv2.putText(
+            page,
+            text,
+            (10, int((i + 1) * rows / 8)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            20,
+            1,
+            cv2.LINE_AA,
+        )
+    ds = base_dataset(
+        SecondaryCaptureImageStorage, ExplicitVRLittleEndian, "OT", identity, instance
+    )
     ds.ConversionType = "WSD"
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.SamplesPerPixel = 1

@@ -40,8 +40,13 @@ PARASTERNAL_VIEWS = ("PLAX", "PSAX")
 OTHER_VIEWS = ("IVC",)
 VIEWS = APICAL_VIEWS + PARASTERNAL_VIEWS + OTHER_VIEWS
 # What each view shows of the phenotype (the other phenotypes do not change it).
-VIEW_SHOWS = {"A4C": ("lvedv", "lvesv", "lvsv", "lvef"), "A2C": ("lvedv", "lvesv", "lvsv", "lvef"),
-              "PLAX": ("shd",), "PSAX": ("shd",), "IVC": ()}
+VIEW_SHOWS = {
+    "A4C": ("lvedv", "lvesv", "lvsv", "lvef"),
+    "A2C": ("lvedv", "lvesv", "lvsv", "lvef"),
+    "PLAX": ("shd",),
+    "PSAX": ("shd",),
+    "IVC": (),
+}
 
 BLOOD_LEVEL = 0.05
 TISSUE_LEVEL = 0.28
@@ -69,8 +74,12 @@ class ScanSector:
     def bounding_box(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) pixels, inclusive, of the scan region."""
         half_width = self.radius * np.sin(self.half_angle)
-        return (int(np.floor(self.apex_x - half_width)), int(np.floor(self.apex_y)),
-                int(np.ceil(self.apex_x + half_width)), int(np.ceil(self.apex_y + self.radius)))
+        return (
+            int(np.floor(self.apex_x - half_width)),
+            int(np.floor(self.apex_y)),
+            int(np.ceil(self.apex_x + half_width)),
+            int(np.ceil(self.apex_y + self.radius)),
+        )
 
     def mask(self, rows: int, cols: int) -> np.ndarray:
         """Bool (rows, cols): pixels inside the fan."""
@@ -108,8 +117,9 @@ class _Canvas:
         y = (self.sector.apex_y + v * self.sector.radius - 0.5) / 2.0
         return int(round(x * scale)), int(round(y * scale))
 
-    def paint_ellipse(self, centre_u, centre_v, semi_long, semi_short, angle: float,
-                      level: float) -> None:
+    def paint_ellipse(
+        self, centre_u, centre_v, semi_long, semi_short, angle: float, level: float
+    ) -> None:
         """Paint a soft ellipse with intensity ``level`` into every frame.
 
         ``centre_u``, ``centre_v``, ``semi_long``, ``semi_short``: scalars or (F,) arrays in
@@ -117,8 +127,10 @@ class _Canvas:
         towards +u as it grows. Only the bounding box over all frames is computed.
         """
         n_frames = len(self.image)
-        cu, cv, a, b = (np.broadcast_to(np.asarray(x, dtype=np.float32), (n_frames,))[:, None, None]
-                        for x in (centre_u, centre_v, semi_long, semi_short))
+        cu, cv, a, b = (
+            np.broadcast_to(np.asarray(x, dtype=np.float32), (n_frames,))[:, None, None]
+            for x in (centre_u, centre_v, semi_long, semi_short)
+        )
         reach = float(a.max())
         cols = self._span(self.u_axis, float(cu.min()) - reach, float(cu.max()) + reach)
         rows = self._span(self.v_axis, float(cv.min()) - reach, float(cv.max()) + reach)
@@ -135,21 +147,31 @@ class _Canvas:
         region = self.image[:, rows, cols]
         region += weight * (level - region)
 
-    def paint_chamber(self, centre_u, centre_v, semi_long, semi_short, angle: float, wall,
-                      wall_level: float) -> None:
+    def paint_chamber(
+        self, centre_u, centre_v, semi_long, semi_short, angle: float, wall, wall_level: float
+    ) -> None:
         """A blood-filled cavity (see :meth:`paint_ellipse`) inside a wall ``wall`` thick."""
-        self.paint_ellipse(centre_u, centre_v, np.add(semi_long, wall), np.add(semi_short, wall),
-                           angle, wall_level)
+        self.paint_ellipse(
+            centre_u, centre_v, np.add(semi_long, wall), np.add(semi_short, wall), angle, wall_level
+        )
         self.paint_ellipse(centre_u, centre_v, semi_long, semi_short, angle, BLOOD_LEVEL)
 
-    def paint_strokes(self, strokes_per_frame: list[list[tuple]], thickness: int,
-                      level: float) -> None:
+    def paint_strokes(
+        self, strokes_per_frame: list[list[tuple]], thickness: int, level: float
+    ) -> None:
         """Paint anti-aliased segments; ``strokes_per_frame[f]`` = [((u0, v0), (u1, v1)), ...]."""
         for frame, strokes in zip(self.image, strokes_per_frame):
             ink = np.zeros((self.h, self.w), dtype=np.uint8)
             for start, end in strokes:
-                cv2.line(ink, self.to_pixels(*start), self.to_pixels(*end), 255, thickness,
-                         cv2.LINE_AA, _SUBPIXEL_BITS)
+                cv2.line(
+                    ink,
+                    self.to_pixels(*start),
+                    self.to_pixels(*end),
+                    255,
+                    thickness,
+                    cv2.LINE_AA,
+                    _SUBPIXEL_BITS,
+                )
             weight = ink.astype(np.float32) / 255.0
             frame += weight * (level - frame)
 
@@ -193,16 +215,19 @@ class Anatomy:
 
 def sample_anatomy(rng: np.random.Generator) -> Anatomy:
     """A patient's non-phenotype anatomy (see :class:`Anatomy`)."""
-    return Anatomy(rv_size=float(rng.uniform(0.16, 0.20)), ra_size=float(rng.uniform(0.075, 0.095)),
-                   la_size=float(rng.uniform(0.08, 0.10)),
-                   aortic_root=float(rng.uniform(0.045, 0.065)),
-                   parasternal_lv=float(rng.uniform(0.88, 1.12)),
-                   parasternal_stroke=float(rng.uniform(0.25, 0.4)),
-                   psax_radius=float(rng.uniform(0.14, 0.18)),
-                   ivc_diameter=float(rng.uniform(0.05, 0.09)),
-                   tilt=float(rng.normal(0.0, 0.03)),
-                   lv_eccentricity=float(np.exp(rng.normal(0.0, 0.35))),
-                   lv_contraction_split=float(rng.uniform(0.15, 0.85)))
+    return Anatomy(
+        rv_size=float(rng.uniform(0.16, 0.20)),
+        ra_size=float(rng.uniform(0.075, 0.095)),
+        la_size=float(rng.uniform(0.08, 0.10)),
+        aortic_root=float(rng.uniform(0.045, 0.065)),
+        parasternal_lv=float(rng.uniform(0.88, 1.12)),
+        parasternal_stroke=float(rng.uniform(0.25, 0.4)),
+        psax_radius=float(rng.uniform(0.14, 0.18)),
+        ivc_diameter=float(rng.uniform(0.05, 0.09)),
+        tilt=float(rng.normal(0.0, 0.03)),
+        lv_eccentricity=float(np.exp(rng.normal(0.0, 0.35))),
+        lv_contraction_split=float(rng.uniform(0.15, 0.85)),
+    )
 
 
 def contraction(t: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
@@ -218,8 +243,9 @@ def lv_volumes(phenotype: Phenotype, squeeze: np.ndarray) -> np.ndarray:
     return phenotype.lvedv - phenotype.lvsv * squeeze
 
 
-def lv_plane_axes(phenotype: Phenotype, anatomy: Anatomy, squeeze: np.ndarray,
-                  four_chamber: bool) -> tuple[np.ndarray, np.ndarray]:
+def lv_plane_axes(
+    phenotype: Phenotype, anatomy: Anatomy, squeeze: np.ndarray, four_chamber: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """The LV's semi-axes (F,) in one apical plane, sector units, over the cycle.
 
     The LV is an ellipsoid of length L and short-axis diameters D4 (A4C plane) and D2
@@ -233,15 +259,18 @@ def lv_plane_axes(phenotype: Phenotype, anatomy: Anatomy, squeeze: np.ndarray,
     fraction = lv_volumes(phenotype, squeeze) / phenotype.lvedv
     length = 0.19 * (phenotype.lvedv / 150.0) ** (1 / 3) * fraction ** (1 / 3)
     split = anatomy.lv_contraction_split if four_chamber else 1.0 - anatomy.lv_contraction_split
-    shape = np.sqrt(anatomy.lv_eccentricity) if four_chamber else 1.0 / np.sqrt(anatomy.lv_eccentricity)
+    shape = (
+        np.sqrt(anatomy.lv_eccentricity) if four_chamber else 1.0 / np.sqrt(anatomy.lv_eccentricity)
+    )
     diameter = 0.19 / 2.2 * (phenotype.lvedv / 150.0) ** (1 / 3) * shape
     return length, diameter * fraction ** (2 * split / 3)
 
 
 def plane_shortening(phenotype: Phenotype, anatomy: Anatomy, four_chamber: bool) -> float:
     """Fractional shortening of the plane's short-axis diameter, end-diastole to -systole."""
-    ed, es = (lv_plane_axes(phenotype, anatomy, np.array([s]), four_chamber)[1][0]
-              for s in (0.0, 1.0))
+    ed, es = (
+        lv_plane_axes(phenotype, anatomy, np.array([s]), four_chamber)[1][0] for s in (0.0, 1.0)
+    )
     return float(1.0 - es / ed)
 
 
@@ -262,8 +291,14 @@ def _jitter(rng: np.random.Generator, sd: float, size=None):
     return rng.normal(0.0, sd, size=size)
 
 
-def _apical(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy, squeeze: np.ndarray,
-            rng: np.random.Generator, four_chamber: bool) -> None:
+def _apical(
+    canvas: _Canvas,
+    phenotype: Phenotype,
+    anatomy: Anatomy,
+    squeeze: np.ndarray,
+    rng: np.random.Generator,
+    four_chamber: bool,
+) -> None:
     """A4C / A2C: LV hanging from the apex, atria below the base, RV/RA on the left in A4C.
 
     The LV shows the phenotype in this plane (:func:`lv_plane_axes`): its cavity empties
@@ -293,20 +328,38 @@ def _apical(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy, squeeze: np
     la_size = anatomy.la_size * (1.0 + 0.1 * squeeze)  # atria fill while the LV ejects
     la_centre = apex[:, None] + axis * (2 * semi_long + la_size + 0.02)
     canvas.paint_chamber(*la_centre, la_size, la_size * 0.95, tilt, 0.02, chamber_wall)
-    canvas.paint_chamber(*(apex[:, None] + axis * semi_long), semi_long, semi_short, tilt,
-                         apical_wall_thickness(shortening, squeeze), myo)
-    es_long, es_short = (float(x[0]) for x in lv_plane_axes(phenotype, anatomy, np.ones(1),
-                                                            four_chamber))
+    canvas.paint_chamber(
+        *(apex[:, None] + axis * semi_long),
+        semi_long,
+        semi_short,
+        tilt,
+        apical_wall_thickness(shortening, squeeze),
+        myo,
+    )
+    es_long, es_short = (
+        float(x[0]) for x in lv_plane_axes(phenotype, anatomy, np.ones(1), four_chamber)
+    )
     canvas.paint_static(_outline(canvas, apex + axis[:, 0] * es_long, es_long, es_short, tilt), 0.5)
 
 
-def _outline(canvas: _Canvas, centre: np.ndarray, semi_long: float, semi_short: float,
-             tilt: float) -> np.ndarray:
+def _outline(
+    canvas: _Canvas, centre: np.ndarray, semi_long: float, semi_short: float, tilt: float
+) -> np.ndarray:
     """uint8 (h, w) drawing of an ellipse outline (the LV at end-systole)."""
     scale = (1 << _SUBPIXEL_BITS) * canvas.sector.radius / 2.0
     ink = np.zeros((canvas.h, canvas.w), dtype=np.uint8)
-    cv2.ellipse(ink, canvas.to_pixels(*centre), (int(semi_short * scale), int(semi_long * scale)),
-                -np.degrees(tilt), 0, 360, 255, 1, cv2.LINE_AA, _SUBPIXEL_BITS)
+    cv2.ellipse(
+        ink,
+        canvas.to_pixels(*centre),
+        (int(semi_short * scale), int(semi_long * scale)),
+        -np.degrees(tilt),
+        0,
+        360,
+        255,
+        1,
+        cv2.LINE_AA,
+        _SUBPIXEL_BITS,
+    )
     return ink
 
 
@@ -319,8 +372,9 @@ def _valve_look(phenotype: Phenotype) -> tuple[int, float]:
     return (4, 1.0) if phenotype.shd else (2, 0.62)
 
 
-def _calcium(canvas: _Canvas, spots: list[tuple[float, float]],
-             rng: np.random.Generator) -> np.ndarray:
+def _calcium(
+    canvas: _Canvas, spots: list[tuple[float, float]], rng: np.random.Generator
+) -> np.ndarray:
     """uint8 (h, w) drawing of calcified nodules at the given sector points."""
     ink = np.zeros((canvas.h, canvas.w), dtype=np.uint8)
     for u, v in spots:
@@ -335,8 +389,13 @@ def _leaflet(hinge: tuple[float, float], length: float, angle: float) -> tuple[t
     return hinge, tip
 
 
-def _parasternal_long_axis(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy,
-                           squeeze: np.ndarray, rng: np.random.Generator) -> None:
+def _parasternal_long_axis(
+    canvas: _Canvas,
+    phenotype: Phenotype,
+    anatomy: Anatomy,
+    squeeze: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
     """PLAX: RV on top, LV across the middle, aortic root and LA to the right, mitral and
     aortic leaflets between them. Shows SHD (thick, bright, calcified leaflets and a
     dilated LA); the LV is the patient's anatomy."""
@@ -345,13 +404,22 @@ def _parasternal_long_axis(canvas: _Canvas, phenotype: Phenotype, anatomy: Anato
     horizontal = np.pi / 2
     la = anatomy.la_size * 1.15 * (SHD_LA_DILATION if phenotype.shd else 1.0)
     root = anatomy.aortic_root
-    for cu, cv, semi_u, semi_v in ((-0.02, 0.28, 0.33, 0.05),         # RV
-                                   (0.2 + la, 0.66, la * 1.1, la),    # LA
-                                   (0.30, 0.40, 0.17, root)):         # aortic root
+    for cu, cv, semi_u, semi_v in (
+        (-0.02, 0.28, 0.33, 0.05),  # RV
+        (0.2 + la, 0.66, la * 1.1, la),  # LA
+        (0.30, 0.40, 0.17, root),
+    ):  # aortic root
         canvas.paint_chamber(u0 + cu, v0 + cv, semi_u, semi_v, horizontal, 0.02, myo)
     lv_scale = anatomy.parasternal_lv * np.sqrt(1.0 - anatomy.parasternal_stroke * squeeze)
-    canvas.paint_chamber(u0 - 0.15, v0 + 0.52, 0.26 * lv_scale, 0.12 * lv_scale, horizontal,
-                         0.045 * (1.0 + 0.35 * squeeze), myo)
+    canvas.paint_chamber(
+        u0 - 0.15,
+        v0 + 0.52,
+        0.26 * lv_scale,
+        0.12 * lv_scale,
+        horizontal,
+        0.045 * (1.0 + 0.35 * squeeze),
+        myo,
+    )
     # Outflow tract (LV to aortic root) and mitral inflow (LA to LV), where the valves sit.
     canvas.paint_ellipse(u0 + 0.10, v0 + 0.43, 0.09, 0.045, horizontal, BLOOD_LEVEL)
     canvas.paint_ellipse(u0 + 0.14, v0 + 0.56, 0.10, 0.065, horizontal, BLOOD_LEVEL)
@@ -362,20 +430,27 @@ def _parasternal_long_axis(canvas: _Canvas, phenotype: Phenotype, anatomy: Anato
     strokes = []
     for s in squeeze:  # the mitral valve opens in diastole, the aortic valve in systole
         mitral_open, aortic_open = 1.0 - s, s
-        strokes.append([
-            _leaflet(anterior_hinge, 0.09, np.radians(125 + 60 * mitral_open)),
-            _leaflet(posterior_hinge, 0.10, np.radians(207 - 57 * mitral_open)),
-            _leaflet(aortic_top, 0.055, np.radians(60 - 60 * aortic_open)),
-            _leaflet(aortic_bottom, 0.055, np.radians(-60 + 60 * aortic_open)),
-        ])
+        strokes.append(
+            [
+                _leaflet(anterior_hinge, 0.09, np.radians(125 + 60 * mitral_open)),
+                _leaflet(posterior_hinge, 0.10, np.radians(207 - 57 * mitral_open)),
+                _leaflet(aortic_top, 0.055, np.radians(60 - 60 * aortic_open)),
+                _leaflet(aortic_bottom, 0.055, np.radians(-60 + 60 * aortic_open)),
+            ]
+        )
     canvas.paint_strokes(strokes, thickness, brightness)
     if phenotype.shd:
         hinges = [anterior_hinge, posterior_hinge, aortic_top, aortic_bottom]
         canvas.paint_static(_calcium(canvas, hinges, rng), 1.0)
 
 
-def _parasternal_short_axis(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy,
-                            squeeze: np.ndarray, rng: np.random.Generator) -> None:
+def _parasternal_short_axis(
+    canvas: _Canvas,
+    phenotype: Phenotype,
+    anatomy: Anatomy,
+    squeeze: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
     """PSAX at mitral level: LV ring with the mitral 'fish mouth', RV crescent on top.
     Shows SHD (thick, bright, calcified mitral leaflets); the LV is the patient's anatomy."""
     myo = PARASTERNAL_MYOCARDIUM
@@ -397,8 +472,13 @@ def _parasternal_short_axis(canvas: _Canvas, phenotype: Phenotype, anatomy: Anat
         canvas.paint_static(_calcium(canvas, [left, right, (cu, cv - 0.04)], rng), 1.0)
 
 
-def _subcostal_ivc(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy,
-                   squeeze: np.ndarray, rng: np.random.Generator) -> None:
+def _subcostal_ivc(
+    canvas: _Canvas,
+    phenotype: Phenotype,
+    anatomy: Anatomy,
+    squeeze: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
     """Subcostal IVC view: liver tissue, the inferior vena cava entering the right atrium,
     a hepatic vein. Shows none of the phenotype: the IVC is the patient's anatomy and
     narrows a little with each heartbeat."""
@@ -406,8 +486,9 @@ def _subcostal_ivc(canvas: _Canvas, phenotype: Phenotype, anatomy: Anatomy,
     canvas.paint_ellipse(u0, v0 + 0.5, 0.42, 0.5, np.pi / 2, 0.45)  # liver
     width = anatomy.ivc_diameter * (1.0 - 0.15 * squeeze)
     canvas.paint_ellipse(u0 + 0.02, v0 + 0.55, 0.38, width, np.pi / 2 + 0.15, BLOOD_LEVEL)
-    canvas.paint_chamber(u0 + 0.33, v0 + 0.42, anatomy.ra_size, anatomy.ra_size * 0.9, 0.0,
-                         0.02, 0.6)
+    canvas.paint_chamber(
+        u0 + 0.33, v0 + 0.42, anatomy.ra_size, anatomy.ra_size * 0.9, 0.0, 0.02, 0.6
+    )
     canvas.paint_ellipse(u0 - 0.05, v0 + 0.38, 0.12, 0.02, np.pi / 2 - 0.6, BLOOD_LEVEL)
 
 
@@ -427,8 +508,13 @@ def scan_sector(rows: int, cols: int, rng: np.random.Generator) -> ScanSector:
     apex_y = 0.07 * rows
     widest = (cols / 2 - TOOLBAR_WIDTH - 4) / np.sin(half_angle)
     radius = min(0.78 * rows, widest)
-    return ScanSector(apex_x=cols / 2.0, apex_y=apex_y, radius=radius, half_angle=half_angle,
-                      depth_cm=float(rng.choice([15.0, 16.0])))
+    return ScanSector(
+        apex_x=cols / 2.0,
+        apex_y=apex_y,
+        radius=radius,
+        half_angle=half_angle,
+        depth_cm=float(rng.choice([15.0, 16.0])),
+    )
 
 
 def _speckle(rows: int, cols: int, margin: int, rng: np.random.Generator) -> np.ndarray:
@@ -452,8 +538,9 @@ def _depth_gain(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
     return (1.05 - 0.3 * v) * (1.0 + texture) + 0.6 * np.exp(-np.clip(v, 0.0, None) / 0.04)
 
 
-def _to_gray(canvas: _Canvas, sector: ScanSector, rows: int, cols: int,
-             rng: np.random.Generator) -> np.ndarray:
+def _to_gray(
+    canvas: _Canvas, sector: ScanSector, rows: int, cols: int, rng: np.random.Generator
+) -> np.ndarray:
     """uint8 (F, rows, cols): anatomy upsampled, times static gain and per-frame speckle
     (the speckle pattern changes every frame, as it does on a scanner)."""
     margin = 16
@@ -466,28 +553,33 @@ def _to_gray(canvas: _Canvas, sector: ScanSector, rows: int, cols: int,
     for f, (dy, dx) in enumerate(offsets):
         frame = cv2.resize(canvas.image[f], (cols, rows), interpolation=cv2.INTER_LINEAR)
         frame *= gain
-        frame *= speckle[dy:dy + rows, dx:dx + cols]
+        frame *= speckle[dy : dy + rows, dx : dx + cols]
         np.clip(frame, 0.0, 255.0, out=frame)
         gray[f] = frame
     return gray
 
 
-def _static_overlay(rows: int, cols: int, sector: ScanSector, hospital: str, fps: float,
-                    view: str) -> np.ndarray:
+def _static_overlay(
+    rows: int, cols: int, sector: ScanSector, hospital: str, fps: float, view: str
+) -> np.ndarray:
     """RGB (rows, cols, 3) of everything a scanner burns in that never changes: text,
     toolbar, depth marks, orientation marker. Black where nothing is drawn."""
     overlay = np.zeros((rows, cols, 3), dtype=np.uint8)
     scale = max(0.25, rows / 850.0)
     line = max(8, int(round(rows / 26)))
     right = cols - TOOLBAR_WIDTH - int(cols * 0.22)
-    texts = ((hospital.upper(), (4, line)), ("S5-1  ADULT ECHO", (4, 2 * line)),
-             (f"FR {fps:.0f} Hz", (right, line)), (f"{sector.depth_cm:.0f} cm", (right, 2 * line)),
-             ("2D 58%", (right, 3 * line)))
+    texts = (
+        (hospital.upper(), (4, line)),
+        ("S5-1  ADULT ECHO", (4, 2 * line)),
+        (f"FR {fps:.0f} Hz", (right, line)),
+        (f"{sector.depth_cm:.0f} cm", (right, 2 * line)),
+        ("2D 58%", (right, 3 * line)),
+    )
     for text, origin in texts:
         cv2.putText(overlay, text, origin, _FONT, scale, _TEXT_COLOUR, 1, cv2.LINE_AA)
     cv2.putText(overlay, "HR", (4, rows - 4), _FONT, scale, _ECG_GREEN, 1, cv2.LINE_AA)
 
-    toolbar = overlay[:, cols - TOOLBAR_WIDTH:]
+    toolbar = overlay[:, cols - TOOLBAR_WIDTH :]
     toolbar[:] = (48, 48, 52)
     icon_colours = ((0, 170, 220), (230, 200, 0), (200, 200, 200), (220, 80, 60), (90, 200, 90))
     for i, colour in enumerate(icon_colours):
@@ -500,8 +592,9 @@ def _static_overlay(rows: int, cols: int, sector: ScanSector, hospital: str, fps
         y = sector.apex_y + r * np.cos(sector.half_angle)
         cv2.circle(overlay, (int(x), int(y)), 2 if depth % 5 == 0 else 1, _TEXT_COLOUR, -1)
     marker = (int(sector.apex_x - sector.radius * 0.12 - 10), int(sector.apex_y + 4))
-    cv2.circle(overlay, marker, 3, (240, 140, 0) if view in PARASTERNAL_VIEWS else (0, 140, 240),
-               -1)
+    cv2.circle(
+        overlay, marker, 3, (240, 140, 0) if view in PARASTERNAL_VIEWS else (0, 140, 240), -1
+    )
     return overlay
 
 
@@ -512,8 +605,13 @@ def _ecg_strip_geometry(rows: int, cols: int, sector: ScanSector) -> tuple[int, 
     return 24, cols - TOOLBAR_WIDTH - 8, baseline, max(2.0, 0.3 * (rows - top))
 
 
-def _draw_ecg_sweep(frames: np.ndarray, times: np.ndarray, trace_t: np.ndarray,
-                    trace_mv: np.ndarray, sector: ScanSector) -> None:
+def _draw_ecg_sweep(
+    frames: np.ndarray,
+    times: np.ndarray,
+    trace_t: np.ndarray,
+    trace_mv: np.ndarray,
+    sector: ScanSector,
+) -> None:
     """Draw, in place, the thin green lead-II trace a scanner sweeps left to right.
 
     Column x shows the most recent sample written there: the sweep head moves across the
@@ -531,15 +629,26 @@ def _draw_ecg_sweep(frames: np.ndarray, times: np.ndarray, trace_t: np.ndarray,
         y = np.clip(y, sector.apex_y + sector.radius + 2, rows - 2)
         points = np.stack([x0 + columns, y], axis=1).round().astype(np.int32)
         head_index = int(head)
-        before_head = points[:head_index + 1]
-        after_gap = points[min(width, head_index + gap):]
+        before_head = points[: head_index + 1]
+        after_gap = points[min(width, head_index + gap) :]
         pieces = [p for p in (before_head, after_gap) if len(p) > 1]
         cv2.polylines(frame, pieces, False, _ECG_GREEN, 1, cv2.LINE_8)
 
 
-def render_clip(phenotype: Phenotype, anatomy: Anatomy, traits: EcgTraits, view: str,
-                rng: np.random.Generator, *, n_frames: int, rows: int, cols: int, fps: float,
-                heart_rate_bpm: float, hospital: str) -> RenderedClip:
+def render_clip(
+    phenotype: Phenotype,
+    anatomy: Anatomy,
+    traits: EcgTraits,
+    view: str,
+    rng: np.random.Generator,
+    *,
+    n_frames: int,
+    rows: int,
+    cols: int,
+    fps: float,
+    heart_rate_bpm: float,
+    hospital: str,
+) -> RenderedClip:
     """Render one echo view of a heart as RGB uint8 frames (F, rows, cols, 3).
 
     ``phenotype`` and ``anatomy`` shape what the view shows (see the module docstring);
@@ -562,6 +671,7 @@ def render_clip(phenotype: Phenotype, anatomy: Anatomy, traits: EcgTraits, view:
     drawn = overlay.any(axis=-1)
     frames[:, drawn] = overlay[drawn]
     trace_t = np.arange(times[0] - ECG_SWEEP_S - 0.1, times[-1] + 0.1, 1.0 / 250.0)
-    _draw_ecg_sweep(frames, times, trace_t, lead_ii_trace(phenotype, traits, r_peaks, trace_t),
-                    sector)
+    _draw_ecg_sweep(
+        frames, times, trace_t, lead_ii_trace(phenotype, traits, r_peaks, trace_t), sector
+    )
     return RenderedClip(frames=frames, sector=sector)

@@ -44,8 +44,9 @@ def phenotype_from_volumes(lvedv: float, lvef_target: float, shd: int) -> Phenot
     return Phenotype(lvedv=edv, lvesv=esv, lvsv=sv, lvef=round(100.0 * sv / edv, 2), shd=int(shd))
 
 
-def sample_patient(rng: np.random.Generator, ef_class_mix: tuple[float, float, float],
-                   shd_prevalence: float) -> Phenotype:
+def sample_patient(
+    rng: np.random.Generator, ef_class_mix: tuple[float, float, float], shd_prevalence: float
+) -> Phenotype:
     """A patient's latent phenotype.
 
     The EF class is drawn from ``ef_class_mix`` and EF uniformly inside its band. Hearts

@@ -24,10 +24,10 @@ class AugmentParams:
     """Strengths of the training augmentation; the defaults are the paper's (OTiS)."""
 
     ft_phase_noise: float = 0.075  # FT-surrogate phase noise magnitude
-    ft_prob: float = 0.5           # FT-surrogate probability
-    jitter_scale: float = 0.6      # x + 0.6·x·N(0, 0.2)
+    ft_prob: float = 0.5  # FT-surrogate probability
+    jitter_scale: float = 0.6  # x + 0.6·x·N(0, 0.2)
     jitter_sigma: float = 0.2
-    rescale_sigma: float = 0.5     # one scalar ~ N(1, 0.5) per ECG
+    rescale_sigma: float = 0.5  # one scalar ~ N(1, 0.5) per ECG
     time_flip_p: float = 0.33
     sign_flip_p: float = 0.33
 
@@ -39,15 +39,15 @@ class AugmentParams:
                 raise ValueError(f"{name} is a probability, got {getattr(self, name)}")
 
 
-def _uniform(shape: tuple[int, ...], generator: torch.Generator,
-             like: torch.Tensor) -> torch.Tensor:
+def _uniform(
+    shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor
+) -> torch.Tensor:
     """U[0, 1) of ``shape`` from ``generator``, on ``like``'s device and dtype."""
     values = torch.rand(shape, generator=generator, device=generator.device)
     return values.to(device=like.device, dtype=like.dtype)
 
 
-def _normal(shape: tuple[int, ...], generator: torch.Generator,
-            like: torch.Tensor) -> torch.Tensor:
+def _normal(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """N(0, 1) of ``shape`` from ``generator``, on ``like``'s device and dtype."""
     values = torch.randn(shape, generator=generator, device=generator.device)
     return values.to(device=like.device, dtype=like.dtype)
@@ -55,8 +55,7 @@ def _normal(shape: tuple[int, ...], generator: torch.Generator,
 
 def _check_length(x: torch.Tensor, n_samples: int) -> None:
     if x.ndim != 3 or x.shape[-1] < n_samples:
-        raise ValueError(f"expected ECGs (B, leads, T) with T ≥ {n_samples}, "
-                         f"got {tuple(x.shape)}")
+        raise ValueError(f"expected ECGs (B, leads, T) with T ≥ {n_samples}, got {tuple(x.shape)}")
 
 
 def eval_crop(x: torch.Tensor, n_samples: int = 1008) -> torch.Tensor:
@@ -70,14 +69,16 @@ def random_crop(x: torch.Tensor, n_samples: int, generator: torch.Generator) -> 
     [0, T − n_samples], the same start for all leads of a sample."""
     _check_length(x, n_samples)
     batch, n_leads, length = x.shape
-    starts = torch.randint(0, length - n_samples + 1, (batch,), generator=generator,
-                           device=generator.device).to(x.device)
+    starts = torch.randint(
+        0, length - n_samples + 1, (batch,), generator=generator, device=generator.device
+    ).to(x.device)
     index = starts[:, None] + torch.arange(n_samples, device=x.device)[None, :]
     return x.gather(2, index[:, None, :].expand(batch, n_leads, n_samples))
 
 
-def ft_surrogate(x: torch.Tensor, phase_noise: float, prob: float,
-                 generator: torch.Generator) -> torch.Tensor:
+def ft_surrogate(
+    x: torch.Tensor, phase_noise: float, prob: float, generator: torch.Generator
+) -> torch.Tensor:
     """Fourier-transform surrogate (Schwabedal et al. 2018; braindecode, OTiS).
 
     With probability ``prob`` per sample, every frequency bin strictly between DC and

@@ -3,18 +3,16 @@ joint space, and study embeddings."""
 
 from __future__ import annotations
 
-
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from echo2ecg.train.augment import eval_crop
-from echo2ecg.models import ECGEncoder, Echo2ECG
-
 from echo2ecg.embed.devices import resolve_device
-from echo2ecg.train.pair_data import (pad_views)
+from echo2ecg.models import ECGEncoder, Echo2ECG
+from echo2ecg.train.augment import eval_crop
+from echo2ecg.train.pair_data import pad_views
 
 
 def _batches(n: int, batch_size: int):
@@ -22,13 +20,15 @@ def _batches(n: int, batch_size: int):
 
 
 def _encoder_of(model_or_encoder: nn.Module) -> ECGEncoder:
-    return model_or_encoder.ecg_encoder if isinstance(model_or_encoder, Echo2ECG) \
-        else model_or_encoder
+    return (
+        model_or_encoder.ecg_encoder if isinstance(model_or_encoder, Echo2ECG) else model_or_encoder
+    )
 
 
 @torch.no_grad()
-def _run_eval(module: nn.Module, forward: Callable[[slice], torch.Tensor], n: int,
-              batch_size: int) -> np.ndarray:
+def _run_eval(
+    module: nn.Module, forward: Callable[[slice], torch.Tensor], n: int, batch_size: int
+) -> np.ndarray:
     """``forward`` over consecutive slices of n items in eval mode → stacked float32 rows;
     the module's training mode is restored afterwards."""
     was_training = module.training
@@ -44,29 +44,52 @@ def _ecg_batch(ecgs: np.ndarray, part: slice, n_samples: int, device: torch.devi
     return eval_crop(torch.from_numpy(np.asarray(ecgs[part], np.float32)), n_samples).to(device)
 
 
-def embed_ecgs(model_or_encoder: nn.Module, ecgs: np.ndarray, batch_size: int = 256,
-               n_samples: int = 1008, device: str | torch.device | None = None) -> np.ndarray:
+def embed_ecgs(
+    model_or_encoder: nn.Module,
+    ecgs: np.ndarray,
+    batch_size: int = 256,
+    n_samples: int = 1008,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """ECG features, docs/method.md section 7: (N, 12, T) preprocessed ECGs → (N, embed_dim) float32
     (mean patch token → LayerNorm; 192-d for the paper's encoder), first n_samples, eval mode.
     Accepts an Echo2ECG or a bare ECGEncoder; the encoder is moved to ``device``."""
     device = resolve_device(device)
     encoder = _encoder_of(model_or_encoder).to(device)
-    return _run_eval(encoder, lambda part: encoder(_ecg_batch(ecgs, part, n_samples, device)),
-                     len(ecgs), batch_size)
+    return _run_eval(
+        encoder,
+        lambda part: encoder(_ecg_batch(ecgs, part, n_samples, device)),
+        len(ecgs),
+        batch_size,
+    )
 
 
-def project_ecgs(model: Echo2ECG, ecgs: np.ndarray, batch_size: int = 256,
-                 n_samples: int = 1008, device: str | torch.device | None = None) -> np.ndarray:
+def project_ecgs(
+    model: Echo2ECG,
+    ecgs: np.ndarray,
+    batch_size: int = 256,
+    n_samples: int = 1008,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Joint-space ECG vectors: (N, 12, T) → (N, joint_dim) float32 (512-d), not
     normalised; first n_samples, eval mode; the model is moved to ``device``."""
     device = resolve_device(device)
     model = model.to(device)
-    return _run_eval(model, lambda part: model.encode_ecg(
-        _ecg_batch(ecgs, part, n_samples, device)), len(ecgs), batch_size)
+    return _run_eval(
+        model,
+        lambda part: model.encode_ecg(_ecg_batch(ecgs, part, n_samples, device)),
+        len(ecgs),
+        batch_size,
+    )
 
 
-def embed_studies(model: Echo2ECG, study_views: list[np.ndarray], batch_size: int = 256,
-                  max_views: int = 128, device: str | torch.device | None = None) -> np.ndarray:
+def embed_studies(
+    model: Echo2ECG,
+    study_views: list[np.ndarray],
+    batch_size: int = 256,
+    max_views: int = 128,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Joint-space study vectors: per-study (V_i, D) view embeddings → (S, joint_dim)
     float32, not normalised; the first ``max_views`` views of each study, eval mode; the
     model is moved to ``device``."""
@@ -78,4 +101,3 @@ def embed_studies(model: Echo2ECG, study_views: list[np.ndarray], batch_size: in
         return model.encode_study(views.to(device), mask.to(device))
 
     return _run_eval(model, forward, len(study_views), batch_size)
-

@@ -19,15 +19,14 @@ validation loss) and the last one, each ``{"model", "settings", "epoch", "val_lo
 
 from __future__ import annotations
 
-
 import logging
 import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -35,12 +34,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from echo2ecg.models import Echo2ECG, clip_loss
-
 from echo2ecg.embed.devices import resolve_device
+from echo2ecg.models import Echo2ECG, clip_loss
+from echo2ecg.train.pair_data import PairBatch, PairBatches, PairData, per_view_pairs
+from echo2ecg.train.schedule import lr_at, param_groups, set_lr
 from echo2ecg.train.settings import TrainSettings
-from echo2ecg.train.pair_data import (PairData, per_view_pairs, PairBatch, PairBatches)
-from echo2ecg.train.schedule import (param_groups, lr_at, set_lr)
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +69,36 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
 
 
 def _loader(batches: PairBatches, settings: TrainSettings, device: torch.device) -> DataLoader:
-    return DataLoader(batches, batch_size=None, shuffle=False, num_workers=settings.num_workers,
-                      pin_memory=device.type == "cuda")
+    return DataLoader(
+        batches,
+        batch_size=None,
+        shuffle=False,
+        num_workers=settings.num_workers,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def _to_device(batch: PairBatch, device: torch.device) -> PairBatch:
     return PairBatch(*(t.to(device, non_blocking=True) for t in batch))
 
 
-def batch_loss(model: Echo2ECG, batch: PairBatch, temperature: float, bf16: bool,
-               device: torch.device) -> torch.Tensor:
+def batch_loss(
+    model: Echo2ECG, batch: PairBatch, temperature: float, bf16: bool, device: torch.device
+) -> torch.Tensor:
     """CLIP loss of one batch (autocast to bf16 when asked; the loss itself is float32)."""
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         ecg_z, echo_z = model(batch.ecgs, batch.views, batch.mask)
     return clip_loss(ecg_z, echo_z, temperature)
 
 
-def train_epoch(model: Echo2ECG, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                epoch: int, settings: TrainSettings, device: torch.device) -> tuple[float, float]:
+def train_epoch(
+    model: Echo2ECG,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    settings: TrainSettings,
+    device: torch.device,
+) -> tuple[float, float]:
     """One pass over the training batches → (mean batch loss, base lr at the last step)."""
     model.train()
     bf16 = uses_bf16(settings.precision, device)
@@ -106,8 +116,9 @@ def train_epoch(model: Echo2ECG, loader: DataLoader, optimizer: torch.optim.Opti
 
 
 @torch.no_grad()
-def evaluate_loss(model: Echo2ECG, loader: DataLoader, settings: TrainSettings,
-                  device: torch.device) -> float:
+def evaluate_loss(
+    model: Echo2ECG, loader: DataLoader, settings: TrainSettings, device: torch.device
+) -> float:
     """Validation CLIP loss in eval mode: mean over the fixed batches, weighted by size."""
     model.eval()
     bf16 = uses_bf16(settings.precision, device)
@@ -128,12 +139,22 @@ def _save_atomic(write: Callable[[Path], None], path: str | Path) -> None:
     os.replace(partial, path)
 
 
-def save_checkpoint(model: nn.Module, settings: TrainSettings, epoch: int, val_loss: float,
-                    extra: dict, path: str | Path) -> None:
+def save_checkpoint(
+    model: nn.Module,
+    settings: TrainSettings,
+    epoch: int,
+    val_loss: float,
+    extra: dict,
+    path: str | Path,
+) -> None:
     """{"model": CPU state dict, "settings", "epoch", "val_loss", "extra"} → path."""
-    checkpoint = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                  "settings": asdict(settings), "epoch": epoch, "val_loss": val_loss,
-                  "extra": extra}
+    checkpoint = {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "settings": asdict(settings),
+        "epoch": epoch,
+        "val_loss": val_loss,
+        "extra": extra,
+    }
     _save_atomic(lambda partial: torch.save(checkpoint, partial), path)
 
 
@@ -145,14 +166,22 @@ def _check_data(data: PairData, what: str, n_samples: int) -> None:
     if len(data) < 2:
         raise ValueError(f"{what} data has {len(data)} pairs; the CLIP loss needs at least 2")
     if data.ecgs.shape[-1] < n_samples:
-        raise ValueError(f"{what} ECGs have {data.ecgs.shape[-1]} samples, fewer than the "
-                         f"model input of {n_samples}")
+        raise ValueError(
+            f"{what} ECGs have {data.ecgs.shape[-1]} samples, fewer than the "
+            f"model input of {n_samples}"
+        )
 
 
-def train(model: Echo2ECG, train_data: PairData, val_data: PairData, settings: TrainSettings,
-          outputs: TrainOutputs, device: str | torch.device | None = None,
-          progress: Callable[[dict], None] | None = None,
-          extra: dict | None = None) -> pd.DataFrame:
+def train(
+    model: Echo2ECG,
+    train_data: PairData,
+    val_data: PairData,
+    settings: TrainSettings,
+    outputs: TrainOutputs,
+    device: str | torch.device | None = None,
+    progress: Callable[[dict], None] | None = None,
+    extra: dict | None = None,
+) -> pd.DataFrame:
     """Train ``model`` contrastively on cached pairs; returns the per-epoch history.
 
     model: an Echo2ECG (its initial weights are the caller's: random or OTiS).
@@ -169,8 +198,11 @@ def train(model: Echo2ECG, train_data: PairData, val_data: PairData, settings: T
     if validate:
         _check_data(val_data, "validation", settings.n_samples)
     else:  # a small cohort's validation split can hold fewer pairs than one CLIP batch needs
-        log.warning("validation split has %d pairs: no validation loss, the best checkpoint "
-                    "is the last epoch's", len(val_data))
+        log.warning(
+            "validation split has %d pairs: no validation loss, the best checkpoint "
+            "is the last epoch's",
+            len(val_data),
+        )
     if settings.single_view and settings.single_view_sampling == "every_view":
         train_data, val_data = per_view_pairs(train_data), per_view_pairs(val_data)
     device = resolve_device(device)
@@ -180,40 +212,80 @@ def train(model: Echo2ECG, train_data: PairData, val_data: PairData, settings: T
         model.fit_view_standardization(torch.from_numpy(np.concatenate(train_data.study_views)))
     model.to(device)
 
-    train_batches = PairBatches(train_data, settings.batch_size, settings.n_samples,
-                                settings.max_views, train=True, single_view=settings.single_view,
-                                augment=settings.augment() if settings.augmentation else None,
-                                seed=settings.seed)
-    val_batches = PairBatches(val_data, settings.batch_size, settings.n_samples,
-                              settings.max_views, train=False, single_view=settings.single_view)
+    train_batches = PairBatches(
+        train_data,
+        settings.batch_size,
+        settings.n_samples,
+        settings.max_views,
+        train=True,
+        single_view=settings.single_view,
+        augment=settings.augment() if settings.augmentation else None,
+        seed=settings.seed,
+    )
+    val_batches = PairBatches(
+        val_data,
+        settings.batch_size,
+        settings.n_samples,
+        settings.max_views,
+        train=False,
+        single_view=settings.single_view,
+    )
     optimizer = torch.optim.AdamW(
-        param_groups(model, settings.lr, settings.layer_decay, settings.weight_decay,
-                     settings.embeddings_share_block0),
-        lr=settings.lr, betas=settings.betas)
-    log.info("training %d pairs (%d batches of ≤ %d) for %d epochs on %s, precision %s",
-             len(train_data), len(train_batches), settings.batch_size, settings.epochs, device,
-             "bf16" if uses_bf16(settings.precision, device) else "float32")
+        param_groups(
+            model,
+            settings.lr,
+            settings.layer_decay,
+            settings.weight_decay,
+            settings.embeddings_share_block0,
+        ),
+        lr=settings.lr,
+        betas=settings.betas,
+    )
+    log.info(
+        "training %d pairs (%d batches of ≤ %d) for %d epochs on %s, precision %s",
+        len(train_data),
+        len(train_batches),
+        settings.batch_size,
+        settings.epochs,
+        device,
+        "bf16" if uses_bf16(settings.precision, device) else "float32",
+    )
 
     rows: list[dict] = []
     best_loss = math.inf
     for epoch in range(settings.epochs):
         started = time.perf_counter()
         train_batches.set_epoch(epoch)
-        train_loss, lr = train_epoch(model, _loader(train_batches, settings, device), optimizer,
-                                     epoch, settings, device)
-        val_loss = (evaluate_loss(model, _loader(val_batches, settings, device), settings, device)
-                    if validate else math.nan)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-               "seconds": time.perf_counter() - started}
+        train_loss, lr = train_epoch(
+            model, _loader(train_batches, settings, device), optimizer, epoch, settings, device
+        )
+        val_loss = (
+            evaluate_loss(model, _loader(val_batches, settings, device), settings, device)
+            if validate
+            else math.nan
+        )
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": lr,
+            "seconds": time.perf_counter() - started,
+        }
         rows.append(row)
         write_history(pd.DataFrame(rows, columns=HISTORY_COLUMNS), outputs.history)
         if val_loss < best_loss or not validate:
             best_loss = val_loss
             save_checkpoint(model, settings, epoch + 1, val_loss, extra, outputs.best)
         save_checkpoint(model, settings, epoch + 1, val_loss, extra, outputs.last)
-        log.info("epoch %d/%d  train %.4f  val %.4f  lr %.2e  %.1f s", epoch + 1,
-                 settings.epochs, train_loss, val_loss, lr, row["seconds"])
+        log.info(
+            "epoch %d/%d  train %.4f  val %.4f  lr %.2e  %.1f s",
+            epoch + 1,
+            settings.epochs,
+            train_loss,
+            val_loss,
+            lr,
+            row["seconds"],
+        )
         if progress is not None:
             progress(row)
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-

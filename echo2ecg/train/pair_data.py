@@ -8,7 +8,6 @@ number of loader workers.
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -17,7 +16,6 @@ import torch
 from torch.utils.data import Dataset
 
 from echo2ecg.train.augment import EcgAugment, eval_crop, random_crop
-
 
 
 @dataclass
@@ -36,9 +34,11 @@ class PairData:
 
     def __post_init__(self) -> None:
         self.pairs = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2)
-        if len(self.pairs) and (self.pairs[:, 0].max() >= len(self.ecgs)
-                                or self.pairs[:, 1].max() >= len(self.study_views)
-                                or self.pairs.min() < 0):
+        if len(self.pairs) and (
+            self.pairs[:, 0].max() >= len(self.ecgs)
+            or self.pairs[:, 1].max() >= len(self.study_views)
+            or self.pairs.min() < 0
+        ):
             raise ValueError("pairs refer to ECGs or studies that are not in the data")
         if any(len(views) == 0 for views in self.study_views):
             raise ValueError("every study needs at least one view embedding")
@@ -52,9 +52,12 @@ def per_view_pairs(data: PairData) -> PairData:
     study of one view: how the reference trains its single-view baseline. P pairs of
     studies with V_i views become sum of V_i samples."""
     offsets = np.cumsum([0] + [len(views) for views in data.study_views])
-    views = [study[i:i + 1] for study in data.study_views for i in range(len(study))]
-    rows = [(ecg, offsets[study] + i) for ecg, study in data.pairs
-            for i in range(offsets[study + 1] - offsets[study])]
+    views = [study[i : i + 1] for study in data.study_views for i in range(len(study))]
+    rows = [
+        (ecg, offsets[study] + i)
+        for ecg, study in data.pairs
+        for i in range(offsets[study + 1] - offsets[study])
+    ]
     return PairData(ecgs=data.ecgs, study_views=views, pairs=np.array(rows, np.int64))
 
 
@@ -84,13 +87,19 @@ def batch_bounds(n_pairs: int, batch_size: int, train: bool) -> list[tuple[int, 
     return bounds
 
 
-def pick_views(views: np.ndarray, max_views: int, single_view: bool, train: bool,
-               generator: torch.Generator | None) -> np.ndarray:
+def pick_views(
+    views: np.ndarray,
+    max_views: int,
+    single_view: bool,
+    train: bool,
+    generator: torch.Generator | None,
+) -> np.ndarray:
     """The views of one study that a sample sees, (V', D).
 
     Training: a random subset of ``max_views`` when there are more (one random view with
     ``single_view``). Evaluation: the first ``max_views`` (also with ``single_view``: at
-    evaluation the single-view model is given all views and averages them, docs/method.md section 7).
+    evaluation the single-view model is given all views and averages them, docs/method.md
+    section 7).
     """
     n_views = len(views)
     if not train:
@@ -109,8 +118,8 @@ def pad_views(view_sets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     views = torch.zeros(len(view_sets), longest, view_sets[0].shape[-1], dtype=torch.float32)
     mask = torch.zeros(len(view_sets), longest, dtype=torch.bool)
     for row, study in enumerate(view_sets):
-        views[row, :len(study)] = torch.from_numpy(np.asarray(study, dtype=np.float32))
-        mask[row, :len(study)] = True
+        views[row, : len(study)] = torch.from_numpy(np.asarray(study, dtype=np.float32))
+        mask[row, : len(study)] = True
     return views, mask
 
 
@@ -123,9 +132,17 @@ class PairBatches(Dataset):
     randomness. Use with ``DataLoader(batches, batch_size=None)``.
     """
 
-    def __init__(self, data: PairData, batch_size: int, n_samples: int, max_views: int,
-                 train: bool, single_view: bool = False, augment: EcgAugment | None = None,
-                 seed: int = 0):
+    def __init__(
+        self,
+        data: PairData,
+        batch_size: int,
+        n_samples: int,
+        max_views: int,
+        train: bool,
+        single_view: bool = False,
+        augment: EcgAugment | None = None,
+        seed: int = 0,
+    ):
         self.data = data
         self.n_samples = n_samples
         self.max_views = max_views
@@ -140,8 +157,9 @@ class PairBatches(Dataset):
         """Fix the pair order (training: shuffled by (seed, epoch)) and batch seeds."""
         self.epoch = epoch
         if self.train:
-            self.order = torch.randperm(len(self.data), generator=derived_generator(
-                self.seed, epoch)).numpy()
+            self.order = torch.randperm(
+                len(self.data), generator=derived_generator(self.seed, epoch)
+            ).numpy()
         else:
             self.order = np.arange(len(self.data))
 
@@ -159,8 +177,11 @@ class PairBatches(Dataset):
             ecgs = self.augment(ecgs, generator)
         else:
             ecgs = random_crop(ecgs, self.n_samples, generator)
-        view_sets = [pick_views(self.data.study_views[s], self.max_views, self.single_view,
-                                self.train, generator) for s in pairs[:, 1]]
+        view_sets = [
+            pick_views(
+                self.data.study_views[s], self.max_views, self.single_view, self.train, generator
+            )
+            for s in pairs[:, 1]
+        ]
         views, mask = pad_views(view_sets)
         return PairBatch(ecgs, views, mask)
-

@@ -16,8 +16,17 @@ import pandas as pd
 from echo2ecg.data.pseudonym import pseudonymise_all
 from echo2ecg.vocabulary import PHENOTYPES
 
-PAIR_COLUMNS = ("patient", "ecg", "study", "days_apart", "split", "ecg_shard", "ecg_row",
-                "n_views", *PHENOTYPES)
+PAIR_COLUMNS = (
+    "patient",
+    "ecg",
+    "study",
+    "days_apart",
+    "split",
+    "ecg_shard",
+    "ecg_row",
+    "n_views",
+    *PHENOTYPES,
+)
 SPLITS = ("train", "val", "test")
 # Pseudonyms are hex strings: read them as text, never as numbers.
 ID_DTYPES = {"patient": str, "ecg": str, "study": str, "ecg_shard": str}
@@ -28,8 +37,9 @@ def read_id_table(path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=ID_DTYPES)
 
 
-def pair_within_window(ecgs: pd.DataFrame, studies: pd.DataFrame,
-                       window_days: float = 7.0) -> pd.DataFrame:
+def pair_within_window(
+    ecgs: pd.DataFrame, studies: pd.DataFrame, window_days: float = 7.0
+) -> pd.DataFrame:
     """All (ECG, study) pairs of the same patient at most ``window_days`` apart.
 
     ``ecgs``: columns patient, ecg, time; ``studies``: patient, study, time and any label
@@ -64,9 +74,16 @@ def assign_splits(patients: pd.Series, fractions: dict[str, float], seed: int) -
     return patients.map(lookup)
 
 
-def build_pairs(ecg_manifest: pd.DataFrame, labels: pd.DataFrame, ecg_ledger: pd.DataFrame,
-                views_per_study: pd.Series | None, key: bytes, window_days: float,
-                fractions: dict[str, float], seed: int) -> pd.DataFrame:
+def build_pairs(
+    ecg_manifest: pd.DataFrame,
+    labels: pd.DataFrame,
+    ecg_ledger: pd.DataFrame,
+    views_per_study: pd.Series | None,
+    key: bytes,
+    window_days: float,
+    fractions: dict[str, float],
+    seed: int,
+) -> pd.DataFrame:
     """The cohort's pairs table (columns PAIR_COLUMNS).
 
     Args:
@@ -80,22 +97,31 @@ def build_pairs(ecg_manifest: pd.DataFrame, labels: pd.DataFrame, ecg_ledger: pd
             pairs with ``n_views > 0`` train the model or enter retrieval.
         key: pseudonym key.
     """
-    ecgs = pd.DataFrame({"patient": pseudonymise_all(ecg_manifest["patient_id"], key),
-                         "ecg": pseudonymise_all(ecg_manifest["ecg_id"], key),
-                         "time": ecg_manifest["acquisition_time"]})
+    ecgs = pd.DataFrame(
+        {
+            "patient": pseudonymise_all(ecg_manifest["patient_id"], key),
+            "ecg": pseudonymise_all(ecg_manifest["ecg_id"], key),
+            "time": ecg_manifest["acquisition_time"],
+        }
+    )
     usable = ecg_ledger[ecg_ledger["status"] == "ok"][["ecg", "shard", "row"]]
     ecgs = ecgs.merge(usable.rename(columns={"shard": "ecg_shard", "row": "ecg_row"}), on="ecg")
-    studies = pd.DataFrame({"patient": pseudonymise_all(labels["patient_id"], key),
-                            "study": pseudonymise_all(labels["study_id"], key),
-                            "time": labels["acquisition_time"],
-                            **{p: labels[p] for p in PHENOTYPES}})
+    studies = pd.DataFrame(
+        {
+            "patient": pseudonymise_all(labels["patient_id"], key),
+            "study": pseudonymise_all(labels["study_id"], key),
+            "time": labels["acquisition_time"],
+            **{p: labels[p] for p in PHENOTYPES},
+        }
+    )
     views = views_per_study if views_per_study is not None else pd.Series(dtype=int)
     studies["n_views"] = studies["study"].map(views).fillna(0).astype(int)
     pairs = pair_within_window(ecgs, studies, window_days)
     pairs["split"] = assign_splits(pairs["patient"], fractions, seed)
     pairs["ecg_row"] = pairs["ecg_row"].astype(int)
-    return pairs[list(PAIR_COLUMNS)].sort_values(["split", "patient", "ecg", "study"],
-                                                 ignore_index=True)
+    return pairs[list(PAIR_COLUMNS)].sort_values(
+        ["split", "patient", "ecg", "study"], ignore_index=True
+    )
 
 
 def split_counts(pairs: pd.DataFrame, cohort: str) -> pd.DataFrame:
@@ -104,7 +130,15 @@ def split_counts(pairs: pd.DataFrame, cohort: str) -> pd.DataFrame:
     for split in SPLITS:
         part = pairs[pairs["split"] == split]
         studies = part.drop_duplicates("study")
-        rows.append({"cohort": cohort, "split": split, "pairs": len(part),
-                     "patients": part["patient"].nunique(), "ecgs": part["ecg"].nunique(),
-                     "studies": len(studies), "views": int(studies["n_views"].sum())})
+        rows.append(
+            {
+                "cohort": cohort,
+                "split": split,
+                "pairs": len(part),
+                "patients": part["patient"].nunique(),
+                "ecgs": part["ecg"].nunique(),
+                "studies": len(studies),
+                "views": int(studies["n_views"].sum()),
+            }
+        )
     return pd.DataFrame(rows)

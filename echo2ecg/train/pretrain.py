@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from echo2ecg.models import ECGEncoder, Echo2ECG, load_otis_checkpoint
 from echo2ecg.data.shard_plan import shard_label
 from echo2ecg.data.store import open_rows
+from echo2ecg.models import ECGEncoder, Echo2ECG, load_otis_checkpoint
 from echo2ecg.report.plots import plot_history
-from echo2ecg.train.loop import (HISTORY_COLUMNS, TrainOutputs, save_checkpoint, train,
-                                 write_history)
+from echo2ecg.train.loop import HISTORY_COLUMNS, TrainOutputs, save_checkpoint, train, write_history
 from echo2ecg.train.pair_data import PairData
 from echo2ecg.train.settings import TrainSettings
 
@@ -29,8 +28,11 @@ log = logging.getLogger(__name__)
 def read_rows(stores: dict[str, str], name: str, shards: pd.Series, rows: pd.Series) -> np.ndarray:
     """Rows of array ``name`` gathered across shard stores, in the order given."""
     out = None
-    for shard, index in pd.DataFrame({"shard": shards.to_numpy(), "row": rows.to_numpy()}) \
-            .groupby("shard").groups.items():
+    for shard, index in (
+        pd.DataFrame({"shard": shards.to_numpy(), "row": rows.to_numpy()})
+        .groupby("shard")
+        .groups.items()
+    ):
         array = open_rows(stores[shard], name)
         wanted = rows.to_numpy()[np.asarray(index)].astype(int)
         values = array.get_orthogonal_selection((wanted,) + (slice(None),) * (array.ndim - 1))
@@ -40,8 +42,9 @@ def read_rows(stores: dict[str, str], name: str, shards: pd.Series, rows: pd.Ser
     return out if out is not None else np.empty((0,), np.float32)
 
 
-def paired_ecg_signals(pairs: pd.DataFrame, ecg_stores: dict[str, str]
-                       ) -> tuple[pd.Series, np.ndarray]:
+def paired_ecg_signals(
+    pairs: pd.DataFrame, ecg_stores: dict[str, str]
+) -> tuple[pd.Series, np.ndarray]:
     """The distinct ECGs of ``pairs`` (pseudonyms, in order of appearance) and their
     preprocessed signals, (N, 12, T) float32, read from the ECG shards."""
     ecgs = pairs.drop_duplicates("ecg")[["ecg", "ecg_shard", "ecg_row"]].reset_index(drop=True)
@@ -50,8 +53,9 @@ def paired_ecg_signals(pairs: pd.DataFrame, ecg_stores: dict[str, str]
     return ecgs["ecg"], signals
 
 
-def study_view_embeddings(studies, echo_ledger: pd.DataFrame, embedding_stores: dict[str, str],
-                          max_views: int = 128) -> list[np.ndarray]:
+def study_view_embeddings(
+    studies, echo_ledger: pd.DataFrame, embedding_stores: dict[str, str], max_views: int = 128
+) -> list[np.ndarray]:
     """Each study's cached view embeddings, (V, 512) float32, the first ``max_views`` in
     ledger order; ``studies`` must each have at least one ``ok`` view in the ledger."""
     views = echo_ledger[(echo_ledger["status"] == "ok") & echo_ledger["study"].isin(set(studies))]
@@ -60,9 +64,14 @@ def study_view_embeddings(studies, echo_ledger: pd.DataFrame, embedding_stores: 
     return [embeddings[positions[s][:max_views]] for s in studies]
 
 
-def load_pair_data(pairs: pd.DataFrame, split: str, ecg_stores: dict[str, str],
-                   echo_ledger: pd.DataFrame, embedding_stores: dict[str, str],
-                   max_views: int = 128) -> PairData:
+def load_pair_data(
+    pairs: pd.DataFrame,
+    split: str,
+    ecg_stores: dict[str, str],
+    echo_ledger: pd.DataFrame,
+    embedding_stores: dict[str, str],
+    max_views: int = 128,
+) -> PairData:
     """The ``split``'s pairs whose study has view embeddings, as in-memory training data.
 
     ECGs: (N_ecg, 12, T) float32 from the ECG shards; studies: each study's view
@@ -75,18 +84,24 @@ def load_pair_data(pairs: pd.DataFrame, split: str, ecg_stores: dict[str, str],
     study_views = study_view_embeddings(studies, echo_ledger, embedding_stores, max_views)
     ecg_index = pd.Series(range(len(ecg_ids)), index=ecg_ids)
     study_index = pd.Series(range(len(studies)), index=studies)
-    pair_array = np.stack([ecg_index[part["ecg"]].to_numpy(),
-                           study_index[part["study"]].to_numpy()], axis=1).astype(np.int64)
+    pair_array = np.stack(
+        [ecg_index[part["ecg"]].to_numpy(), study_index[part["study"]].to_numpy()], axis=1
+    ).astype(np.int64)
     return PairData(ecgs=ecg_signals, study_views=study_views, pairs=pair_array)
 
 
 def build_model(encoder: dict, pooling: str) -> Echo2ECG:
     """An Echo2ECG model from the config's ``ecg_encoder`` section and a pooling name;
     the ECG encoder starts from the OTiS checkpoint when ``encoder["weights"]`` is set."""
-    ecg_encoder = ECGEncoder(embed_dim=encoder["embed_dim"], depth=encoder["depth"],
-                             num_heads=encoder["num_heads"], mlp_ratio=encoder["mlp_ratio"],
-                             patch_size=encoder["patch_size"], n_samples=encoder["n_samples"],
-                             drop_path=encoder["drop_path"])
+    ecg_encoder = ECGEncoder(
+        embed_dim=encoder["embed_dim"],
+        depth=encoder["depth"],
+        num_heads=encoder["num_heads"],
+        mlp_ratio=encoder["mlp_ratio"],
+        patch_size=encoder["patch_size"],
+        n_samples=encoder["n_samples"],
+        drop_path=encoder["drop_path"],
+    )
     if encoder.get("weights"):
         report = load_otis_checkpoint(ecg_encoder, encoder["weights"])
         log.info("ECG encoder from OTiS checkpoint: %s", report)
@@ -103,10 +118,18 @@ def train_settings(train: dict, encoder: dict, pooling: str) -> TrainSettings:
     return TrainSettings(**values, n_samples=encoder["n_samples"], single_view=pooling == "single")
 
 
-def pretrain_variant(variant: str, spec: dict, encoder: dict, train_config: dict,
-                     train_data: PairData, val_data: PairData, outputs: TrainOutputs,
-                     loss_plot: str | Path, device: str = "cpu",
-                     extra: dict | None = None) -> pd.DataFrame:
+def pretrain_variant(
+    variant: str,
+    spec: dict,
+    encoder: dict,
+    train_config: dict,
+    train_data: PairData,
+    val_data: PairData,
+    outputs: TrainOutputs,
+    loss_plot: str | Path,
+    device: str = "cpu",
+    extra: dict | None = None,
+) -> pd.DataFrame:
     """Train (or, with ``spec["train"]`` false, only initialise) one variant.
 
     Writes the checkpoints and history of ``outputs`` and the loss curve (PNG) to
@@ -125,8 +148,9 @@ def pretrain_variant(variant: str, spec: dict, encoder: dict, train_config: dict
     return history
 
 
-def untrained_checkpoints(model: Echo2ECG, settings: TrainSettings, outputs: TrainOutputs,
-                          extra: dict) -> pd.DataFrame:
+def untrained_checkpoints(
+    model: Echo2ECG, settings: TrainSettings, outputs: TrainOutputs, extra: dict
+) -> pd.DataFrame:
     """The unimodal baseline: the model at its initialisation, saved as best and last,
     with an empty history."""
     for path in (outputs.best, outputs.last):

@@ -3,19 +3,22 @@ warm-up + cosine learning-rate schedule."""
 
 from __future__ import annotations
 
-
 import math
 
 import torch
 from torch import nn
 
 from echo2ecg.models import Echo2ECG
+from echo2ecg.train.settings import TrainSettings
 
-from echo2ecg.train.settings import (TrainSettings)
 
-
-def param_groups(model: nn.Module, lr: float, layer_decay: float, weight_decay: float,
-                 embeddings_share_block0: bool = True) -> list[dict]:
+def param_groups(
+    model: nn.Module,
+    lr: float,
+    layer_decay: float,
+    weight_decay: float,
+    embeddings_share_block0: bool = True,
+) -> list[dict]:
     """AdamW parameter groups with layer-wise lr decay over the ECG encoder's blocks.
 
     ``model`` is an Echo2ECG (its ``ecg_encoder`` is decayed; view pool and projections get
@@ -38,13 +41,20 @@ def param_groups(model: nn.Module, lr: float, layer_decay: float, weight_decay: 
             continue
         exponent = 0
         if name.startswith(prefix):
-            layer = encoder.layer_id(name[len(prefix):], embeddings_share_block0)
+            layer = encoder.layer_id(name[len(prefix) :], embeddings_share_block0)
             exponent = max(0, depth - layer)
         decayed = parameter.ndim > 1 and name not in spared
-        group = groups.setdefault((exponent, decayed), {
-            "params": [], "names": [], "exponent": exponent,
-            "lr_scale": layer_decay ** exponent, "lr": lr * layer_decay ** exponent,
-            "weight_decay": weight_decay if decayed else 0.0})
+        group = groups.setdefault(
+            (exponent, decayed),
+            {
+                "params": [],
+                "names": [],
+                "exponent": exponent,
+                "lr_scale": layer_decay**exponent,
+                "lr": lr * layer_decay**exponent,
+                "weight_decay": weight_decay if decayed else 0.0,
+            },
+        )
         group["params"].append(parameter)
         group["names"].append(name)
     return [groups[key] for key in sorted(groups, reverse=True)]
@@ -67,4 +77,3 @@ def lr_at(epoch: float, settings: TrainSettings) -> float:
 def set_lr(optimizer: torch.optim.Optimizer, base_lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = base_lr * group["lr_scale"]
-
