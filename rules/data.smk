@@ -5,14 +5,14 @@ rule extract_echo:
     input:
         manifest=demo_dependency("echo_views"),
     output:
-        clips=directory(f"{SHARD_DIRS['echo']}/clips.zarr"),
+        store=directory(f"{SHARD_DIRS['echo']}/clips.zarr"),
         ledger=f"{SHARD_DIRS['echo']}/ledger.csv",
     params:
         rows=echo_shard_digest,
         plan=shard_plan_settings("echo_views"),
         recipe=config["echo"],
         time_limit_s=config["file_time_limit_s"]["echo"],
-        code=script_code("extract_echo"),
+        code=script_code("data_shard"),
     log:
         "logs/extract_echo/{cohort}/shard_{shard}.log",
     benchmark:
@@ -24,21 +24,21 @@ rule extract_echo:
     conda:
         "../envs/pipeline.yaml"
     script:
-        "../workflow_scripts/extract_echo.py"
+        "../workflow_scripts/data_shard.py"
 
 
 rule prep_ecg:
     input:
         manifest=demo_dependency("ecgs"),
     output:
-        signals=directory(f"{SHARD_DIRS['ecg']}/ecg.zarr"),
+        store=directory(f"{SHARD_DIRS['ecg']}/ecg.zarr"),
         ledger=f"{SHARD_DIRS['ecg']}/ledger.csv",
     params:
         rows=ecg_shard_digest,
         plan=shard_plan_settings("ecgs"),
         recipe=config["ecg"],
         time_limit_s=config["file_time_limit_s"]["ecg"],
-        code=script_code("prep_ecg"),
+        code=script_code("data_shard"),
     log:
         "logs/prep_ecg/{cohort}/shard_{shard}.log",
     benchmark:
@@ -50,7 +50,7 @@ rule prep_ecg:
     conda:
         "../envs/pipeline.yaml"
     script:
-        "../workflow_scripts/prep_ecg.py"
+        "../workflow_scripts/data_shard.py"
 
 
 rule ledger_summary:

@@ -3,7 +3,7 @@
 
 rule embed_echo:
     input:
-        clips=rules.extract_echo.output.clips,
+        clips=rules.extract_echo.output.store,
         weights=echo_encoder_weights(),
     output:
         embeddings=directory(f"{SHARD_DIRS['embeddings']}/embeddings.zarr"),
