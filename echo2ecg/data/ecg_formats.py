@@ -41,7 +41,6 @@ from echo2ecg.data.files import open_regular
 from echo2ecg.vocabulary import ECG_FORMATS, LEADS
 
 DERIVABLE_LEADS = ("III", "aVR", "aVL", "aVF")
-FORMATS = ECG_FORMATS
 
 # Plausibility limits, checked on declared sizes before reading data.
 MIN_FS_HZ = 100.0  # below this the QRS complex is not resolved
@@ -147,8 +146,8 @@ def read_ecg(path: str | Path, fmt: str | None = None, fs: float | None = None) 
     """
     path = Path(path)
     fmt = (fmt or _format_from_suffix(path)).lower()
-    if fmt not in FORMATS:
-        raise InputRejected(f"unsupported ECG format {fmt!r} (supported: {', '.join(FORMATS)})")
+    if fmt not in ECG_FORMATS:
+        raise InputRejected(f"unsupported ECG format {fmt!r} (supported: {', '.join(ECG_FORMATS)})")
     if fmt == "wfdb":
         return _read_wfdb(path)
     return _read_dicom(path) if fmt == "dicom" else _read_numpy(path, fs)
@@ -234,7 +233,7 @@ def _format_from_suffix(path: Path) -> str:
     if fmt is None:
         raise InputRejected(
             f"unknown ECG file type {path.suffix.lower() or '(no suffix)'!r}; "
-            f"give the format ({', '.join(FORMATS)})"
+            f"give the format ({', '.join(ECG_FORMATS)})"
         )
     return fmt
 

@@ -25,7 +25,6 @@ from echo2ecg.models.echo_encoder import ECHO_EMBED_DIM, EchoEncoderOrigin, norm
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = vocabulary.PRECISIONS
 EMBEDDINGS_PER_CHUNK = 1024
 
 
@@ -75,8 +74,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     differ from fp32 ones by about 1 % (cosine similarity > 0.9999); each embedding store
     records the precision it was made with.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision not in vocabulary.PRECISIONS:
+        raise ValueError(f"precision must be one of {vocabulary.PRECISIONS}, got {precision!r}")
     bf16_ok = native_bf16(device)
     if precision == "bf16" and not bf16_ok:
         log.warning("bf16 is not available on %s; embedding in float32", device)

@@ -7,9 +7,6 @@ from dataclasses import dataclass, field
 from echo2ecg import vocabulary
 from echo2ecg.train.augment import AugmentParams, EcgAugment
 
-PRECISIONS = vocabulary.PRECISIONS
-
-
 SINGLE_VIEW_SAMPLINGS = ("every_view", "one_per_study")
 
 
@@ -45,8 +42,10 @@ class TrainSettings:
         self.betas = tuple(self.betas)
         if isinstance(self.augment_params, dict):  # from a config or a saved checkpoint
             self.augment_params = AugmentParams(**self.augment_params)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in vocabulary.PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {vocabulary.PRECISIONS}, got {self.precision!r}"
+            )
         if self.batch_size < 2:
             raise ValueError("batch_size must be at least 2 (the CLIP loss needs negatives)")
         if self.single_view_sampling not in SINGLE_VIEW_SAMPLINGS:
