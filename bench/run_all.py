@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHES = (
     "bench_echo_extract",
     "bench_ecg_prep",
+    "bench_ecg_read",
     "bench_dryrun",
     "bench_bootstrap",
     "bench_train",

@@ -12,7 +12,9 @@ LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
 PRECISIONS = ("auto", "bf16", "float32")
 
 # ECG file formats a manifest's `format` column may name.
-ECG_FORMATS = ("wfdb", "dicom", "numpy")
+# "xml" reads any of the three XML schemas (told from the root element); the schema names
+# refuse a file of another schema
+ECG_FORMATS = ("wfdb", "dicom", "numpy", "xml", "cardiosoft", "muse", "hl7aecg")
 
 # Manifest columns (README "Manifests"): required, then optional ones.
 ECHO_VIEW_COLUMNS = ("path", "patient_id", "study_id", "acquisition_time")

@@ -8,6 +8,11 @@ on ``sys.path``); nothing here is autouse.
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -378,3 +383,51 @@ def tiny_checkpoint(
         extra=extra,
     )
     return Path(out_dir) / "last.pt"
+
+
+# --- hostile ECG files: read in a child process under an address-space limit -------------
+
+ADDRESS_SPACE = 3 * 2**30  # bytes: the imports take ~1.4 GiB of address space, a bomb more
+PEAK_RSS_MB = 400  # an interpreter with numpy, pandas (via wfdb) and pydicom is ~120 MB
+CHILD_TIMEOUT_S = 120
+
+RUNNER = textwrap.dedent("""
+    import json, sys
+    from echo2ecg.data.ecg_formats import read_ecg
+    from echo2ecg.data.errors import InputRejected
+    outcomes = []
+    for path, options in json.loads(sys.argv[1]):
+        try:
+            ecg = read_ecg(path, **options)
+            outcomes.append({"shape": list(ecg.signal.shape), "notes": list(ecg.notes)})
+        except InputRejected as error:
+            outcomes.append({"reason": error.reason})
+    # VmHWM is the peak of this program alone; ru_maxrss (self or, in the parent, children)
+    # also counts the test process's pages the child held until exec (Linux keeps the max).
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    peak_mb = int(status["VmHWM"].split()[0]) / 1024
+    print(json.dumps({"outcomes": outcomes, "peak_rss_mb": peak_mb}))
+""")
+
+
+def read_in_child(*files, **options) -> tuple[list[dict], float]:
+    """Read each path with read_ecg(path, **options) in one child process under
+    ADDRESS_SPACE and CHILD_TIMEOUT_S; (outcome of each file, the child's peak RSS in MB)."""
+    spec = json.dumps([[str(path), options] for path in files])
+    command = ["prlimit", f"--as={ADDRESS_SPACE}", sys.executable, "-c", RUNNER, spec]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return report["outcomes"], report["peak_rss_mb"]
+
+
+def assert_plain(reason: str, folder) -> None:
+    """A reason names no path and holds no bytes, address, errno text or traceback."""
+    for marker in (str(folder), "Traceback", "b'", 'b"', "\\x", "0x", "Errno", "object at"):
+        assert marker not in reason, reason

@@ -1,4 +1,4 @@
-"""Reading 12-lead ECG files (WFDB, DICOM waveform, NumPy) into one shape.
+"""Reading 12-lead ECG files (WFDB, DICOM waveform, NumPy, vendor XML) into one shape.
 
 Every reader returns a :class:`RawEcg`: a float64 array of shape (12, T) in the order of
 :data:`LEADS`, in millivolts wherever the file states its units, and the sampling rate in
@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from echo2ecg.data.ecg_xml import MAX_XML_BYTES, XML_SCHEMAS, read_xml_ecg
 from echo2ecg.data.errors import InputRejected
 from echo2ecg.data.files import open_regular
 from echo2ecg.vocabulary import ECG_FORMATS, LEADS
@@ -90,6 +91,7 @@ _SUFFIX_FORMATS = {
     ".dcm": "dicom",
     ".npy": "numpy",
     ".npz": "numpy",
+    ".xml": "xml",  # the schema is told from the root element (echo2ecg.data.ecg_xml)
 }
 
 # Factors from a stated voltage unit to millivolts (WFDB units, DICOM UCUM codes).
@@ -138,8 +140,11 @@ def read_ecg(path: str | Path, fmt: str | None = None, fs: float | None = None) 
     """Read one 12-lead ECG file.
 
     path: a WFDB record given by its ``.hea`` (or ``.dat``) file or, with fmt="wfdb", by its
-        record name; a DICOM waveform file; a NumPy ``.npz`` / ``.npy`` file.
-    fmt: "wfdb", "dicom" or "numpy"; inferred from the suffix when None.
+        record name; a DICOM waveform file; a NumPy ``.npz`` / ``.npy`` file; an XML export
+        (GE CardioSoft, GE MUSE, HL7 aECG).
+    fmt: one of :data:`~echo2ecg.vocabulary.ECG_FORMATS`; inferred from the suffix when
+        None. "xml" reads any of the three XML schemas, told from the root element;
+        "cardiosoft", "muse" and "hl7aecg" refuse a file of another schema.
     fs: sampling rate in Hz for files that do not store one (bare ``.npy``, ``.npz`` without
         ``fs``); a rate stored in the file takes precedence.
     Raises InputRejected for anything wrong with the file.
@@ -150,6 +155,8 @@ def read_ecg(path: str | Path, fmt: str | None = None, fs: float | None = None) 
         raise InputRejected(f"unsupported ECG format {fmt!r} (supported: {', '.join(ECG_FORMATS)})")
     if fmt == "wfdb":
         return _read_wfdb(path)
+    if fmt == "xml" or fmt in XML_SCHEMAS:
+        return _read_xml(path, None if fmt == "xml" else fmt)
     return _read_dicom(path) if fmt == "dicom" else _read_numpy(path, fs)
 
 
@@ -327,6 +334,28 @@ def _open_existing(path: Path, what: str, missing: str):
 
 def _file_size(handle) -> int:
     return os.fstat(handle.fileno()).st_size
+
+
+# --- XML ----------------------------------------------------------------------------------
+
+
+def _read_xml(path: Path, schema: str | None) -> RawEcg:
+    """An XML export's rhythm strip (:mod:`echo2ecg.data.ecg_xml`), checked like any ECG:
+    a plausible rate and length, every lead present or derivable, amplitudes in mV."""
+    with _open_existing(path, "ECG file", "ECG file not found (xml)") as handle:
+        size = _file_size(handle)
+        if size > MAX_XML_BYTES:
+            raise InputRejected(
+                f"XML file too large for an ECG: {size / 1e6:.0f} MB "
+                f"(at most {MAX_XML_BYTES / 1e6:.0f} MB)"
+            )
+        data = handle.read(MAX_XML_BYTES + 1)
+    channels, labels, fs = read_xml_ecg(data, schema)
+    check_declared_size(channels.shape[1], fs, len(labels))
+    names = [normalise_lead_name(label) for label in labels]
+    lead_rows(names)
+    check_amplitudes(channels, names, [True] * len(names))
+    return RawEcg(to_leads_order(channels, names), check_sampling_rate(fs))
 
 
 # --- WFDB ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""ECG file writers: WFDB records, DICOM 12-lead ECG Waveform Storage, NumPy arrays.
+"""ECG file writers: WFDB records, DICOM 12-lead ECG Waveform Storage, NumPy arrays, and
+the XML exports of GE CardioSoft, GE MUSE and HL7 aECG.
 
 Every writer takes a signal (C, T) in mV with one lead name per row, so a caller can store
 the leads in any order (the names travel with them, except in a bare ``.npy``, which is
@@ -15,6 +16,7 @@ Files are byte-for-byte reproducible: nothing depends on the clock.
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from collections.abc import Sequence as Seq
 from datetime import datetime
@@ -151,3 +153,194 @@ def write_npy(path: Path, signal_mv: np.ndarray) -> None:
     """A bare ``.npy`` (12, T) float32 mV in the standard lead order."""
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.asarray(signal_mv, dtype=np.float32), allow_pickle=False)
+
+
+# --- vendor XML exports (read by echo2ecg.data.ecg_xml) -------------------------------------
+
+CARDIOSOFT_UV_PER_LSB = 5.0  # CardioSoft's Resolution (UK Biobank exports: 5 µV per LSB)
+MUSE_UV_PER_BIT = 4.88  # MUSE's LeadAmplitudeUnitsPerBit
+AECG_SCALE_UV = 5.0  # the aECG sequences' scale
+MUSE_STORED_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")  # the others are derived
+_HL7_NS = "urn:hl7-org:v3"
+
+
+def _xml_document(root) -> bytes:
+    import xml.etree.ElementTree as ElementTree  # writing only: reading uses defusedxml
+
+    ElementTree.indent(root)
+    return ElementTree.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _sub(parent, tag: str, text: str | None = None, **attributes):
+    import xml.etree.ElementTree as ElementTree
+
+    element = ElementTree.SubElement(parent, tag, {k: str(v) for k, v in attributes.items()})
+    if text is not None:
+        element.text = str(text)
+    return element
+
+
+def write_cardiosoft_xml(
+    path: Path,
+    signal_mv: np.ndarray,
+    fs: float,
+    leads: Seq[str],
+    identity: DicomIdentity,
+    acquired: datetime,
+) -> None:
+    """A GE CardioSoft ``CardiologyXML`` export: patient data, a median-beat block (which
+    readers must ignore), and ``StripData`` with the rhythm strip of each lead as
+    comma-separated integers at ``CARDIOSOFT_UV_PER_LSB`` µV per LSB."""
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.Element("CardiologyXML")
+    _sub(root, "ObservationType", "RestECG")
+    patient = _sub(root, "PatientInfo")
+    _sub(patient, "PID", identity.patient_id)
+    name = _sub(patient, "Name")
+    last, _, first = identity.patient_name.partition("^")
+    _sub(name, "FamilyName", last)
+    _sub(name, "GivenName", first)
+    _sub(patient, "BirthDateTime", identity.birth_date)
+    _sub(root, "ObservationDateTime", acquired.isoformat())
+    samples = np.round(signal_mv * 1000.0 / CARDIOSOFT_UV_PER_LSB).astype(np.int64)
+    median = _sub(root, "RestingECGMeasurements")
+    medians = _sub(median, "MedianSamples")
+    _sub(medians, "SampleRate", f"{fs:g}", units="Hz")
+    for lead, row in zip(leads, samples):
+        _sub(medians, "WaveformData", ",".join(map(str, row[: int(fs)])), lead=lead)
+    strip = _sub(root, "StripData")
+    _sub(strip, "NumberOfLeads", len(leads))
+    _sub(strip, "SampleRate", f"{fs:g}", units="Hz")
+    _sub(strip, "ChannelSampleCountTotal", samples.shape[1])
+    _sub(strip, "Resolution", f"{CARDIOSOFT_UV_PER_LSB:g}", units="uVperLsb")
+    for lead, row in zip(leads, samples):
+        # CardioSoft breaks the sample list into lines
+        lines = [",".join(map(str, row[i : i + 20])) for i in range(0, len(row), 20)]
+        _sub(strip, "WaveformData", ",\n".join(lines), lead=lead)
+    _write_bytes(path, _xml_document(root))
+
+
+def write_muse_xml(
+    path: Path,
+    signal_mv: np.ndarray,
+    fs: float,
+    leads: Seq[str],
+    identity: DicomIdentity,
+    acquired: datetime,
+    stored_leads: Seq[str] = MUSE_STORED_LEADS,
+) -> None:
+    """A GE MUSE ``RestingECG`` export: patient demographics, a ``Median`` waveform
+    (ignored by readers) and a ``Rhythm`` waveform whose ``LeadData`` hold the leads of
+    ``stored_leads`` (in the order of ``leads``) as base64 little-endian int16 at
+    ``MUSE_UV_PER_BIT`` µV per bit."""
+    import base64
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.Element("RestingECG")
+    _sub(root, "MuseInfo").append(ElementTree.Element("MuseVersion"))
+    patient = _sub(root, "PatientDemographics")
+    _sub(patient, "PatientID", identity.patient_id)
+    last, _, first = identity.patient_name.partition("^")
+    _sub(patient, "PatientLastName", last)
+    _sub(patient, "PatientFirstName", first)
+    _sub(patient, "DateofBirth", identity.birth_date)
+    test = _sub(root, "TestDemographics")
+    _sub(test, "AcquisitionDate", acquired.strftime("%m-%d-%Y"))
+    _sub(test, "AcquisitionTime", acquired.strftime("%H:%M:%S"))
+    _sub(test, "Site", identity.institution)
+    samples = _quantise(signal_mv, 1000.0 / MUSE_UV_PER_BIT)
+    for kind, length in (("Median", min(600, samples.shape[1])), ("Rhythm", samples.shape[1])):
+        waveform = _sub(root, "Waveform")
+        _sub(waveform, "WaveformType", kind)
+        _sub(waveform, "WaveformStartTime", 0)
+        _sub(waveform, "NumberofLeads", len(stored_leads))
+        _sub(waveform, "SampleType", "CONTINUOUS_SAMPLES" if kind == "Rhythm" else "MEDIAN")
+        _sub(waveform, "SampleBase", f"{fs:g}")
+        _sub(waveform, "SampleExponent", 0)
+        for lead, row in zip(leads, samples):
+            if lead not in stored_leads:
+                continue
+            data = _sub(waveform, "LeadData")
+            _sub(data, "LeadByteCountTotal", 2 * length)
+            _sub(data, "LeadTimeOffset", 0)
+            _sub(data, "LeadSampleCountTotal", length)
+            _sub(data, "LeadAmplitudeUnitsPerBit", f"{MUSE_UV_PER_BIT:g}")
+            _sub(data, "LeadAmplitudeUnits", "MICROVOLTS")
+            _sub(data, "LeadID", lead)
+            encoded = base64.b64encode(row[:length].astype("<i2").tobytes()).decode("ascii")
+            _sub(
+                data,
+                "WaveFormData",
+                "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76)),
+            )
+    _write_bytes(path, _xml_document(root))
+
+
+def write_hl7_aecg(
+    path: Path,
+    signal_mv: np.ndarray,
+    fs: float,
+    leads: Seq[str],
+    identity: DicomIdentity,
+    acquired: datetime,
+) -> None:
+    """An HL7 v3 ``AnnotatedECG``: a ``RHYTHM`` series whose sequence set holds the time
+    sequence (GLIST_TS, increment 1/fs s) and one SLIST_PQ sequence per lead
+    (``MDC_ECG_LEAD_*``, origin 0 µV, scale ``AECG_SCALE_UV`` µV), and a derived
+    ``REPRESENTATIVE_BEAT`` series (ignored by readers)."""
+    import xml.etree.ElementTree as ElementTree
+
+    ElementTree.register_namespace("", _HL7_NS)
+    ElementTree.register_namespace("xsi", "http://www.w3.org/2001/XMLSchema-instance")
+    q = functools.partial(_qualified, _HL7_NS)
+    xsi_type = "{http://www.w3.org/2001/XMLSchema-instance}type"
+    root = ElementTree.Element(q("AnnotatedECG"))
+    _sub(root, q("id"), root=identity.study_uid)
+    _sub(root, q("effectiveTime")).append(
+        ElementTree.Element(q("low"), value=acquired.strftime("%Y%m%d%H%M%S"))
+    )
+    subject = _sub(_sub(_sub(root, q("componentOf")), q("timepointEvent")), q("componentOf"))
+    demographic = _sub(_sub(_sub(subject, q("subjectAssignment")), q("subject")), q("trialSubject"))
+    _sub(demographic, q("id"), extension=identity.patient_id)
+    person = _sub(demographic, q("subjectDemographicPerson"))
+    _sub(person, q("name"), identity.patient_name.replace("^", " "))
+    _sub(person, q("birthTime"), value=identity.birth_date)
+    samples = np.round(signal_mv * 1000.0 / AECG_SCALE_UV).astype(np.int64)
+    series = _sub(_sub(root, q("component")), q("series"))
+    _sub(series, q("code"), code="RHYTHM", codeSystem="2.16.840.1.113883.5.4")
+
+    def sequence_set(parent, rows):
+        sequences = _sub(_sub(parent, q("component")), q("sequenceSet"))
+        time = _sub(_sub(sequences, q("component")), q("sequence"))
+        _sub(time, q("code"), code="TIME_ABSOLUTE", codeSystem="2.16.840.1.113883.5.4")
+        value = _sub(time, q("value"), **{xsi_type: "GLIST_TS"})
+        _sub(value, q("head"), value=acquired.strftime("%Y%m%d%H%M%S.000"))
+        _sub(value, q("increment"), value=f"{1.0 / fs:.6g}", unit="s")
+        for lead, row in zip(leads, rows):
+            sequence = _sub(_sub(sequences, q("component")), q("sequence"))
+            _sub(
+                sequence,
+                q("code"),
+                code=f"MDC_ECG_LEAD_{lead.upper()}",
+                codeSystem="2.16.840.1.113883.6.24",
+            )
+            value = _sub(sequence, q("value"), **{xsi_type: "SLIST_PQ"})
+            _sub(value, q("origin"), value=0, unit="uV")
+            _sub(value, q("scale"), value=f"{AECG_SCALE_UV:g}", unit="uV")
+            _sub(value, q("digits"), " ".join(map(str, row)))
+
+    sequence_set(series, samples)
+    derived = _sub(_sub(series, q("derivation")), q("derivedSeries"))
+    _sub(derived, q("code"), code="REPRESENTATIVE_BEAT", codeSystem="2.16.840.1.113883.5.4")
+    sequence_set(derived, samples[:, : int(fs)])
+    _write_bytes(path, _xml_document(root))
+
+
+def _qualified(namespace: str, tag: str) -> str:
+    return f"{{{namespace}}}{tag}"
