@@ -152,6 +152,9 @@ def hostile_files(folder):
     files["bad_resolution_unit"].write_text(
         cardiosoft.read_text().replace('units="uVperLsb"', 'units="DOEperLsb"')
     )
+    files["empty_sample"] = folder / "empty_sample.xml"
+    head, strip = cardiosoft.read_text().split("<StripData>")
+    files["empty_sample"].write_text(head + "<StripData>" + strip.replace(",", ",,", 1))
     aecg = folder / "aecg.xml"
     write_hl7_aecg(aecg, random_leads(), 500, LEADS, IDENTITY, ACQUIRED)
     files["no_time_sequence"] = folder / "no_time.xml"
@@ -176,6 +179,7 @@ def test_malformed_and_hostile_xml_is_refused_with_a_plain_reason(tmp_path):
         "no_rhythm": "no Rhythm waveform",
         "missing_lead": "missing leads: V4",
         "bad_resolution_unit": "not a voltage unit",
+        "empty_sample": "not integers",
         "no_time_sequence": "no time sequence",
         "huge_amplitude": "implausible amplitude",
     }
