@@ -19,6 +19,7 @@ from pydicom.uid import (
 )
 from scipy.signal import find_peaks
 
+from echo2ecg.data.ecg_formats import read_ecg as read_ecg_file
 from echo2ecg.data.manifest import load_ecgs, load_echo_views, load_labels
 from echo2ecg.synth.cohort import (
     ECG_COLUMNS,
@@ -47,7 +48,9 @@ from echo2ecg.synth.echo_views import (
     lv_plane_axes,
     plane_shortening,
     render_clip,
+    rib_shadow,
     sample_anatomy,
+    scan_sector,
 )
 from echo2ecg.synth.phenotypes import phenotype_from_volumes, sample_patient
 from echo2ecg.vocabulary import LABEL_COLUMNS, LEADS, lvef_class_of
@@ -183,6 +186,9 @@ def read_ecg(root: Path, row) -> tuple[np.ndarray, float, list[str]]:
             for channel in group.ChannelDefinitionSequence
         ]
         return ds.waveform_array(0).T, float(group.SamplingFrequency), names
+    if path.suffix == ".xml":  # vendor exports: the pipeline's reader (tests/test_ecg_xml.py)
+        ecg = read_ecg_file(path, fmt=row.format)
+        return ecg.signal, ecg.fs, list(LEADS)
     if path.suffix == ".npz":
         arrays = np.load(path)
         return arrays["signal"], float(arrays["fs"]), list(arrays["leads"])
@@ -325,6 +331,64 @@ def test_the_patients_anatomy_shows_in_every_view_and_the_ecg_signature_in_none(
         assert not np.array_equal(sector_pixels(phenotype, view, anatomy=other_anatomy), reference)
         # the ECG signature reaches only the burned-in strip, outside the sector
         assert np.array_equal(sector_pixels(phenotype, view, traits=other_traits), reference)
+
+
+def poor_window_pixels(phenotype, view, seed=3):
+    clip = render_clip(
+        phenotype,
+        ANATOMY,
+        TRAITS,
+        view,
+        np.random.default_rng(seed),
+        n_frames=6,
+        rows=120,
+        cols=160,
+        fps=30.0,
+        heart_rate_bpm=75.0,
+        hospital="Test Hospital",
+        poor_window=True,
+    )
+    return clip.frames[:, clip.sector.mask(120, 160)]
+
+
+@pytest.mark.parametrize("view", APICAL_VIEWS)
+def test_a_poor_window_shows_nothing_of_the_hearts_lv_and_looks_it(view):
+    """Through a poor window the sector no longer depends on the heart's phenotype (the
+    foreshortened LV is another's), and the rib's shadow makes the clip look different
+    from a good one of the same heart."""
+    small, large = phenotype_from_volumes(90.0, 65.0, 0), phenotype_from_volumes(220.0, 25.0, 0)
+    assert np.array_equal(poor_window_pixels(small, view), poor_window_pixels(large, view))
+    assert not np.array_equal(sector_pixels(small, view), sector_pixels(large, view))
+    assert poor_window_pixels(small, view).mean() < 0.9 * sector_pixels(small, view).mean()
+    with pytest.raises(ValueError, match="apical"):
+        poor_window_pixels(small, "PLAX")
+
+
+def test_the_rib_shadow_darkens_a_wedge_of_the_left_of_the_fan_only():
+    sector = scan_sector(300, 400, np.random.default_rng(0))
+    shadow = rib_shadow(300, 400, sector, np.random.default_rng(1))
+    inside = sector.mask(300, 400)
+    left = inside.copy()
+    left[:, int(sector.apex_x) :] = False
+    assert shadow.min() == pytest.approx(0.2, abs=1e-6) and shadow.max() == 1.0
+    assert np.all(shadow[inside & ~left] == 1.0)  # the LV lies right of the fan's centre
+    assert 0.15 < np.mean(shadow[left] < 0.5) < 0.6
+
+
+def test_a_share_of_apical_clips_and_no_others_have_a_poor_window():
+    spec = dataclasses.replace(TINY, n_patients=40, frac_poor_window=0.25)
+    views = [v for p in plan_cohort(spec) for s in p.studies for v in s.views if v.kind == "view"]
+    apical = [v for v in views if v.view in APICAL_VIEWS]
+    assert sum(v.poor_window for v in apical) == round(0.25 * len(apical))
+    assert not any(v.poor_window for v in views if v.view not in APICAL_VIEWS)
+    # the share draws from a stream of its own: everything else is planned as without it
+    plain = [v for p in plan_cohort(TINY) for s in p.studies for v in s.views]
+    assert [(v.view, v.path) for v in plain] == [
+        (v.view, v.path)
+        for p in plan_cohort(dataclasses.replace(TINY, frac_poor_window=0.5))
+        for s in p.studies
+        for v in s.views
+    ]
 
 
 def test_one_apical_plane_shows_the_volumes_roughly_and_both_exactly():
@@ -478,6 +542,7 @@ def test_demo_cohorts_are_big_enough_to_test_on():
     assert n_external_ecgs * test_share["external"] >= 400  # at least 300 test ECGs
     imaged = [p for p in plan_cohort(internal) if p.with_images]
     assert len(imaged) == internal.imaged_patients
+    assert len(imaged) * test_share["internal"] >= 20  # the retrieval gallery
     views = [{v.view for v in p.studies[0].views if v.kind == "view"} for p in imaged]
     assert all(set(APICAL_VIEWS) <= v for v in views)  # both planes of the LV
     assert 0.3 < np.mean([bool(v & set(PARASTERNAL_VIEWS)) for v in views]) < 0.7

@@ -7,7 +7,7 @@ gives the two default specs. Everything is deterministic given ``CohortSpec.seed
 Layout of a cohort folder (paths in the manifests are relative to it)::
 
     echo/<patient_id>/<study_id>/IM0001.dcm    echo views (DICOM US multi-frame)
-    ecg/<patient_id>/<ecg_id>.hea|.dat|.dcm|.npz|.npy
+    ecg/<patient_id>/<ecg_id>.hea|.dat|.dcm|.npz|.npy|.xml
     echo_views.csv  ecgs.csv  labels.csv  corrupt_files.csv
 
 Manifests (CSV, exactly these columns, in this order):
@@ -16,7 +16,8 @@ Manifests (CSV, exactly these columns, in this order):
     ``path, patient_id, study_id, view_id, acquisition_time``
 ``ecgs.csv``, one row per ECG file
     ``path, patient_id, ecg_id, acquisition_time, format, fs``; ``format`` is wfdb | dicom |
-    numpy; ``fs`` (Hz) is filled only for bare ``.npy`` files; WFDB rows give the ``.hea``
+    numpy | cardiosoft | xml (the MUSE exports, told by their root element) | hl7aecg;
+    ``fs`` (Hz) is filled only for bare ``.npy`` files; WFDB rows give the ``.hea``
 ``labels.csv``, the echo report table, one row per study
     ``patient_id, study_id, acquisition_time, lvef, lvedv, lvesv, lvsv, shd``; volumes in
     ml, LVEF in %, SHD 0/1
@@ -50,7 +51,15 @@ import pandas as pd
 from pydicom.uid import generate_uid
 
 from echo2ecg import vocabulary
-from echo2ecg.synth.ecg_files import write_dicom_ecg, write_npy, write_npz, write_wfdb
+from echo2ecg.synth.ecg_files import (
+    write_cardiosoft_xml,
+    write_dicom_ecg,
+    write_hl7_aecg,
+    write_muse_xml,
+    write_npy,
+    write_npz,
+    write_wfdb,
+)
 from echo2ecg.synth.ecg_signals import (
     EcgDevice,
     EcgModel,
@@ -95,6 +104,12 @@ DEMO_MANIFESTS = (
 )
 CORRUPT_KINDS = ("truncated_echo", "report_screenshot", "flat_ecg")
 PAIRING_WINDOW = timedelta(days=7)
+XML_SCHEMAS = ("cardiosoft", "muse", "hl7aecg")  # as echo2ecg.data.ecg_xml names them
+_XML_WRITERS = {
+    "cardiosoft": write_cardiosoft_xml,
+    "muse": write_muse_xml,
+    "hl7aecg": write_hl7_aecg,
+}
 
 _FIRST_NAMES = {
     "F": ("JANE", "MARY", "ANNA", "LINDA", "SARAH", "EMMA", "GRACE", "OLIVIA"),
@@ -137,6 +152,8 @@ class CohortSpec:
     studies_per_patient: tuple[int, int] = (1, 2)
     views_per_study: tuple[int, int] = (3, 4)  # beyond 5, views repeat
     frac_subcostal: float = 0.0  # studies that add a subcostal (IVC) clip to their views
+    # apical clips taken through a poor acoustic window (echo_views.render_clip's poor_window)
+    frac_poor_window: float = 0.0
     ecgs_per_patient: tuple[int, int] = (1, 3)
     report_only_ecgs_per_patient: tuple[int, int] = (1, 3)
     frames_per_clip: int = 40
@@ -153,6 +170,9 @@ class CohortSpec:
         default_factory=lambda: {500: 0.7, 250: 0.15, 1000: 0.15}
     )
     frac_scrambled_leads: float = 0.1  # ECGs stored in a shuffled lead order (named leads)
+    # WFDB ECGs written instead as vendor XML exports, this many of each schema
+    # (GE CardioSoft, GE MUSE with its 8 leads, HL7 aECG), chosen by a stream of their own
+    xml_ecgs_per_schema: int = 0
     echo_encoding_mix: dict[str, float] = field(  # see echo_dicom.ECHO_ENCODINGS
         default_factory=lambda: {"jpeg_ybr": 0.7, "mono_rle": 0.2, "rgb": 0.05, "mono_raw": 0.05}
     )
@@ -190,6 +210,7 @@ class CohortSpec:
             "frac_scrambled_leads",
             "frac_without_us_regions",
             "frac_subcostal",
+            "frac_poor_window",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must lie in [0, 1]")
@@ -211,6 +232,8 @@ class CohortSpec:
         for name, weights in mixes.items():
             if not weights or min(weights) < 0 or sum(weights) <= 0:
                 problems.append(f"{name} needs non-negative weights with a positive sum")
+        if self.xml_ecgs_per_schema < 0:
+            problems.append("xml_ecgs_per_schema must be >= 0")
         if self.n_patients < 1 or self.frames_per_clip < 2 or min(self.rows, self.cols) < 48:
             problems.append("need n_patients >= 1, frames_per_clip >= 2, rows and cols >= 48")
         if self.imaged_patients is not None and not 1 <= self.imaged_patients <= self.n_patients:
@@ -223,21 +246,24 @@ def demo_specs(seed: int = 7, scale: float = 1.0) -> tuple[CohortSpec, CohortSpe
     """The embedded demo: (internal, external) specs; ``scale`` multiplies the patient counts.
 
     The frozen echo encoder is the demo's fixed cost (1 to 3 s per view on 2 CPU cores), so
-    views are few and spent where they teach: 72 patients with one study of both apical
+    views are few and spent where they teach: 96 patients with one study of both apical
     views (the LV's two planes), half of them also a parasternal view and a tenth a
-    subcostal one. ECGs are cheap, so the imaged patients are inpatients with 3 to 5 ECGs
-    within a week of their study, and 228 more patients bring echo reports and ECGs only:
-    they serve the kNN evaluation (reference and test sets), never training or retrieval.
-    The external hospital has another ECG device and phenotype mix and enough patients for
-    several hundred test ECGs.
+    subcostal one; three apical clips in ten are taken through a poor acoustic window,
+    so that about half the studies have a plane to distrust. ECGs are cheap, so the imaged
+    patients are inpatients with 3 to 5 ECGs within a week of their study, and 204 more
+    patients bring echo reports and ECGs only: they serve the kNN evaluation (reference
+    and test sets), never training or retrieval. The external hospital has another ECG
+    device and phenotype mix and enough patients for several hundred test ECGs.
     """
     internal = CohortSpec(
         n_patients=max(8, round(300 * scale)),
-        imaged_patients=max(4, round(72 * scale)),
+        imaged_patients=max(4, round(96 * scale)),
         seed=seed,
         studies_per_patient=(1, 1),
         views_per_study=(2, 3),
         frac_subcostal=0.1,
+        frac_poor_window=0.3,
+        xml_ecgs_per_schema=3,
         ecgs_per_patient=(3, 5),
         report_only_ecgs_per_patient=(1, 3),
         frac_ecg_beyond_7_days=0.1,
@@ -251,6 +277,7 @@ def demo_specs(seed: int = 7, scale: float = 1.0) -> tuple[CohortSpec, CohortSpe
         n_corrupt=0,
         studies_per_patient=(1, 1),
         report_only_ecgs_per_patient=(2, 3),
+        xml_ecgs_per_schema=3,
         frac_ecg_beyond_7_days=0.1,
         ecg_format_mix={"dicom": 0.5, "wfdb": 0.3, "numpy": 0.2},
         ecg_fs_mix={250: 0.6, 1000: 0.4},
@@ -280,6 +307,7 @@ class ViewPlan:
     series_uid: str
     acquired: datetime
     path: str
+    poor_window: bool = False  # apical views: a rib shadow and a foreshortened LV
 
 
 @dataclass
@@ -296,7 +324,8 @@ class StudyPlan:
 
 @dataclass
 class EcgPlan:
-    """One ECG file; ``file_type`` is wfdb | dicom | npz | npy; ``lead_order`` indexes LEADS."""
+    """One ECG file; ``file_type`` is wfdb | dicom | npz | npy | cardiosoft | muse |
+    hl7aecg; ``lead_order`` indexes LEADS."""
 
     ecg_id: str
     time: datetime
@@ -486,6 +515,10 @@ def _plan_views(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Ge
                 next(encodings),
                 with_regions=not next(without_regions),
             )
+    # a stream of its own, so that the share of poor windows changes nothing else
+    apical = [v for _, s, _ in per_study for v in s.views if v.view in APICAL_VIEWS]
+    for plan, poor in zip(apical, _flags(_stream(spec, 6), len(apical), spec.frac_poor_window)):
+        plan.poor_window = poor
 
 
 def _ecg_time(rng: np.random.Generator, studies: list[StudyPlan], beyond_window: bool) -> datetime:
@@ -532,7 +565,19 @@ def _plan_ecgs(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Gen
             patient.ecgs.append(
                 EcgPlan(ecg_id, time, file_type, fs, order, _ecg_path(patient, ecg_id, file_type))
             )
+    _plan_xml_ecgs(spec, patients)
     _plan_flat_ecgs(spec, patients, rng, numbers)
+
+
+def _plan_xml_ecgs(spec: CohortSpec, patients: list[PatientPlan]) -> None:
+    """Rewrite ``spec.xml_ecgs_per_schema`` WFDB plans per XML schema as that schema's
+    export (a stream of its own, so that nothing else in the cohort changes)."""
+    wfdb_plans = [e for p in patients for e in p.ecgs if e.file_type == "wfdb"]
+    chosen = _stream(spec, 7).permutation(len(wfdb_plans))
+    for k, index in enumerate(chosen[: len(XML_SCHEMAS) * spec.xml_ecgs_per_schema]):
+        plan = wfdb_plans[index]
+        plan.file_type = XML_SCHEMAS[k % len(XML_SCHEMAS)]
+        plan.path = str(Path(plan.path).with_suffix(".xml").as_posix())
 
 
 def _ecg_path(patient: PatientPlan, ecg_id: str, file_type: str) -> str:
@@ -692,6 +737,7 @@ def view_clip(spec: CohortSpec, patient: PatientPlan, study_index: int, number: 
         fps=spec.fps,
         heart_rate_bpm=study.heart_rate,
         hospital=spec.hospital,
+        poor_window=study.views[number - 1].poor_window,
     )
 
 
@@ -715,6 +761,11 @@ def _write_ecg(spec: CohortSpec, root: Path, patient: PatientPlan, ecg_index: in
             1,
         )
         write_dicom_ecg(path, signal, plan.fs, leads, identity, instance)
+    elif plan.file_type in XML_SCHEMAS:
+        identity = _identity(
+            spec, patient, _uid(spec, "ecg-study", plan.ecg_id), plan.ecg_id, plan.time
+        )
+        _XML_WRITERS[plan.file_type](path, signal, plan.fs, leads, identity, plan.time)
     elif plan.file_type == "npz":
         write_npz(path, signal, plan.fs, leads)
     else:
@@ -732,7 +783,16 @@ def _manifests(patients: list[PatientPlan], write_echo: bool) -> dict[str, pd.Da
         for s in p.studies
         for v in s.views
     ]
-    format_of = {"wfdb": "wfdb", "dicom": "dicom", "npz": "numpy", "npy": "numpy"}
+    # XML exports listed by vendor name and as plain "xml" (the reader tells the schema)
+    format_of = {
+        "wfdb": "wfdb",
+        "dicom": "dicom",
+        "npz": "numpy",
+        "npy": "numpy",
+        "cardiosoft": "cardiosoft",
+        "muse": "xml",
+        "hl7aecg": "hl7aecg",
+    }
     ecgs = [
         (
             e.path,

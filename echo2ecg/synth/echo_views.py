@@ -13,6 +13,12 @@ Each view shows only part of the heart, as in a real study (``VIEW_SHOWS``):
   anatomy, with a fixed wall brightness and a contraction not tied to the LVEF;
 - the subcostal IVC view: liver, inferior vena cava and right atrium; no phenotype.
 
+Some apical clips are taken through a poor acoustic window (``poor_window``): a rib's
+shadow darkens a wedge of the fan, and the plane is foreshortened and off-axis, so the LV
+it shows is no measurement of this heart (it is drawn from a random other phenotype). A
+reader, or an attention over the study's views, can see which clips to distrust; a mean
+of views cannot.
+
 Besides the phenotype a clip shows the patient's :class:`Anatomy` (chamber sizes and axis
 that do not depend on the phenotype) and, new in every clip, a little probe placement, the
 cardiac phase, the gain and the speckle pattern. The scanner preset (sector geometry) is
@@ -33,7 +39,7 @@ import cv2
 import numpy as np
 
 from echo2ecg.synth.ecg_signals import EcgTraits, lead_ii_trace, r_peak_times
-from echo2ecg.synth.phenotypes import Phenotype
+from echo2ecg.synth.phenotypes import Phenotype, sample_patient
 
 APICAL_VIEWS = ("A4C", "A2C")
 PARASTERNAL_VIEWS = ("PLAX", "PSAX")
@@ -284,6 +290,13 @@ def apical_wall_thickness(shortening: float, squeeze: np.ndarray) -> np.ndarray:
     """LV wall thickness (F,) in sector units in an apical plane: thin where the walls
     barely shorten, and thickening by a third as the cavity empties."""
     return (0.025 + 0.04 * float(np.clip(shortening / 0.45, 0.0, 1.0))) * (1.0 + 0.35 * squeeze)
+
+
+def foreshortened_phenotype(rng: np.random.Generator) -> Phenotype:
+    """What a foreshortened, off-axis apical plane shows of the LV: nothing of this
+    heart's, a phenotype drawn afresh (every LVEF class equally likely, SHD as common as
+    in the demo), so its volumes and LVEF look plausible and are wrong."""
+    return sample_patient(rng, (1 / 3, 1 / 3, 1 / 3), 0.35)
 
 
 def _jitter(rng: np.random.Generator, sd: float, size=None):
@@ -538,16 +551,39 @@ def _depth_gain(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
     return (1.05 - 0.3 * v) * (1.0 + texture) + 0.6 * np.exp(-np.clip(v, 0.0, None) / 0.04)
 
 
+def rib_shadow(rows: int, cols: int, sector: ScanSector, rng: np.random.Generator) -> np.ndarray:
+    """Float32 (rows, cols) gain of a rib's acoustic shadow: about a fifth inside a wedge
+    of the fan's left side (0.25 to 0.35 rad wide, clear of the LV), beyond the first
+    centimetre or so, with soft edges; 1 elsewhere."""
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    angle = np.arctan2(x - sector.apex_x, y - sector.apex_y)
+    depth = np.hypot(x - sector.apex_x, y - sector.apex_y) / sector.radius
+    start = rng.uniform(-0.68, -0.55)
+    end = start + rng.uniform(0.25, 0.35)
+    edge = 0.04
+    across = np.clip(np.minimum(angle - start, end - angle) / edge, 0.0, 1.0)
+    below = np.clip((depth - 0.06) / 0.04, 0.0, 1.0)
+    return (1.0 - 0.8 * across * below).astype(np.float32)
+
+
 def _to_gray(
-    canvas: _Canvas, sector: ScanSector, rows: int, cols: int, rng: np.random.Generator
+    canvas: _Canvas,
+    sector: ScanSector,
+    rows: int,
+    cols: int,
+    rng: np.random.Generator,
+    shadow: np.ndarray | None = None,
 ) -> np.ndarray:
-    """uint8 (F, rows, cols): anatomy upsampled, times static gain and per-frame speckle
-    (the speckle pattern changes every frame, as it does on a scanner)."""
+    """uint8 (F, rows, cols): anatomy upsampled, times static gain (and a ``shadow``'s)
+    and per-frame speckle (the speckle pattern changes every frame, as it does on a
+    scanner)."""
     margin = 16
     speckle = _speckle(rows, cols, margin, rng)
     inside = sector.mask(rows, cols)
     gain = cv2.resize(_depth_gain(canvas, rng), (cols, rows), interpolation=cv2.INTER_LINEAR)
     gain *= 255.0 * rng.uniform(0.95, 1.05) * inside
+    if shadow is not None:
+        gain *= shadow
     offsets = rng.integers(0, margin + 1, size=(len(canvas.image), 2))
     gray = np.empty((len(canvas.image), rows, cols), dtype=np.uint8)
     for f, (dy, dx) in enumerate(offsets):
@@ -648,6 +684,7 @@ def render_clip(
     fps: float,
     heart_rate_bpm: float,
     hospital: str,
+    poor_window: bool = False,
 ) -> RenderedClip:
     """Render one echo view of a heart as RGB uint8 frames (F, rows, cols, 3).
 
@@ -655,16 +692,22 @@ def render_clip(
     ``rng`` draws everything that changes from clip to clip (probe placement, sector,
     gain, speckle, cardiac phase). The cardiac cycle follows R peaks at ``heart_rate_bpm``;
     the ECG strip shows lead II of the same beats (the patient's ``traits``), so the trace
-    and the wall motion are in step.
+    and the wall motion are in step. ``poor_window`` (apical views only): a rib shadow
+    across the fan, and an LV drawn from :func:`foreshortened_phenotype` instead of
+    ``phenotype``.
     """
     if view not in _VIEW_PAINTERS:
         raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    if poor_window and view not in APICAL_VIEWS:
+        raise ValueError(f"a poor acoustic window is rendered for apical views, not {view}")
     sector = scan_sector(rows, cols, rng)
     times = np.arange(n_frames) / fps + rng.uniform(ECG_SWEEP_S, 2 * ECG_SWEEP_S)
     r_peaks = r_peak_times(rng, heart_rate_bpm, times[0] - ECG_SWEEP_S, times[-1])
     canvas = _Canvas(n_frames, rows, cols, sector)
-    _VIEW_PAINTERS[view](canvas, phenotype, anatomy, contraction(times, r_peaks), rng)
-    gray = _to_gray(canvas, sector, rows, cols, rng)
+    shown = foreshortened_phenotype(rng) if poor_window else phenotype
+    _VIEW_PAINTERS[view](canvas, shown, anatomy, contraction(times, r_peaks), rng)
+    shadow = rib_shadow(rows, cols, sector, rng) if poor_window else None
+    gray = _to_gray(canvas, sector, rows, cols, rng, shadow)
 
     frames = np.repeat(gray[..., None], 3, axis=-1)
     overlay = _static_overlay(rows, cols, sector, hospital, fps, view)
