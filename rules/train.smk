@@ -81,6 +81,7 @@ rule pretrain:
         echo_shards=shard_labels(TRAIN_COHORT, "echo"),
         variant=lambda w: config["variants"][w.variant],
         encoder=config["ecg_encoder"],
+        aggregator=config["aggregator"],
         train=config["train"],
         ecg_recipe=config["ecg"],
         code=script_code("pretrain"),

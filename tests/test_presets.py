@@ -17,7 +17,9 @@ def load(name):
 
 def test_paper_preset_builds_the_papers_model():
     config = load("config.paper.yaml")
-    model = build_model(config["ecg_encoder"], config["variants"]["echo2ecg"]["pooling"])
+    model = build_model(
+        config["ecg_encoder"], config["variants"]["echo2ecg"]["pooling"], config["aggregator"]
+    )
     assert count_parameters(model.ecg_encoder) == pytest.approx(7.1e6, rel=0.01)
     assert count_parameters(model) == pytest.approx(12.5e6, rel=0.01)
     settings = train_settings(config["train"], config["ecg_encoder"], "attention")

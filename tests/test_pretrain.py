@@ -189,6 +189,28 @@ def test_an_untrained_variant_is_saved_at_its_seeded_initialisation(cohort, tmp_
         assert torch.equal(last["model"][name], value), name
 
 
+def test_the_aggregator_sizes_shape_the_model_and_travel_with_its_checkpoint(cohort, tmp_path):
+    data = pipeline_inputs(cohort)
+    aggregator = {"study_dim": 24, "num_heads": 2, "joint_dim": 16}
+    pretrain_variant(
+        "small",
+        {"pooling": "attention", "train": False},
+        tiny_encoder_config(),
+        tiny_train_config(),
+        data["train"],
+        data["val"],
+        *variant_outputs(tmp_path / "small"),
+        device="cpu",
+        aggregator=aggregator,
+    )
+    model, checkpoint = load_variant(tmp_path / "small" / "last.pt")
+    assert checkpoint["extra"]["aggregator"] == aggregator
+    assert model.view_pool.view_proj.out_features == 24
+    assert model.view_pool.attention.num_heads == 2
+    assert model.echo_proj.weight.shape == (16, 24)
+    assert model.ecg_proj.out_features == 16
+
+
 def test_unknown_train_settings_are_refused(cohort, tmp_path):
     data = pipeline_inputs(cohort)
     with pytest.raises(ValueError, match="train settings not understood: epoch$"):

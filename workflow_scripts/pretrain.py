@@ -44,4 +44,5 @@ with log_to(snakemake.log[0]) as log:
             out.plot,
             device=lease.device,
             extra={"ecg_recipe": snakemake.params.ecg_recipe},
+            aggregator=snakemake.params.aggregator,
         )

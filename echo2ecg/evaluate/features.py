@@ -19,7 +19,11 @@ def load_variant(checkpoint_path: str | Path, device: str = "cpu") -> tuple[Echo
     """A trained variant (eval mode) and its checkpoint dict, from ``best.pt``/``last.pt``."""
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     extra = checkpoint["extra"]
-    model = build_model({**extra["ecg_encoder"], "weights": None}, extra["variant_spec"]["pooling"])
+    model = build_model(
+        {**extra["ecg_encoder"], "weights": None},
+        extra["variant_spec"]["pooling"],
+        extra.get("aggregator"),
+    )
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval(), checkpoint
 

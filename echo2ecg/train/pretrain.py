@@ -90,9 +90,11 @@ def load_pair_data(
     return PairData(ecgs=ecg_signals, study_views=study_views, pairs=pair_array)
 
 
-def build_model(encoder: dict, pooling: str) -> Echo2ECG:
-    """An Echo2ECG model from the config's ``ecg_encoder`` section and a pooling name;
-    the ECG encoder starts from the OTiS checkpoint when ``encoder["weights"]`` is set."""
+def build_model(encoder: dict, pooling: str, aggregator: dict | None = None) -> Echo2ECG:
+    """An Echo2ECG model from the config's ``ecg_encoder`` section, a pooling name and the
+    config's ``aggregator`` section (``study_dim``, ``num_heads``, ``joint_dim``; None: the
+    paper's sizes); the ECG encoder starts from the OTiS checkpoint when
+    ``encoder["weights"]`` is set."""
     ecg_encoder = ECGEncoder(
         embed_dim=encoder["embed_dim"],
         depth=encoder["depth"],
@@ -105,7 +107,7 @@ def build_model(encoder: dict, pooling: str) -> Echo2ECG:
     if encoder.get("weights"):
         report = load_otis_checkpoint(ecg_encoder, encoder["weights"])
         log.info("ECG encoder from OTiS checkpoint: %s", report)
-    return Echo2ECG(ecg_encoder, pooling=pooling)
+    return Echo2ECG(ecg_encoder, pooling=pooling, **(aggregator or {}))
 
 
 def train_settings(train: dict, encoder: dict, pooling: str) -> TrainSettings:
@@ -129,17 +131,25 @@ def pretrain_variant(
     loss_plot: str | Path,
     device: str = "cpu",
     extra: dict | None = None,
+    aggregator: dict | None = None,
 ) -> pd.DataFrame:
     """Train (or, with ``spec["train"]`` false, only initialise) one variant.
 
-    Writes the checkpoints and history of ``outputs`` and the loss curve (PNG) to
+    aggregator: the config's ``aggregator`` section (the study side's sizes; None: the
+    paper's). Writes the checkpoints and history of ``outputs`` and the loss curve (PNG) to
     ``loss_plot``; returns the history (empty for an untrained variant).
     """
     settings = train_settings(train_config, encoder, spec["pooling"])
     with torch.random.fork_rng(devices=[]):  # the init is the seed's; the global RNG is left
         torch.manual_seed(settings.seed)
-        model = build_model(encoder, spec["pooling"])
-    extra = {"variant": variant, "variant_spec": spec, "ecg_encoder": encoder, **(extra or {})}
+        model = build_model(encoder, spec["pooling"], aggregator)
+    extra = {
+        "variant": variant,
+        "variant_spec": spec,
+        "ecg_encoder": encoder,
+        "aggregator": aggregator,
+        **(extra or {}),
+    }
     if spec.get("train", True):
         history = train(model, train_data, val_data, settings, outputs, device=device, extra=extra)
     else:
