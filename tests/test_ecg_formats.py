@@ -218,9 +218,9 @@ def test_broken_npz_rejected(tmp_path, arrays, reason):
 
 
 def test_unknown_suffix_and_missing_file_rejected(tmp_path):
-    (tmp_path / "ecg.xml").write_text("<ecg/>")
-    with pytest.raises(InputRejected, match="unknown ECG file type '.xml'"):
-        read_ecg(tmp_path / "ecg.xml")
+    (tmp_path / "ecg.edf").write_bytes(b"0       ")
+    with pytest.raises(InputRejected, match="unknown ECG file type '.edf'"):
+        read_ecg(tmp_path / "ecg.edf")
     with pytest.raises(InputRejected, match="not found"):
         read_ecg(tmp_path / "absent.npz")
 

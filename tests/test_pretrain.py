@@ -115,6 +115,7 @@ def test_a_variant_trains_end_to_end_and_its_checkpoint_reloads(cohort, tmp_path
         "variant": "echo2ecg",
         "variant_spec": spec,
         "ecg_encoder": encoder,
+        "aggregator": None,
         "ecg_recipe": RECIPE,
     }
     assert last["settings"]["n_samples"] == 240 and last["settings"]["batch_size"] == 4
