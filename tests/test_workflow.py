@@ -123,6 +123,12 @@ def test_every_ecg_file_is_accounted_for(demo_run):
     total = summary.groupby(["stage", "cohort"])["files"].sum()
     assert total[("ecg", "external")] == len(manifest(demo_run, "external", "ecgs"))
     assert total[("echo", "internal")] == len(manifest(demo_run, "internal", "echo_views"))
+    # every ECG source is counted apart: the manifest's formats, the vendor XML ones too
+    formats = summary[summary["stage"] == "ecg"].groupby(["cohort", "format"])["files"].sum()
+    for cohort in ("internal", "external"):
+        listed = manifest(demo_run, cohort, "ecgs")["format"].value_counts()
+        assert formats[cohort].to_dict() == listed.to_dict()
+        assert {"cardiosoft", "xml", "hl7aecg"} <= set(listed.index)
 
 
 def test_finished_run_has_nothing_to_do(demo_run):

@@ -8,7 +8,9 @@ import pandas as pd
 
 from echo2ecg.data.store import read_ledger
 
-SUMMARY_COLUMNS = ("stage", "cohort", "status", "reason", "files")
+# ``format``: an ECG's manifest format (wfdb, dicom, numpy, xml, cardiosoft, muse, hl7aecg),
+# empty for echo views
+SUMMARY_COLUMNS = ("stage", "cohort", "format", "status", "reason", "files")
 
 
 def read_shard_ledgers(ledgers: dict[str, str | Path]) -> pd.DataFrame:
@@ -23,29 +25,25 @@ def usable_views_per_study(echo_ledger: pd.DataFrame) -> pd.Series:
 
 
 def summarise_ledgers(ledgers: list[tuple[str, str, str | Path]]) -> pd.DataFrame:
-    """Count files per stage, cohort, status and reason.
+    """Count files per stage, cohort, ECG format, status and reason.
 
     ``ledgers``: (stage ``echo`` | ``ecg``, cohort, shard ledger path) for every shard.
     Every file of every ledger is counted once, so the counts add up to the inputs.
     """
-    parts = [
-        read_ledger(path).assign(stage=stage, cohort=cohort)[
-            ["stage", "cohort", "status", "reason"]
-        ]
-        for stage, cohort, path in ledgers
-    ]
+    keys = list(SUMMARY_COLUMNS[:-1])
+    parts = []
+    for stage, cohort, path in ledgers:
+        ledger = read_ledger(path).assign(stage=stage, cohort=cohort)
+        if "format" not in ledger:  # echo ledgers, and ECG ledgers of files named by path
+            ledger["format"] = ""
+        parts.append(ledger[keys])
     if not parts:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     rows = pd.concat(parts, ignore_index=True)
-    rows["reason"] = rows["reason"].fillna("")
-    summary = (
-        rows.groupby(["stage", "cohort", "status", "reason"], dropna=False)
-        .size()
-        .rename("files")
-        .reset_index()
-    )
+    rows[["format", "reason"]] = rows[["format", "reason"]].fillna("")
+    summary = rows.groupby(keys, dropna=False).size().rename("files").reset_index()
     return summary.sort_values(
-        ["stage", "cohort", "status", "files"],
-        ascending=[True, True, True, False],
+        ["stage", "cohort", "format", "status", "files"],
+        ascending=[True, True, True, True, False],
         ignore_index=True,
     )

@@ -104,6 +104,7 @@ def plan_ecg_shards(
     fields = {
         "patient": pseudonymise_all(ecgs["patient_id"], key),
         "ecg": pseudonymise_all(ecgs["ecg_id"], key),
+        "format": ecgs["format"].tolist(),  # a vocabulary word, for the ledger summary
     }
     options = [
         {"fmt": fmt} if pd.isna(fs) else {"fmt": fmt, "fs": float(fs)}
