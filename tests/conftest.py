@@ -155,6 +155,21 @@ def spsolve_asls(y, lam, p, n_solves):
     return baseline
 
 
+def einthoven_leads(n_samples=5000, seed=0):
+    """:func:`random_leads` with III, aVR, aVL, aVF made from I and II (Einthoven and
+    Goldberger), as a heart's are, so that limb leads derived from I and II are the
+    leads themselves."""
+    signal = random_leads(n_samples=n_samples, seed=seed)
+    lead_i, lead_ii = signal[0], signal[1]
+    signal[2:6] = [
+        lead_ii - lead_i,
+        -(lead_i + lead_ii) / 2,
+        lead_i - lead_ii / 2,
+        lead_ii - lead_i / 2,
+    ]
+    return signal
+
+
 def write_wfdb(folder, leads, signal_mv, fs=500, units=None, name="rec"):
     """Write (n_leads, T) mV signals as a WFDB record, 200 ADC units per mV."""
     units = units or ["mV"] * len(leads)

@@ -3,7 +3,7 @@
 import numpy as np
 import pydicom
 import pytest
-from conftest import random_leads, write_wfdb
+from conftest import einthoven_leads, random_leads, write_wfdb
 from pydicom.data import get_testdata_file
 
 from echo2ecg.data.ecg_formats import LEADS, lead_from_code, normalise_lead_name, read_ecg
@@ -170,14 +170,7 @@ def test_npz_without_lead_names_is_in_lead_order(tmp_path):
 
 
 def test_eight_lead_storage_derives_limb_leads(tmp_path):
-    truth = random_leads()
-    lead_i, lead_ii = truth[0], truth[1]
-    truth[2:6] = [
-        lead_ii - lead_i,
-        -(lead_i + lead_ii) / 2,
-        lead_i - lead_ii / 2,
-        lead_ii - lead_i / 2,
-    ]
+    truth = einthoven_leads()
     stored = ["V6", "II", "V1", "V2", "I", "V3", "V4", "V5"]
     np.savez(
         tmp_path / "ecg.npz",

@@ -10,7 +10,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PEAK_RSS_MB, assert_plain, random_leads, read_in_child
+from conftest import PEAK_RSS_MB, assert_plain, einthoven_leads, random_leads, read_in_child
 
 from echo2ecg.data.ecg_formats import LEADS, read_ecg
 from echo2ecg.data.ecg_xml import MAX_XML_BYTES, parse_xml, xml_schema
@@ -44,20 +44,6 @@ WRITERS = {
     "hl7aecg": (write_hl7_aecg, AECG_SCALE_UV),
 }
 IDENTIFIERS = ("DOE", "JANE", "MRN0123456", "19500101", "ACC00000001", "1.2.826")
-
-
-def einthoven_leads(n_samples=5000, seed=0):
-    """Random (12, T) mV leads whose limb leads obey Einthoven and Goldberger, as a heart's
-    do (so that leads derived from I and II are the leads themselves)."""
-    signal = random_leads(n_samples=n_samples, seed=seed)
-    lead_i, lead_ii = signal[0], signal[1]
-    signal[2:6] = [
-        lead_ii - lead_i,
-        -(lead_i + lead_ii) / 2,
-        lead_i - lead_ii / 2,
-        lead_ii - lead_i / 2,
-    ]
-    return signal
 
 
 def shuffled(signal, seed=0):

@@ -261,7 +261,7 @@ ANATOMY = sample_anatomy(np.random.default_rng(4))
 TRAITS = sample_traits(np.random.default_rng(5))
 
 
-def render(phenotype, view, seed, n_frames, anatomy=ANATOMY, traits=TRAITS):
+def render(phenotype, view, seed, n_frames, anatomy=ANATOMY, traits=TRAITS, poor_window=False):
     return render_clip(
         phenotype,
         anatomy,
@@ -274,6 +274,7 @@ def render(phenotype, view, seed, n_frames, anatomy=ANATOMY, traits=TRAITS):
         fps=30.0,
         heart_rate_bpm=75.0,
         hospital="Test Hospital",
+        poor_window=poor_window,
     )
 
 
@@ -334,21 +335,7 @@ def test_the_patients_anatomy_shows_in_every_view_and_the_ecg_signature_in_none(
 
 
 def poor_window_pixels(phenotype, view, seed=3):
-    clip = render_clip(
-        phenotype,
-        ANATOMY,
-        TRAITS,
-        view,
-        np.random.default_rng(seed),
-        n_frames=6,
-        rows=120,
-        cols=160,
-        fps=30.0,
-        heart_rate_bpm=75.0,
-        hospital="Test Hospital",
-        poor_window=True,
-    )
-    return clip.frames[:, clip.sector.mask(120, 160)]
+    return sector_pixels(phenotype, view, seed, poor_window=True)
 
 
 @pytest.mark.parametrize("view", APICAL_VIEWS)

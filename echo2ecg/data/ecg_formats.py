@@ -336,6 +336,15 @@ def _file_size(handle) -> int:
     return os.fstat(handle.fileno()).st_size
 
 
+def _refuse_larger_than(handle, limit: int, kind: str) -> None:
+    """Reject an open file of more than ``limit`` bytes before any of it is read."""
+    size = _file_size(handle)
+    if size > limit:
+        raise InputRejected(
+            f"{kind} file too large for an ECG: {size / 1e6:.0f} MB (at most {limit / 1e6:.0f} MB)"
+        )
+
+
 # --- XML ----------------------------------------------------------------------------------
 
 
@@ -343,12 +352,7 @@ def _read_xml(path: Path, schema: str | None) -> RawEcg:
     """An XML export's rhythm strip (:mod:`echo2ecg.data.ecg_xml`), checked like any ECG:
     a plausible rate and length, every lead present or derivable, amplitudes in mV."""
     with _open_existing(path, "ECG file", "ECG file not found (xml)") as handle:
-        size = _file_size(handle)
-        if size > MAX_XML_BYTES:
-            raise InputRejected(
-                f"XML file too large for an ECG: {size / 1e6:.0f} MB "
-                f"(at most {MAX_XML_BYTES / 1e6:.0f} MB)"
-            )
+        _refuse_larger_than(handle, MAX_XML_BYTES, "XML")
         data = handle.read(MAX_XML_BYTES + 1)
     channels, labels, fs = read_xml_ecg(data, schema)
     check_declared_size(channels.shape[1], fs, len(labels))
@@ -569,12 +573,7 @@ def _read_dicom(path: Path) -> RawEcg:
 
     limit = MAX_SIGNAL_BYTES + MAX_DICOM_ATTRIBUTE_BYTES
     with _open_existing(path, "ECG file", "ECG file not found (dicom)") as handle:
-        size = _file_size(handle)
-        if size > limit:
-            raise InputRejected(
-                f"DICOM file too large for an ECG: {size / 1e6:.0f} MB "
-                f"(at most {limit / 1e6:.0f} MB)"
-            )
+        _refuse_larger_than(handle, limit, "DICOM")
         try:
             if _dicom_transfer_syntax(handle) == pydicom.uid.DeflatedExplicitVRLittleEndian:
                 raise InputRejected(

@@ -222,11 +222,12 @@ def _muse(root) -> tuple[np.ndarray, list[str], float]:
             raise InputRejected(f"{what}: WaveFormData holds an odd number of bytes")
         samples = np.frombuffer(raw, dtype="<i2").astype(np.float64)
         declared = lead.findtext("LeadSampleCountTotal")
-        if declared is not None and int(_number(declared, f"{what} sample count")) != len(samples):
-            raise InputRejected(
-                f"{what}: {len(samples)} samples where LeadSampleCountTotal says "
-                f"{int(_number(declared, f'{what} sample count'))}"
-            )
+        if declared is not None:
+            count = int(_number(declared, f"{what} sample count"))
+            if count != len(samples):
+                raise InputRejected(
+                    f"{what}: {len(samples)} samples where LeadSampleCountTotal says {count}"
+                )
         per_bit = _number(lead.findtext("LeadAmplitudeUnitsPerBit") or "1", f"{what} units per bit")
         unit = lead.findtext("LeadAmplitudeUnits") or "MICROVOLTS"
         channels.append(samples * per_bit * _millivolts_per_unit(unit, f"{what} unit"))

@@ -577,7 +577,7 @@ def _plan_xml_ecgs(spec: CohortSpec, patients: list[PatientPlan]) -> None:
     for k, index in enumerate(chosen[: len(XML_SCHEMAS) * spec.xml_ecgs_per_schema]):
         plan = wfdb_plans[index]
         plan.file_type = XML_SCHEMAS[k % len(XML_SCHEMAS)]
-        plan.path = str(Path(plan.path).with_suffix(".xml").as_posix())
+        plan.path = Path(plan.path).with_suffix(".xml").as_posix()
 
 
 def _ecg_path(patient: PatientPlan, ecg_id: str, file_type: str) -> str:

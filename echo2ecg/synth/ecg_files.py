@@ -16,11 +16,13 @@ Files are byte-for-byte reproducible: nothing depends on the clock.
 
 from __future__ import annotations
 
+import base64
 import functools
 import zipfile
 from collections.abc import Sequence as Seq
 from datetime import datetime
 from pathlib import Path
+from xml.etree import ElementTree  # writing only: the pipeline reads with defusedxml
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -165,8 +167,6 @@ _HL7_NS = "urn:hl7-org:v3"
 
 
 def _xml_document(root) -> bytes:
-    import xml.etree.ElementTree as ElementTree  # writing only: reading uses defusedxml
-
     ElementTree.indent(root)
     return ElementTree.tostring(root, encoding="UTF-8", xml_declaration=True)
 
@@ -177,8 +177,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def _sub(parent, tag: str, text: str | None = None, **attributes):
-    import xml.etree.ElementTree as ElementTree
-
     element = ElementTree.SubElement(parent, tag, {k: str(v) for k, v in attributes.items()})
     if text is not None:
         element.text = str(text)
@@ -196,8 +194,6 @@ def write_cardiosoft_xml(
     """A GE CardioSoft ``CardiologyXML`` export: patient data, a median-beat block (which
     readers must ignore), and ``StripData`` with the rhythm strip of each lead as
     comma-separated integers at ``CARDIOSOFT_UV_PER_LSB`` µV per LSB."""
-    import xml.etree.ElementTree as ElementTree
-
     root = ElementTree.Element("CardiologyXML")
     _sub(root, "ObservationType", "RestECG")
     patient = _sub(root, "PatientInfo")
@@ -239,9 +235,6 @@ def write_muse_xml(
     (ignored by readers) and a ``Rhythm`` waveform whose ``LeadData`` hold the leads of
     ``stored_leads`` (in the order of ``leads``) as base64 little-endian int16 at
     ``MUSE_UV_PER_BIT`` µV per bit."""
-    import base64
-    import xml.etree.ElementTree as ElementTree
-
     root = ElementTree.Element("RestingECG")
     _sub(root, "MuseInfo").append(ElementTree.Element("MuseVersion"))
     patient = _sub(root, "PatientDemographics")
@@ -294,8 +287,6 @@ def write_hl7_aecg(
     sequence (GLIST_TS, increment 1/fs s) and one SLIST_PQ sequence per lead
     (``MDC_ECG_LEAD_*``, origin 0 µV, scale ``AECG_SCALE_UV`` µV), and a derived
     ``REPRESENTATIVE_BEAT`` series (ignored by readers)."""
-    import xml.etree.ElementTree as ElementTree
-
     ElementTree.register_namespace("", _HL7_NS)
     ElementTree.register_namespace("xsi", "http://www.w3.org/2001/XMLSchema-instance")
     q = functools.partial(_qualified, _HL7_NS)
