@@ -21,6 +21,7 @@ and counts, never patient identifiers, dates, UIDs, paths or file content.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from collections.abc import Sequence
@@ -92,6 +93,9 @@ _HEADER_TAGS = [
     "PixelRepresentation",
     "PhotometricInterpretation",
     "SequenceOfUltrasoundRegions",
+    "FrameTime",
+    "CineRate",
+    "RecommendedDisplayFrameRate",
     "ExtendedOffsetTable",
     "ExtendedOffsetTableLengths",
 ]
@@ -100,6 +104,8 @@ _ITEM_TAG, _SEQUENCE_END_TAG = 0xFFFEE000, 0xFFFEE0DD
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _JPEG_END_MARKER = b"\xff\xd9"  # EOI (JPEG, JPEG-LS) and EOC (JPEG 2000) share it
 _SPATIAL_FORMAT_2D = 1  # Region Spatial Format (0018,6012): 1 = 2D (tissue or colour flow)
+_REGION_ECG_TRACE = 0x000A  # Region Data Type (0018,6014): ECG trace
+_UNIT_SECONDS = 4  # Physical Units X Direction (0018,6024): seconds
 
 # JPEG markers whose segment declares the image size: SOF0–3, 5–7, 9–11, 13–15 (ITU-T
 # T.81), DHP (hierarchical) and SOF55 (JPEG-LS, T.87); all share the layout
@@ -115,6 +121,19 @@ _RLE_HEADER_BYTES = 64
 
 
 @dataclass(frozen=True)
+class EcgTraceRegion:
+    """An ultrasound region of Region Data Type ECG trace (000AH): its box in pixels,
+    half-open and clipped to the image like :attr:`UltrasoundHeader.region`, and seconds
+    per pixel across (Physical Delta X when its unit is seconds, else ``None``)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    seconds_per_px: float | None
+
+
+@dataclass(frozen=True)
 class UltrasoundHeader:
     """What :func:`read_frames` and the echo recipe need to know about a clip.
 
@@ -123,6 +142,10 @@ class UltrasoundHeader:
     ``(x0, y0, x1, y1)`` (``x1``/``y1`` one past the last column/row, so
     ``frame[y0:y1, x0:x1]`` is the region), clipped to the image; ``None`` when the file
     declares no usable 2D region.
+
+    ``frame_time_ms``: milliseconds between frames, from Frame Time (0018,1063), else Cine
+    Rate (0018,0040) or Recommended Display Frame Rate (0008,2144); ``None`` when none is
+    usable. ``ecg_region``: the first region of (0018,6011) tagged ECG trace, if any.
 
     ``frame_fragments`` (encapsulated data only, else ``None``): for each frame, the
     ``(file position, bytes)`` of every fragment value it spans, as pydicom will read it.
@@ -138,6 +161,8 @@ class UltrasoundHeader:
     photometric: str
     transfer_syntax_uid: str
     region: tuple[int, int, int, int] | None
+    frame_time_ms: float | None = None
+    ecg_region: EcgTraceRegion | None = None
     frame_fragments: tuple[tuple[tuple[int, int], ...], ...] | None = field(
         default=None, repr=False, compare=False
     )
@@ -365,7 +390,63 @@ def _header_from_dataset(ds: Dataset, transfer_syntax: UID) -> UltrasoundHeader:
         photometric=photometric,
         transfer_syntax_uid=str(transfer_syntax),
         region=_scan_region(ds, rows, columns),
+        frame_time_ms=_frame_time_ms(ds),
+        ecg_region=_ecg_trace_region(ds, rows, columns),
     )
+
+
+def _frame_time_ms(ds: Dataset) -> float | None:
+    """Milliseconds per frame: Frame Time, else 1000 / a frame rate; None if none is usable."""
+    for keyword, to_ms in (
+        ("FrameTime", lambda value: value),
+        ("CineRate", lambda value: 1000.0 / value),
+        ("RecommendedDisplayFrameRate", lambda value: 1000.0 / value),
+    ):
+        try:
+            value = float(ds.get(keyword) or 0.0)
+        except (TypeError, ValueError):  # multi-valued or not a number: try the next one
+            continue
+        if 0.0 < value < 1e6 and math.isfinite(value):
+            return to_ms(value)
+    return None
+
+
+def _region_box(item: Dataset, rows: int, columns: int) -> tuple[int, int, int, int] | None:
+    """A region item's corners as a half-open box clipped to the image; None if unreadable
+    or empty."""
+    corners = [
+        item.get(key)
+        for key in (
+            "RegionLocationMinX0",
+            "RegionLocationMinY0",
+            "RegionLocationMaxX1",
+            "RegionLocationMaxY1",
+        )
+    ]
+    if any(value is None for value in corners):
+        return None
+    x0, y0, x1, y1 = (int(value) for value in corners)
+    box = (max(x0, 0), max(y0, 0), min(x1 + 1, columns), min(y1 + 1, rows))
+    return box if box[0] < box[2] and box[1] < box[3] else None
+
+
+def _ecg_trace_region(ds: Dataset, rows: int, columns: int) -> EcgTraceRegion | None:
+    """The first readable region tagged ECG trace; None if there is none."""
+    for item in ds.get("SequenceOfUltrasoundRegions") or []:
+        try:
+            if item.get("RegionDataType") != _REGION_ECG_TRACE:
+                continue
+            box = _region_box(item, rows, columns)
+            if box is None:
+                continue
+            seconds_per_px = None
+            if item.get("PhysicalUnitsXDirection") == _UNIT_SECONDS:
+                delta = float(item.get("PhysicalDeltaX") or 0.0)
+                seconds_per_px = delta if 0.0 < delta < 10.0 else None
+        except Exception:  # a malformed value: pydicom converts on access
+            continue
+        return EcgTraceRegion(*box, seconds_per_px)
+    return None
 
 
 def _scan_region(ds: Dataset, rows: int, columns: int) -> tuple[int, int, int, int] | None:
@@ -377,22 +458,11 @@ def _scan_region(ds: Dataset, rows: int, columns: int) -> tuple[int, int, int, i
         try:
             if item.get("RegionSpatialFormat") != _SPATIAL_FORMAT_2D:
                 continue
-            corners = [
-                item.get(key)
-                for key in (
-                    "RegionLocationMinX0",
-                    "RegionLocationMinY0",
-                    "RegionLocationMaxX1",
-                    "RegionLocationMaxY1",
-                )
-            ]
-            if any(value is None for value in corners):
-                continue
-            x0, y0, x1, y1 = (int(value) for value in corners)
+            box = _region_box(item, rows, columns)
         except Exception:  # a malformed value: pydicom converts on access
             continue
-        boxes.append((max(x0, 0), max(y0, 0), min(x1 + 1, columns), min(y1 + 1, rows)))
-    boxes = [box for box in boxes if box[0] < box[2] and box[1] < box[3]]
+        if box is not None:
+            boxes.append(box)
     if not boxes:
         return None
     return (

@@ -177,6 +177,8 @@ class CohortSpec:
         default_factory=lambda: {"jpeg_ybr": 0.7, "mono_rle": 0.2, "rgb": 0.05, "mono_raw": 0.05}
     )
     frac_without_us_regions: float = 0.15  # views without (0018,6011) Ultrasound Regions
+    # of the views with regions, those that also tag the ECG strip (an ECG-trace region)
+    frac_ecg_trace_region: float = 0.5
     n_corrupt: int = 3  # bad files, cycling through CORRUPT_KINDS (only flat ECGs without echo)
     write_echo: bool = True  # False: ECGs and echo reports only (external cohort)
     ef_class_mix: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)  # reduced, mildly, normal
@@ -209,6 +211,7 @@ class CohortSpec:
             "frac_bare_npy",
             "frac_scrambled_leads",
             "frac_without_us_regions",
+            "frac_ecg_trace_region",
             "frac_subcostal",
             "frac_poor_window",
         ):
@@ -308,6 +311,7 @@ class ViewPlan:
     acquired: datetime
     path: str
     poor_window: bool = False  # apical views: a rib shadow and a foreshortened LV
+    with_ecg_region: bool = False  # the regions also tag the ECG strip
 
 
 @dataclass
@@ -519,6 +523,9 @@ def _plan_views(spec: CohortSpec, patients: list[PatientPlan], rng: np.random.Ge
     apical = [v for _, s, _ in per_study for v in s.views if v.view in APICAL_VIEWS]
     for plan, poor in zip(apical, _flags(_stream(spec, 6), len(apical), spec.frac_poor_window)):
         plan.poor_window = poor
+    tagged = [v for _, s, _ in per_study for v in s.views if v.with_regions]
+    for plan, ecg in zip(tagged, _flags(_stream(spec, 8), len(tagged), spec.frac_ecg_trace_region)):
+        plan.with_ecg_region = ecg
 
 
 def _ecg_time(rng: np.random.Generator, studies: list[StudyPlan], beyond_window: bool) -> datetime:
@@ -693,6 +700,7 @@ def _write_study(spec: CohortSpec, root: Path, patient: PatientPlan, study_index
                 identity,
                 instance,
                 clip.sector if plan.with_regions else None,
+                clip.strip if plan.with_ecg_region else None,
             )
 
 

@@ -35,7 +35,7 @@ from pydicom.uid import (
     UltrasoundMultiFrameImageStorage,
 )
 
-from echo2ecg.synth.echo_views import ScanSector
+from echo2ecg.synth.echo_views import EcgStrip, ScanSector
 
 ECHO_ENCODINGS = ("rgb", "jpeg_ybr", "mono_rle", "mono_raw")
 MANUFACTURER = "Acme Sonics"
@@ -144,6 +144,29 @@ def _ultrasound_region(sector: ScanSector, cols: int, rows: int) -> Dataset:
     return region
 
 
+# DICOM PS3.3 C.8.5.5.1: Region Spatial Format 4 = waveform, Region Data Type 000AH = ECG
+# trace, Physical Units 4 = seconds, 0 = none (the standard has no unit for voltage).
+_WAVEFORM_FORMAT, _ECG_TRACE, _SECONDS, _NO_UNIT = 4, 0x000A, 4, 0
+
+
+def _ecg_trace_region(strip: EcgStrip) -> Dataset:
+    """Sequence of Ultrasound Regions item of the ECG strip: its box and seconds per pixel
+    across; the zero line as the reference row."""
+    region = Dataset()
+    region.RegionSpatialFormat = _WAVEFORM_FORMAT
+    region.RegionDataType = _ECG_TRACE
+    region.RegionFlags = 0
+    region.RegionLocationMinX0, region.RegionLocationMinY0 = strip.x0, strip.y0
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = strip.x1 - 1, strip.y1 - 1
+    region.PhysicalUnitsXDirection = _SECONDS
+    region.PhysicalUnitsYDirection = _NO_UNIT
+    region.PhysicalDeltaX = strip.seconds_per_px
+    region.PhysicalDeltaY = 1.0
+    region.ReferencePixelX0 = 0
+    region.ReferencePixelY0 = int(round(strip.baseline_y)) - strip.y0
+    return region
+
+
 def _jpeg_frames(frames: np.ndarray) -> list[bytes]:
     """One baseline JPEG per RGB frame (F, H, W, 3); Pillow stores YCbCr with 4:2:2 chroma."""
     encoded = []
@@ -197,10 +220,12 @@ def echo_dataset(
     identity: DicomIdentity,
     instance: DicomInstance,
     sector: ScanSector | None,
+    ecg_strip: EcgStrip | None = None,
 ) -> Dataset:
     """An Ultrasound Multi-frame Image dataset of RGB ``frames`` (F, H, W, 3) uint8.
 
-    ``sector`` adds the Sequence of Ultrasound Regions (0018,6011); None leaves it out.
+    ``sector`` adds the Sequence of Ultrasound Regions (0018,6011) with the fan's region;
+    None leaves the sequence out. ``ecg_strip`` adds an ECG-trace region to it.
     """
     ds = base_dataset(
         UltrasoundMultiFrameImageStorage, ExplicitVRLittleEndian, "US", identity, instance
@@ -212,8 +237,10 @@ def echo_dataset(
     ds.CineRate = int(round(fps))
     ds.RecommendedDisplayFrameRate = int(round(fps))
     if sector is not None:
-        region = _ultrasound_region(sector, cols=frames.shape[2], rows=frames.shape[1])
-        ds.SequenceOfUltrasoundRegions = Sequence([region])
+        regions = [_ultrasound_region(sector, cols=frames.shape[2], rows=frames.shape[1])]
+        if ecg_strip is not None:
+            regions.append(_ecg_trace_region(ecg_strip))
+        ds.SequenceOfUltrasoundRegions = Sequence(regions)
     _set_pixels(ds, frames, encoding)
     return ds
 
@@ -226,10 +253,11 @@ def write_echo(
     identity: DicomIdentity,
     instance: DicomInstance,
     sector: ScanSector | None,
+    ecg_strip: EcgStrip | None = None,
 ) -> None:
     """Write one echo view (see :func:`echo_dataset`) as a DICOM Part 10 file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds = echo_dataset(frames, encoding, fps, identity, instance, sector)
+    ds = echo_dataset(frames, encoding, fps, identity, instance, sector, ecg_strip)
     ds.save_as(path, enforce_file_format=True)
 
 

@@ -57,8 +57,11 @@ VIEW_SHOWS = {
 BLOOD_LEVEL = 0.05
 TISSUE_LEVEL = 0.28
 TOOLBAR_WIDTH = 28
-ECG_SWEEP_S = 2.5
-_ECG_GREEN = (0, 215, 0)
+ECG_SWEEP_S = 2.5  # seconds the sweep takes across the strip
+# The trace's RGB: a scanner's ECG green, inside the HSV bounds the Echo-Enhanced ECG paper
+# published for its scanner (OpenCV HSV (77, 199, 160) against [64, 97, 113]–[91, 255, 198]).
+ECG_TRACE_RGB = (35, 160, 106)
+ECG_TRACE_THICKNESS = 2  # pixels, as scanners draw it (a 1-pixel line loses its chroma in JPEG)
 _TEXT_COLOUR = (225, 225, 225)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _SUBPIXEL_BITS = 4  # cv2 drawing with fixed-point coordinates (1/16 pixel)
@@ -96,11 +99,36 @@ class ScanSector:
 
 
 @dataclass(frozen=True)
+class EcgStrip:
+    """Where the scanner draws its ECG: the box ``x0 <= x < x1``, ``y0 <= y < y1`` (pixels,
+    half-open), the trace's zero line at row ``baseline_y`` with ``px_per_mv`` pixels per
+    mV upwards, swept left to right across ``x0 .. x1`` every ``sweep_s`` seconds."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    baseline_y: float
+    px_per_mv: float
+    sweep_s: float
+
+    @property
+    def seconds_per_px(self) -> float:
+        return self.sweep_s / (self.x1 - self.x0)
+
+
+@dataclass(frozen=True)
 class RenderedClip:
-    """``frames`` uint8 (F, rows, cols, 3) RGB and the scan ``sector`` they show."""
+    """``frames`` uint8 (F, rows, cols, 3) RGB and the scan ``sector`` they show; the ECG
+    ``strip`` and its ground truth: lead II ``trace_mv`` (mV) at times ``trace_t`` (s), the
+    frames shown at ``frame_times`` (s) on the same clock."""
 
     frames: np.ndarray
     sector: ScanSector
+    strip: EcgStrip
+    trace_t: np.ndarray
+    trace_mv: np.ndarray
+    frame_times: np.ndarray
 
 
 class _Canvas:
@@ -613,7 +641,7 @@ def _static_overlay(
     )
     for text, origin in texts:
         cv2.putText(overlay, text, origin, _FONT, scale, _TEXT_COLOUR, 1, cv2.LINE_AA)
-    cv2.putText(overlay, "HR", (4, rows - 4), _FONT, scale, _ECG_GREEN, 1, cv2.LINE_AA)
+    cv2.putText(overlay, "HR", (4, rows - 4), _FONT, scale, ECG_TRACE_RGB, 1, cv2.LINE_AA)
 
     toolbar = overlay[:, cols - TOOLBAR_WIDTH :]
     toolbar[:] = (48, 48, 52)
@@ -634,41 +662,46 @@ def _static_overlay(
     return overlay
 
 
-def _ecg_strip_geometry(rows: int, cols: int, sector: ScanSector) -> tuple[int, int, float, float]:
-    """(x0, x1, baseline y, pixels per mV) of the ECG strip below the fan."""
+def ecg_strip(rows: int, cols: int, sector: ScanSector) -> EcgStrip:
+    """The ECG strip below the fan, right of the "HR" label and left of the toolbar."""
     top = sector.apex_y + sector.radius + 3
-    baseline = (top + rows) / 2.0 + 0.1 * (rows - top)
-    return 24, cols - TOOLBAR_WIDTH - 8, baseline, max(2.0, 0.3 * (rows - top))
+    return EcgStrip(
+        x0=24,
+        y0=int(np.ceil(top)) - 1,
+        x1=cols - TOOLBAR_WIDTH - 8,
+        y1=rows,
+        baseline_y=(top + rows) / 2.0 + 0.1 * (rows - top),
+        px_per_mv=max(2.0, 0.3 * (rows - top)),
+        sweep_s=ECG_SWEEP_S,
+    )
 
 
-def _draw_ecg_sweep(
+def draw_ecg_sweep(
     frames: np.ndarray,
     times: np.ndarray,
     trace_t: np.ndarray,
     trace_mv: np.ndarray,
-    sector: ScanSector,
+    strip: EcgStrip,
 ) -> None:
     """Draw, in place, the thin green lead-II trace a scanner sweeps left to right.
 
     Column x shows the most recent sample written there: the sweep head moves across the
     strip every ``ECG_SWEEP_S`` seconds and erases a short gap ahead of itself.
     """
-    rows, cols = frames.shape[1:3]
-    x0, x1, baseline, px_per_mv = _ecg_strip_geometry(rows, cols, sector)
-    width = x1 - x0
+    width = strip.x1 - strip.x0
     columns = np.arange(width)
     gap = max(3, width // 40)
     for frame, t in zip(frames, times):
-        head = (t % ECG_SWEEP_S) / ECG_SWEEP_S * width
-        age = ((head - columns) % width) / width * ECG_SWEEP_S
-        y = baseline - px_per_mv * np.interp(t - age, trace_t, trace_mv)
-        y = np.clip(y, sector.apex_y + sector.radius + 2, rows - 2)
-        points = np.stack([x0 + columns, y], axis=1).round().astype(np.int32)
+        head = (t % strip.sweep_s) / strip.sweep_s * width
+        age = ((head - columns) % width) / width * strip.sweep_s
+        y = strip.baseline_y - strip.px_per_mv * np.interp(t - age, trace_t, trace_mv)
+        y = np.clip(y, strip.y0 + 1, strip.y1 - 2)
+        points = np.stack([strip.x0 + columns, y], axis=1).round().astype(np.int32)
         head_index = int(head)
         before_head = points[: head_index + 1]
         after_gap = points[min(width, head_index + gap) :]
         pieces = [p for p in (before_head, after_gap) if len(p) > 1]
-        cv2.polylines(frame, pieces, False, _ECG_GREEN, 1, cv2.LINE_8)
+        cv2.polylines(frame, pieces, False, ECG_TRACE_RGB, ECG_TRACE_THICKNESS, cv2.LINE_8)
 
 
 def render_clip(
@@ -713,8 +746,8 @@ def render_clip(
     overlay = _static_overlay(rows, cols, sector, hospital, fps, view)
     drawn = overlay.any(axis=-1)
     frames[:, drawn] = overlay[drawn]
+    strip = ecg_strip(rows, cols, sector)
     trace_t = np.arange(times[0] - ECG_SWEEP_S - 0.1, times[-1] + 0.1, 1.0 / 250.0)
-    _draw_ecg_sweep(
-        frames, times, trace_t, lead_ii_trace(phenotype, traits, r_peaks, trace_t), sector
-    )
-    return RenderedClip(frames=frames, sector=sector)
+    trace_mv = lead_ii_trace(phenotype, traits, r_peaks, trace_t)
+    draw_ecg_sweep(frames, times, trace_t, trace_mv, strip)
+    return RenderedClip(frames, sector, strip, trace_t, trace_mv, times)

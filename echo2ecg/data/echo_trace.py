@@ -1,0 +1,341 @@
+"""The ECG an echo scanner burns into each clip, read back as a single-lead signal.
+
+Scanners draw one ECG lead (lead II) in a strip below the sector, swept left to right with
+a small erase bar ahead of the sweep head, so the last frame shows the most recent
+``strip width × seconds per pixel`` seconds. :func:`extract_trace` follows the recipe of
+the Echo-Enhanced ECG paper (docs/method.md section 9), with the strip and its time scale
+taken from the file where it says them:
+
+1. the strip: the Sequence of Ultrasound Regions' region of type ECG trace (000AH) when
+   present, else the bottom ``band_fraction`` of the frame;
+2. the trace: pixels of the last frame inside HSV bounds (OpenCV's H 0–179, S and V 0–255),
+   grouped into 8-connected pieces; pieces at least ``min_piece_fraction`` of the strip
+   wide are the trace, smaller ones (labels, specks) are strays;
+3. four quality checks, each a reason of its own when it fails: the trace stays inside the
+   strip (``max_clipped_fraction`` of its columns may touch the top or bottom row),
+   continuity (no gap wider than ``max_gap_fraction`` of the strip besides the erase bar,
+   the gap that moves between two frames),
+   few strays (``max_stray_fraction`` of the trace's pixels), coverage (the trace in at
+   least ``min_coverage`` of the strip's columns);
+4. the signal: each column's mean trace row, up positive, in strip heights (DICOM has no
+   unit for voltage, so the amplitude stays relative; the ECG preprocessing z-scores it),
+   put in time order at the erase bar and resampled linearly to ``fs``;
+5. the time scale: the region's Physical Delta X in seconds; without it, the sweep is
+   followed over ``sweep_frames`` frames: the erase bar's movement against the clip's
+   frame time gives the pixels per second.
+
+Every failure raises :class:`~echo2ecg.data.errors.InputRejected` with a reason built from
+counts and fractions, never from the file's content.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from echo2ecg.data.dicom import UltrasoundHeader, read_frames, read_ultrasound_header
+from echo2ecg.data.errors import InputRejected
+
+TRACE_LEAD = "II"  # what scanners draw; no DICOM attribute names the lead
+
+
+@dataclass(frozen=True)
+class TraceSettings:
+    """The arguments of :func:`extract_trace` (the config's ``echo_trace`` section).
+
+    The HSV bounds are the Echo-Enhanced ECG paper's for its scanner; the check bounds are
+    this project's (the paper names its checks, not their thresholds).
+    """
+
+    hsv_lower: tuple[int, int, int] = (64, 97, 113)
+    hsv_upper: tuple[int, int, int] = (91, 255, 198)
+    band_fraction: float = 0.3
+    min_piece_fraction: float = 0.03
+    max_clipped_fraction: float = 0.01
+    max_gap_fraction: float = 0.02
+    max_stray_fraction: float = 0.1
+    min_coverage: float = 0.5
+    sweep_frames: int = 32
+    fs: float = 500.0
+
+
+@dataclass(frozen=True)
+class BurnedInTrace:
+    """``signal`` (T,) float32 at ``fs`` Hz in strip heights, oldest sample first, ending
+    at the last frame; ``seconds_per_px`` and where it came from (``"region"`` or
+    ``"sweep"``); ``strip_from`` ``"region"`` or ``"band"``."""
+
+    signal: np.ndarray
+    fs: float
+    seconds_per_px: float
+    time_scale_from: str
+    strip_from: str
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.signal) / self.fs
+
+
+@dataclass(frozen=True)
+class _Strip:
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+
+@dataclass(frozen=True)
+class _TraceColumns:
+    """The trace in one frame's strip: ``rows`` (W,) mean trace row per column (NaN where
+    none), the stray and trace pixel counts, and columns touching the strip's edge."""
+
+    rows: np.ndarray
+    n_trace_px: int
+    n_stray_px: int
+    n_clipped: int
+    thickness: int
+
+
+def strip_box(header: UltrasoundHeader, band_fraction: float = 0.3) -> tuple[tuple, str]:
+    """The ECG strip ``(x0, y0, x1, y1)`` (half-open pixels) and where it came from:
+    the ECG-trace region, else the bottom ``band_fraction`` of the frame, full width."""
+    if header.ecg_region is not None:
+        region = header.ecg_region
+        return (region.x0, region.y0, region.x1, region.y1), "region"
+    top = header.rows - max(2, int(round(band_fraction * header.rows)))
+    return (0, top, header.columns, header.rows), "band"
+
+
+def trace_mask(frame: np.ndarray, lower, upper) -> np.ndarray:
+    """(H, W) bool: pixels of an RGB uint8 frame (H, W, 3) inside the HSV bounds."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
+    return cv2.inRange(hsv, np.array(lower, np.uint8), np.array(upper, np.uint8)) > 0
+
+
+def trace_columns(mask: np.ndarray, min_piece_px: int) -> _TraceColumns:
+    """Split a strip's colour mask (H, W) into trace pieces and strays (see the module
+    docstring) and reduce the trace to one mean row per column."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    trace_labels = np.flatnonzero(stats[:, cv2.CC_STAT_WIDTH] >= min_piece_px)
+    trace_labels = trace_labels[trace_labels > 0]  # label 0 is the background
+    on_trace = np.isin(labels, trace_labels)
+    counts = on_trace.sum(axis=0)
+    row_sums = (on_trace * np.arange(mask.shape[0])[:, None]).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows = np.where(counts > 0, row_sums / counts, np.nan)
+    touching = on_trace[0] | on_trace[-1]
+    return _TraceColumns(
+        rows=rows,
+        n_trace_px=int(on_trace.sum()),
+        n_stray_px=int(mask.sum() - on_trace.sum()),
+        n_clipped=int(touching.sum()),
+        thickness=int(np.median(counts[counts > 0])) if counts.any() else 0,
+    )
+
+
+def trim_line_caps(columns: _TraceColumns) -> _TraceColumns:
+    """The trace less ``thickness // 2`` columns at each end: a line drawn that thick
+    reaches that far past the first and last sample, and at the sweep's wrap those
+    columns would repeat their neighbours' time. For strips found without a region, whose
+    box is not the sweep's."""
+    trim = columns.thickness // 2
+    present = np.flatnonzero(~np.isnan(columns.rows))
+    if trim == 0 or len(present) <= 2 * trim:
+        return columns
+    rows = columns.rows.copy()
+    rows[present[:trim]] = np.nan
+    rows[present[-trim:]] = np.nan
+    return _TraceColumns(
+        rows, columns.n_trace_px, columns.n_stray_px, columns.n_clipped, columns.thickness
+    )
+
+
+def _gaps(present: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of False strictly between the first and last True."""
+    columns = np.flatnonzero(present)
+    if len(columns) < 2:
+        return []
+    inner = present[columns[0] : columns[-1] + 1]
+    edges = np.diff(np.concatenate([[1], inner.astype(np.int8), [1]]))
+    starts, stops = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
+    return [(int(a) + columns[0], int(b) + columns[0]) for a, b in zip(starts, stops)]
+
+
+def erase_bar(present: np.ndarray, elsewhere: np.ndarray | None = None) -> tuple[int, int] | None:
+    """Where the sweep head is: the widest gap inside the trace (None if there is none).
+
+    ``present`` (W,) bool: columns holding trace in this frame; ``elsewhere``: the same in
+    another frame of the clip. The erase bar moves with the sweep and a dropout does not,
+    so gaps with no trace in ``elsewhere`` either are passed over while a moving one is left.
+    """
+    gaps = _gaps(present)
+    if elsewhere is not None:
+        moving = [(a, b) for a, b in gaps if elsewhere[a:b].any()]
+        gaps = moving or gaps  # a frozen clip: nothing moves, take the widest
+    return max(gaps, key=lambda gap: gap[1] - gap[0]) if gaps else None
+
+
+def check_trace(
+    columns: _TraceColumns,
+    strip_width: int,
+    settings: TraceSettings,
+    bar: tuple[int, int] | None,
+) -> None:
+    """The four quality checks; raises InputRejected naming the first that fails.
+    ``bar``: the erase bar (:func:`erase_bar`), the one gap allowed."""
+    present = ~np.isnan(columns.rows)
+    if columns.n_trace_px == 0:
+        raise InputRejected(
+            "no ECG trace: no pixels of the trace colour in the strip"
+            if columns.n_stray_px == 0
+            else "no ECG trace: only scattered pixels of the trace colour in the strip"
+        )
+    n_present = int(present.sum())
+    if columns.n_clipped > settings.max_clipped_fraction * n_present:
+        raise InputRejected(
+            f"ECG trace clipped: it touches the strip's top or bottom in "
+            f"{columns.n_clipped} of {n_present} columns"
+        )
+    widest = max((b - a for a, b in _gaps(present) if (a, b) != bar), default=0)
+    if widest > settings.max_gap_fraction * strip_width:
+        raise InputRejected(
+            f"ECG trace broken: a gap of {widest} columns "
+            f"({widest / strip_width:.0%} of the strip) besides the sweep's erase bar"
+        )
+    stray_share = columns.n_stray_px / columns.n_trace_px
+    if stray_share > settings.max_stray_fraction:
+        raise InputRejected(
+            f"stray pixels of the trace colour: {columns.n_stray_px} outside the trace "
+            f"({stray_share:.0%} of its {columns.n_trace_px})"
+        )
+    coverage = n_present / strip_width
+    if coverage < settings.min_coverage:
+        raise InputRejected(f"ECG trace too short: it covers {coverage:.0%} of the strip's columns")
+
+
+def trace_in_time_order(
+    rows: np.ndarray, strip_height: int, bar: tuple[int, int] | None
+) -> np.ndarray:
+    """Column rows (W,) → the signal (N,) in strip heights, up positive, oldest first.
+
+    Columns after the erase bar ``bar`` are the oldest, the sweep's newest end just before
+    it; other gaps are bridged linearly. Without an erase bar the strip reads left to right.
+    """
+    columns = np.flatnonzero(~np.isnan(rows))
+    first, last = columns[0], columns[-1]
+    order = (
+        np.concatenate([np.arange(bar[1], last + 1), np.arange(first, bar[0])])
+        if bar is not None
+        else np.arange(first, last + 1)
+    )
+    values = rows[order]
+    known = ~np.isnan(values)
+    positions = np.arange(len(values))
+    values = np.interp(positions, positions[known], values[known])
+    return (np.median(values) - values) / strip_height
+
+
+def _frame_indices(n_frames: int, n_sampled: int) -> list[int]:
+    """``n_sampled`` frame indices spread evenly over the clip, the last frame last."""
+    n_sampled = max(2, min(n_frames, n_sampled))
+    return sorted({int(round(i)) for i in np.linspace(0, n_frames - 1, n_sampled)})
+
+
+def sweep_seconds_per_px(
+    heads: list[float | None], frame_indices: list[int], frame_time_ms: float, width: float
+) -> float:
+    """Seconds per pixel from the sweep head's column in frames of a clip.
+
+    ``heads``: the head's column in each frame (None where no erase bar was seen); the head
+    wraps around every ``width`` columns and is assumed to move less than half the width
+    between two sampled frames. Raises InputRejected when fewer than two frames show the
+    head or its steps disagree (more than 25 %, or 2 pixels, from their mean speed).
+    """
+    seen = [(index, head) for index, head in zip(frame_indices, heads) if head is not None]
+    if len(seen) < 2:
+        raise InputRejected(
+            "ECG strip without a time scale: no ECG-trace region, and no sweep to follow"
+        )
+    steps = np.array([(b[1] - a[1]) % width for a, b in zip(seen, seen[1:])])
+    seconds = np.array([(b[0] - a[0]) * frame_time_ms / 1000.0 for a, b in zip(seen, seen[1:])])
+    # Least squares over all sampled frames: each head is a whole column, so two frames
+    # alone would leave a pixel's error over the clip's whole sweep.
+    times = np.concatenate([[0.0], np.cumsum(seconds)])
+    positions = np.concatenate([[0.0], np.cumsum(steps)])
+    speed = float(np.polyfit(times, positions, 1)[0]) if times[-1] > 0 else 0.0  # px / s
+    expected = speed * seconds
+    if speed <= 0 or np.any(np.abs(steps - expected) > np.maximum(0.25 * expected, 2.0)):
+        raise InputRejected("ECG sweep could not be followed: the erase bar moves unevenly")
+    return 1.0 / speed
+
+
+def extract_trace(
+    path: str | os.PathLike, settings: TraceSettings = TraceSettings()
+) -> BurnedInTrace:
+    """The burned-in ECG of one DICOM echo clip (see the module docstring).
+
+    Returns:
+        :class:`BurnedInTrace`: the signal (T,) float32 at ``settings.fs`` Hz.
+
+    Raises:
+        InputRejected: the file is refused (as by :func:`read_ultrasound_header`), is
+            monochrome (no trace colour), has no time scale, or fails a quality check.
+    """
+    header = read_ultrasound_header(path)
+    if header.samples_per_pixel == 1 and header.photometric != "PALETTE COLOR":
+        raise InputRejected("no ECG trace colour: a monochrome clip")
+    (x0, y0, x1, y1), strip_from = strip_box(header, settings.band_fraction)
+    strip = _Strip(x0, y0, x1, y1)
+    region_seconds = header.ecg_region.seconds_per_px if header.ecg_region else None
+    if region_seconds is None and header.frame_time_ms is None:
+        raise InputRejected(
+            "ECG strip without a time scale: no ECG-trace region and no frame timing"
+        )
+    # Two frames at least: the erase bar is the gap that moves between them.
+    n_sampled = 2 if region_seconds else settings.sweep_frames
+    indices = _frame_indices(header.n_frames, n_sampled)
+    if region_seconds and header.n_frames > 1:
+        indices = [header.n_frames - 2, header.n_frames - 1]
+    frames = read_frames(path, indices, header)[:, y0:y1, x0:x1]
+    min_piece = max(3, int(round(settings.min_piece_fraction * strip.width)))
+    per_frame = [
+        trace_columns(trace_mask(frame, settings.hsv_lower, settings.hsv_upper), min_piece)
+        for frame in frames
+    ]
+    if strip_from == "band":
+        per_frame = [trim_line_caps(columns) for columns in per_frame]
+    present = [~np.isnan(columns.rows) for columns in per_frame]
+    bars = [
+        erase_bar(now, present[k - 1] if k else (present[1] if len(present) > 1 else None))
+        for k, now in enumerate(present)
+    ]
+    final = per_frame[-1]
+    check_trace(final, strip.width, settings, bars[-1])
+
+    if region_seconds is not None:
+        seconds_per_px, time_from = region_seconds, "region"
+    else:
+        heads = [None if bar is None else float(bar[0]) for bar in bars]
+        present = np.flatnonzero(~np.isnan(final.rows))
+        span = float(present[-1] - present[0] + 1)
+        seconds_per_px = sweep_seconds_per_px(heads, indices, header.frame_time_ms, span)
+        time_from = "sweep"
+
+    values = trace_in_time_order(final.rows, y1 - y0, bars[-1])
+    duration = (len(values) - 1) * seconds_per_px
+    times = np.arange(0.0, duration, 1.0 / settings.fs)
+    signal = np.interp(times, np.arange(len(values)) * seconds_per_px, values)
+    return BurnedInTrace(
+        signal=signal.astype(np.float32),
+        fs=settings.fs,
+        seconds_per_px=float(seconds_per_px),
+        time_scale_from=time_from,
+        strip_from=strip_from,
+    )
