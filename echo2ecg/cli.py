@@ -31,6 +31,19 @@ def _prep_ecg(args: argparse.Namespace) -> int:
     return _report(ledger, out / "ecg.zarr", out / "ledger.csv")
 
 
+def _extract_trace(args: argparse.Namespace) -> int:
+    from echo2ecg.data.shard_run import extract_trace_shard, inputs_from_paths
+
+    out = Path(args.out)
+    ledger = extract_trace_shard(
+        inputs_from_paths(args.files),
+        out / "ecg.zarr",
+        out / "ledger.csv",
+        {"duration_s": args.duration},
+    )
+    return _report(ledger, out / "ecg.zarr", out / "ledger.csv")
+
+
 def _demo_cohort(args: argparse.Namespace) -> int:
     from echo2ecg.synth.cohort import demo_specs, generate_demo
 
@@ -93,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     echo.add_argument("files", nargs="+", help="DICOM ultrasound multi-frame files")
     echo.set_defaults(run=_extract_echo)
+
+    trace = commands.add_parser(
+        "extract-trace",
+        help="the ECG burned into DICOM echo views -> DIR/ecg.zarr (lead II) + DIR/ledger.csv",
+    )
+    trace.add_argument("--out", required=True, help="output folder")
+    trace.add_argument(
+        "--duration",
+        type=float,
+        default=2.4,
+        help="seconds kept, the most recent; shorter traces are rejected (default 2.4)",
+    )
+    trace.add_argument("files", nargs="+", help="DICOM ultrasound multi-frame files")
+    trace.set_defaults(run=_extract_trace)
 
     ecg = commands.add_parser("prep-ecg", help="12-lead ECGs -> DIR/ecg.zarr + DIR/ledger.csv")
     ecg.add_argument("--out", required=True, help="output folder")

@@ -167,3 +167,29 @@ def test_prepare_ecg_rejects_many_zero_leads_and_names_them():
         prepare_ecg(RawEcg(signal, 500.0))
     signal[8:10] = synthetic_ecg()[8:10]  # two dead leads remain: still usable
     assert prepare_ecg(RawEcg(signal, 500.0)).shape == (12, 5000)
+
+
+def test_prepare_ecg_of_a_lead_subset_sees_those_leads_alone():
+    """Lead II alone (an echo clip's trace): its own σ, drift removal and z-score; the
+    other rows zero whatever they held; a flat recorded lead is named."""
+    signal = synthetic_ecg(fs=500.0, seconds=2.4)
+    garbage = signal.copy()
+    garbage[[0, *range(2, 12)]] = np.nan
+    garbage[0, :10] = 1e6
+    alone = prepare_ecg(RawEcg(garbage, 500.0), duration_s=2.4, leads=("II",))
+    assert alone.shape == (12, 1200)
+    assert not alone[[0, *range(2, 12)]].any()
+    assert alone[1].mean() == pytest.approx(0, abs=1e-5)
+    assert alone[1].std() == pytest.approx(1, abs=1e-4)
+    # the same lead in a full ECG is clipped and scaled with its group: not the same row
+    full = prepare_ecg(RawEcg(signal, 500.0), duration_s=2.4)
+    assert not np.allclose(full[1], alone[1], atol=1e-3)
+    two = prepare_ecg(RawEcg(signal, 500.0), duration_s=2.4, leads=("II", "V2"))
+    assert np.count_nonzero(two.any(axis=1)) == 2
+    assert two[[1, 7]].std(axis=1) == pytest.approx([1, 1], abs=1e-4)  # a group each
+    flat = signal.copy()
+    flat[1] = 0.3
+    with pytest.raises(InputRejected, match=r"flat signal: recorded leads constant \(II\)"):
+        prepare_ecg(RawEcg(flat, 500.0), duration_s=2.4, leads=("II", "V2"))
+    with pytest.raises(ValueError, match="leads must name"):
+        prepare_ecg(RawEcg(signal, 500.0), leads=("IIx",))

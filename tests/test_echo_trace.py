@@ -205,3 +205,45 @@ def test_hsv_bounds_decide_what_is_trace(tmp_path):
     red = TraceSettings(hsv_lower=(0, 97, 113), hsv_upper=(10, 255, 198))
     with pytest.raises(InputRejected, match="no ECG trace"):
         extract_trace(write(tmp_path, clip, encoding="rgb"), red)
+
+
+def test_extract_trace_shard_and_cli(tmp_path, capsys):
+    """A shard of clips → lead II rows (z-scored, the rest zero) and a ledger row per file;
+    a monochrome clip and a non-DICOM file cost only themselves."""
+    from echo2ecg.cli import main
+    from echo2ecg.data.store import open_rows, read_ledger
+
+    clip = demo_clip(1)
+    files = [
+        write(tmp_path, clip, region=True, name="tagged.dcm"),
+        write(tmp_path, clip, region=False, name="untagged.dcm"),
+        write(tmp_path, clip, encoding="mono_rle", name="mono.dcm"),
+        tmp_path / "notes.dcm",
+    ]
+    files[-1].write_text("not a DICOM file")
+    assert main(["extract-trace", "--out", str(tmp_path / "out"), *map(str, files)]) == 0
+    assert "2 ok, 2 rejected" in capsys.readouterr().out
+    ledger = read_ledger(tmp_path / "out/ledger.csv")
+    assert ledger["status"].tolist() == ["ok", "ok", "rejected", "rejected"]
+    assert ledger["note"][0] == "strip from the ECG-trace region, time scale from the region"
+    assert ledger["note"][1] == "strip from the bottom band, time scale from the sweep"
+    assert ledger["reason"][2] == "no ECG trace colour: a monochrome clip"
+    assert ledger["reason"][3] == "not a DICOM file"
+    signals = open_rows(tmp_path / "out/ecg.zarr", "signals")
+    assert signals.shape == (2, 12, 1200)
+    rows = signals[:]
+    assert not rows[:, [0, *range(2, 12)]].any()
+    assert np.allclose(rows[:, 1].mean(axis=1), 0, atol=1e-4)
+    assert np.allclose(rows[:, 1].std(axis=1), 1, atol=1e-3)
+    # both ways of reading the strip give the same ECG
+    assert np.corrcoef(rows[0, 1], rows[1, 1])[0, 1] > 0.95
+
+
+def test_a_trace_shorter_than_kept_is_rejected(tmp_path):
+    from echo2ecg.data.shard_run import extract_trace_shard, inputs_from_paths
+
+    path = write(tmp_path, demo_clip(0))
+    ledger = extract_trace_shard(
+        inputs_from_paths([path]), tmp_path / "ecg.zarr", tmp_path / "l.csv", {"duration_s": 3.0}
+    )
+    assert ledger["reason"][0].startswith("ECG trace shorter than 3 s (2.4")

@@ -138,6 +138,36 @@ def test_ecg_encoder_shapes_and_input_checks():
             encoder(torch.randn(bad))
 
 
+def test_a_lead_subset_embeds_as_those_leads_given_alone():
+    torch.manual_seed(0)
+    encoder = ECGEncoder(embed_dim=32, depth=2, num_heads=2, patch_size=24, n_samples=240).eval()
+    ecg = torch.randn(3, 12, 240)
+    lead_ii = torch.zeros(3, 12, dtype=torch.bool)
+    lead_ii[:, 1] = True
+    alone = encoder.forward_leads(ecg[:, [1]], [1])  # 10 tokens + class token
+    with torch.no_grad():
+        assert torch.allclose(encoder(ecg, lead_ii), alone, atol=1e-6)
+        # a mixed batch pads the other leads out: row 0 lead II only, rows 1-2 all leads
+        mixed = torch.ones(3, 12, dtype=torch.bool)
+        mixed[0] = lead_ii[0]
+        out = encoder(ecg, mixed)
+        assert torch.allclose(out[0], alone[0], atol=1e-5)
+        assert torch.allclose(out[1:], encoder(ecg[1:]), atol=1e-5)
+        # what a masked lead holds does not matter
+        noisy = ecg.clone()
+        noisy[0, [0, *range(2, 12)]] = 100 * torch.randn(11, 240)
+        assert torch.allclose(encoder(noisy, mixed)[0], out[0], atol=1e-5)
+        # the lead embedding says which lead it is: lead II's samples as lead I differ
+        assert not torch.allclose(encoder.forward_leads(ecg[:, [1]], [0]), alone, atol=1e-3)
+        # leads in any order, as named
+        two = encoder.forward_leads(ecg[:, [7, 1]], [7, 1])
+        assert torch.allclose(two, encoder.forward_leads(ecg[:, [1, 7]], [1, 7]), atol=1e-5)
+    with pytest.raises(ValueError, match="at least one lead"):
+        encoder(ecg, torch.zeros(3, 12, dtype=torch.bool))
+    with pytest.raises(ValueError, match="distinct indices"):
+        encoder.forward_leads(ecg[:, [1, 1]], [1, 1])
+
+
 def test_time_positions_are_the_table_or_its_interpolation():
     encoder = ECGEncoder()
     table = encoder.time_pos_embed

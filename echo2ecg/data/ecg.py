@@ -115,17 +115,25 @@ def prepare_ecg(
     asls_p: float = 0.3,
     asls_iterations: int = 5,
     zscore_eps: float = 1e-10,
+    leads: tuple[str, ...] | None = None,
 ) -> np.ndarray:
     """A raw 12-lead ECG → the model's stored input, (12, round(duration_s·fs)) float32.
 
     With the defaults (OTiS; the config's ``ecg`` section): (12, 5000) at 500 Hz, leads in
     LEADS order, clipped to ±4 σ, drift removed by ALS, group-wise z-scored.
+    ``leads``: the leads recorded (None: all 12), e.g. ``("II",)`` for an echo clip's trace;
+    every step then sees those leads alone (σ, the flat checks, each group's z-score over
+    its recorded leads) and the other rows are zeros.
     Raises InputRejected for a sampling rate outside the readers' range (a tiny one would
     make the resampling ratio huge), infinite samples, and flat recordings (all leads
     constant, or more than MAX_FLAT_LEADS constant leads, named), judged on the recorded
     samples, after drift removal (drift alone, or a signal clipped to one constant, leaves
     nothing) and on the output (amplitudes too large to normalise come out as zeros).
     """
+    if leads is not None:
+        return _prepare_lead_subset(
+            raw, leads, fs, duration_s, clip_sigma, asls_lam, asls_p, asls_iterations, zscore_eps
+        )
     fs_in = check_sampling_rate(raw.fs)
     signal = np.asarray(raw.signal, dtype=np.float64)
     _reject_infinite(signal)
@@ -144,6 +152,39 @@ def prepare_ecg(
         signal = groupwise_zscore(signal, LEAD_GROUPS, zscore_eps)
     _reject_flat(_flat_leads(signal) | ~np.isfinite(signal).all(axis=1), " after preprocessing")
     return signal.astype(np.float32)
+
+
+def _prepare_lead_subset(raw: RawEcg, leads, fs, duration_s, *steps) -> np.ndarray:
+    """:func:`prepare_ecg` of the recorded ``leads`` alone, scattered into (12, T) zeros."""
+    unknown = sorted(set(leads) - set(LEADS))
+    if unknown or not leads:
+        raise ValueError(f"leads must name some of {', '.join(LEADS)}; got {list(leads)}")
+    recorded = np.array([lead in leads for lead in LEADS])
+    clip_sigma, asls_lam, asls_p, asls_iterations, zscore_eps = steps
+    signal = resample_to(
+        np.asarray(raw.signal, np.float64)[recorded], check_sampling_rate(raw.fs), fs
+    )
+    if np.isinf(signal).any():
+        raise InputRejected("non-finite samples (infinite) in the recorded leads")
+    signal = crop_or_pad(np.where(np.isnan(signal), 0.0, signal), round(duration_s * fs))
+    with np.errstate(over="ignore", invalid="ignore"):
+        clipped = clip_outliers(signal, clip_sigma)
+        signal = remove_baseline(clipped, asls_lam, asls_p, asls_iterations)
+        flat = _flat_leads(signal, before=clipped)
+        groups = [
+            (int(recorded[:start].sum()), int(recorded[:stop].sum()))
+            for start, stop in LEAD_GROUPS
+            if recorded[start:stop].any()
+        ]
+        signal = groupwise_zscore(signal, groups, zscore_eps)
+    flat |= _flat_leads(signal) | ~np.isfinite(signal).all(axis=1)
+    if flat.any():
+        names = [lead for lead, kept in zip(LEADS, recorded) if kept]
+        which = ", ".join(name for name, bad in zip(names, flat) if bad)
+        raise InputRejected(f"flat signal: recorded leads constant ({which})")
+    out = np.zeros((len(LEADS), signal.shape[1]), np.float32)
+    out[recorded] = signal
+    return out
 
 
 def _reject_infinite(signal: np.ndarray) -> None:

@@ -78,9 +78,14 @@ class Attention(nn.Module):
         self.mha = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``key_padding_mask`` (B, N) bool, True = a token no other token attends to."""
         query, key, value = self.qkv(x).chunk(3, dim=-1)
-        attended, _ = self.mha(query, key, value, need_weights=False)
+        attended, _ = self.mha(
+            query, key, value, key_padding_mask=key_padding_mask, need_weights=False
+        )
         return self.proj(attended)
 
 
@@ -126,13 +131,20 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(
+        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), key_padding_mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class ECGEncoder(nn.Module):
     """OTiS-style ViT: (B, n_leads, T) float32 ECG → (B, embed_dim) embedding.
+
+    Any subset of leads can be embedded: :meth:`forward_leads` takes the recorded leads
+    alone (a single lead II is 1 + T / patch_size tokens with lead II's embedding), and
+    :meth:`forward` a ``lead_mask`` over the full lead layout, whose masked leads are
+    neither attended to nor averaged (the same embedding, to float rounding).
 
     T must be a multiple of patch_size. Shorter inputs than ``n_samples`` use the first
     T / patch_size time positions, as OTiS does; longer ones (evaluation on more samples
@@ -214,28 +226,86 @@ class ECGEncoder(nn.Module):
             return table[:n_patches]
         return F.interpolate(table.T[None], size=n_patches, mode="linear", align_corners=False)[0].T
 
-    def position_embedding(self, n_patches: int) -> torch.Tensor:
-        """(n_leads, n_patches, embed_dim): [lead embedding | time embedding of the patch]."""
+    def position_embedding(self, n_patches: int, leads: list[int] | None = None) -> torch.Tensor:
+        """(L, n_patches, embed_dim): [lead embedding | time embedding of the patch] for
+        the lead indices ``leads`` (0-based, docs/method.md section 2's order; None: all)."""
         half = self.embed_dim // 2
-        lead = self.lead_pos_embed.weight[1:, None, :].expand(-1, n_patches, half)
-        time = self.time_positions(n_patches)[None].expand(self.n_leads, -1, half)
+        rows = self.lead_pos_embed.weight[1:]
+        if leads is not None:
+            rows = rows[torch.as_tensor(leads, dtype=torch.long, device=rows.device)]
+        lead = rows[:, None, :].expand(-1, n_patches, half)
+        time = self.time_positions(n_patches)[None].expand(len(rows), -1, half)
         return torch.cat([lead, time], dim=-1)
 
-    def forward(self, ecg: torch.Tensor) -> torch.Tensor:
-        batch, n_leads, n_samples = ecg.shape
-        if n_leads != self.n_leads or n_samples % self.patch_size or n_samples == 0:
+    def _check_input(self, ecg: torch.Tensor, n_leads: int) -> None:
+        if (
+            ecg.ndim != 3
+            or ecg.shape[1] != n_leads
+            or ecg.shape[2] % self.patch_size
+            or (ecg.shape[2] == 0)
+        ):
             raise ValueError(
-                f"expected ECG (B, {self.n_leads}, T) with T a positive multiple of "
+                f"expected ECG (B, {n_leads}, T) with T a positive multiple of "
                 f"{self.patch_size}, got {tuple(ecg.shape)}"
             )
-        tokens = self.patch_embed(ecg)  # (B, leads, patches, D)
-        tokens = tokens + self.position_embedding(tokens.shape[2])
+
+    def _encode(self, tokens: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens (B, L, P, D) with positions → (B, D): class token, blocks, mean, norm.
+        ``padding`` (B, L·P) bool marks tokens to ignore."""
         tokens = tokens.flatten(1, 2)  # lead-major, as OTiS
+        batch = tokens.shape[0]
         # The class token carries no position (OTiS adds the zero cls row of its table).
         x = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1)
+        if padding is None:
+            for block in self.blocks:
+                x = block(x)
+            return self.fc_norm(x[:, 1:].mean(dim=1))
+        key_padding = torch.cat([padding.new_zeros(batch, 1), padding], dim=1)
         for block in self.blocks:
-            x = block(x)
-        return self.fc_norm(x[:, 1:].mean(dim=1))
+            x = block(x, key_padding)
+        keep = (~padding).to(x.dtype)[..., None]
+        return self.fc_norm((x[:, 1:] * keep).sum(dim=1) / keep.sum(dim=1))
+
+    def forward_leads(self, ecg: torch.Tensor, leads: list[int]) -> torch.Tensor:
+        """(B, len(leads), T) ECG holding only the leads ``leads`` (0-based indices into
+        the full layout, in that order) → (B, embed_dim)."""
+        leads = [int(lead) for lead in leads]
+        if (
+            not leads
+            or len(set(leads)) != len(leads)
+            or not all(0 <= lead < self.n_leads for lead in leads)
+        ):
+            raise ValueError(f"leads must be distinct indices in 0..{self.n_leads - 1}: {leads}")
+        self._check_input(ecg, len(leads))
+        tokens = self.patch_embed(ecg)  # (B, leads, patches, D)
+        return self._encode(tokens + self.position_embedding(tokens.shape[2], leads))
+
+    def forward(self, ecg: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_leads, T) ECG → (B, embed_dim).
+
+        ``lead_mask`` (B, n_leads) bool, True = the lead was recorded (None: all were).
+        A batch whose ECGs share one subset runs on those leads alone
+        (:meth:`forward_leads`); a mixed batch pads the others' tokens out of attention
+        and out of the mean.
+        """
+        self._check_input(ecg, self.n_leads)
+        if lead_mask is None:
+            return self._encode(
+                self.patch_embed(ecg) + self.position_embedding(ecg.shape[2] // self.patch_size)
+            )
+        if lead_mask.shape != ecg.shape[:2] or lead_mask.dtype != torch.bool:
+            raise ValueError(
+                f"lead_mask must be bool {tuple(ecg.shape[:2])}, got {lead_mask.shape}"
+            )
+        if not lead_mask.any(dim=1).all():
+            raise ValueError("every ECG needs at least one lead in lead_mask")
+        if bool((lead_mask == lead_mask[:1]).all()):
+            leads = lead_mask[0].nonzero().flatten().tolist()
+            return self.forward_leads(ecg[:, leads], leads)
+        tokens = self.patch_embed(ecg)
+        tokens = tokens + self.position_embedding(tokens.shape[2])
+        padding = (~lead_mask)[:, :, None].expand(-1, -1, tokens.shape[2]).flatten(1)
+        return self._encode(tokens, padding)
 
 
 # --------------------------------------------------------------------------- OTiS weights

@@ -98,9 +98,10 @@ class Echo2ECG(nn.Module):
         self.view_mean.copy_(mean)
         self.view_scale.copy_((views - mean).pow(2).mean().sqrt().clamp(min=1e-6))
 
-    def encode_ecg(self, ecg: torch.Tensor) -> torch.Tensor:
-        """(B, 12, T) ECG → (B, joint_dim) joint-space vector, not normalised."""
-        return self.ecg_proj(self.ecg_encoder(ecg))
+    def encode_ecg(self, ecg: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 12, T) ECG (+ (B, 12) bool recorded leads, None: all) → (B, joint_dim)
+        joint-space vector, not normalised."""
+        return self.ecg_proj(self.ecg_encoder(ecg, lead_mask))
 
     def encode_study(self, views: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, V, view_dim) views + (B, V) bool valid-view mask → (B, joint_dim), not normalised.
@@ -115,10 +116,14 @@ class Echo2ECG(nn.Module):
         return self.echo_proj(self.view_pool(views, mask))
 
     def forward(
-        self, ecg: torch.Tensor, views: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        ecg: torch.Tensor,
+        views: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        lead_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """→ (ECG vectors (B, joint_dim), study vectors (B, joint_dim)), row i a pair."""
-        return self.encode_ecg(ecg), self.encode_study(views, mask)
+        return self.encode_ecg(ecg, lead_mask), self.encode_study(views, mask)
 
 
 def clip_loss(ecg_z: torch.Tensor, echo_z: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
