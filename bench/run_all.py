@@ -20,6 +20,7 @@ BENCHES = (
     "bench_echo_extract",
     "bench_ecg_prep",
     "bench_ecg_read",
+    "bench_trace",
     "bench_dryrun",
     "bench_bootstrap",
     "bench_train",

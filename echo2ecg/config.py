@@ -213,11 +213,44 @@ def check_semantics(config: dict) -> None:
         )
 
     problems += _split_problems("pairing.splits", config.get("pairing", {}).get("splits"))
+    problems += _trace_problems(config, _integer(encoder.get("n_samples")), fs)
     for name, cohort in config.get("cohorts", {}).items():
         if isinstance(cohort, dict) and "splits" in cohort:
             problems += _split_problems(f"cohorts.{name}.splits", cohort["splits"])
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _trace_problems(config: dict, n_samples, fs) -> list[str]:
+    """The burned-in ECG source: asked for where it trains, configured, long enough."""
+    problems = []
+    sources = config.get("ecg_sources", ["ecg_files"])
+    source = config.get("pairing", {}).get("ecg_source", "ecg_files")
+    if source in ("echo_trace", "both") and "echo_trace" not in sources:
+        problems.append(
+            f"config key pairing.ecg_source: {source!r} needs echo_trace in ecg_sources"
+        )
+    if source in ("ecg_files", "both") and "ecg_files" not in sources:
+        problems.append(f"config key pairing.ecg_source: {source!r} needs ecg_files in ecg_sources")
+    trace = config.get("echo_trace")
+    if "echo_trace" in sources and not isinstance(trace, dict):
+        problems.append("config key echo_trace: missing, and ecg_sources lists echo_trace")
+    if not isinstance(trace, dict):
+        return problems
+    lower, upper = trace.get("hsv_lower"), trace.get("hsv_upper")
+    if (
+        isinstance(lower, list)
+        and isinstance(upper, list)
+        and any(a > b for a, b in zip(lower, upper))
+    ):
+        problems.append(f"config key echo_trace.hsv_lower: {lower} is above hsv_upper {upper}")
+    duration = _real(trace.get("duration_s"))
+    if duration and fs and n_samples and round(duration * fs) < n_samples:
+        problems.append(
+            f"config key echo_trace.duration_s: {duration!r} s is {round(duration * fs)} "
+            f"samples at ecg.fs, fewer than ecg_encoder.n_samples ({n_samples})"
+        )
+    return problems
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"

@@ -34,6 +34,9 @@ except ValueError as error:
 COHORTS = config["cohorts"]
 ECHO_COHORTS = [name for name, cohort in COHORTS.items() if "echo_views" in cohort]
 TRAIN_COHORT = config["pairing"]["train_cohort"]
+# Cohorts whose clips' burned-in ECGs are extracted (ecg_sources lists echo_trace).
+TRACE_COHORTS = ECHO_COHORTS if "echo_trace" in config.get("ecg_sources", []) else []
+TRAINING_ECG_SOURCE = config["pairing"].get("ecg_source", "ecg_files")
 VARIANTS = list(config["variants"])
 
 
@@ -139,6 +142,7 @@ def shard_plan_settings(table):
 SHARD_DIRS = {
     "echo": "results/data/{cohort}/echo/shard_{shard}",
     "ecg": "results/data/{cohort}/ecg/shard_{shard}",
+    "trace": "results/data/{cohort}/echo_trace/shard_{shard}",
     "embeddings": "results/embeddings/{cohort}/shard_{shard}",
 }
 
@@ -172,9 +176,11 @@ def cohort_shard_labels(stage):
 
 def ledger_keys():
     """(stage, cohort) of every ledger `ledger_summary` reads, in input order."""
-    return [["echo", cohort] for cohort in ECHO_COHORTS for _ in shard_labels(cohort, "echo")] + [
-        ["ecg", cohort] for cohort in COHORTS for _ in shard_labels(cohort, "ecg")
-    ]
+    return (
+        [["echo", cohort] for cohort in ECHO_COHORTS for _ in shard_labels(cohort, "echo")]
+        + [["ecg", cohort] for cohort in COHORTS for _ in shard_labels(cohort, "ecg")]
+        + [["echo_trace", c] for c in TRACE_COHORTS for _ in shard_labels(c, "trace")]
+    )
 
 
 def cohort_manifest(table):
@@ -188,6 +194,16 @@ def echo_ledgers():
 
 def ecg_ledgers():
     return [p for cohort in COHORTS for p in shard_paths(cohort, "ecg", "ledger.csv")]
+
+
+def trace_ledgers():
+    return [p for cohort in TRACE_COHORTS for p in shard_paths(cohort, "trace", "ledger.csv")]
+
+
+def cohort_trace_ledgers(wildcards):
+    if wildcards.cohort not in TRACE_COHORTS:
+        return []
+    return shard_paths(wildcards.cohort, "trace", "ledger.csv")
 
 
 def cohort_ecg_ledgers(wildcards):
@@ -265,6 +281,23 @@ def train_ecg_stores():
     return shard_paths(TRAIN_COHORT, "ecg", "ecg.zarr")
 
 
+def training_pairs():
+    """The pairs tables that train (pairing.ecg_source): the ECG files' and/or the traces'."""
+    files = [f"results/pairs/{TRAIN_COHORT}/pairs.csv"]
+    traces = [f"results/pairs/{TRAIN_COHORT}/trace_pairs.csv"]
+    return {"ecg_files": files, "echo_trace": traces, "both": files + traces}[TRAINING_ECG_SOURCE]
+
+
+def train_trace_stores():
+    if TRAINING_ECG_SOURCE == "ecg_files":
+        return []
+    return shard_paths(TRAIN_COHORT, "trace", "ecg.zarr")
+
+
+def train_trace_shards():
+    return [] if TRAINING_ECG_SOURCE == "ecg_files" else shard_labels(TRAIN_COHORT, "trace")
+
+
 def train_echo_ledgers():
     return shard_paths(TRAIN_COHORT, "echo", "ledger.csv")
 
@@ -297,7 +330,7 @@ def report_table(name):
 
 
 def data_stage_outputs():
-    return echo_ledgers() + ecg_ledgers() + report_table("ledger_summary")
+    return echo_ledgers() + ecg_ledgers() + trace_ledgers() + report_table("ledger_summary")
 
 
 def evaluation_outputs():

@@ -1,4 +1,5 @@
-# The data stage: DICOM echo views -> clip shards, ECG files -> signal shards, ledgers.
+# The data stage: DICOM echo views -> clip shards, ECG files -> signal shards, the ECG
+# burned into each view -> lead-II signal shards (with echo_trace in ecg_sources), ledgers.
 
 
 rule extract_echo:
@@ -53,10 +54,38 @@ rule prep_ecg:
         "../workflow_scripts/data_shard.py"
 
 
+rule extract_trace:
+    input:
+        manifest=demo_dependency("echo_views"),
+    output:
+        store=directory(f"{SHARD_DIRS['trace']}/ecg.zarr"),
+        ledger=f"{SHARD_DIRS['trace']}/ledger.csv",
+    params:
+        rows=echo_shard_digest,
+        plan=shard_plan_settings("echo_views"),
+        recipe=config.get("echo_trace"),
+        ecg_recipe=config["ecg"],
+        time_limit_s=config["file_time_limit_s"]["echo"],
+        code=script_code("trace_shard"),
+    log:
+        "logs/extract_trace/{cohort}/shard_{shard}.log",
+    benchmark:
+        "benchmarks/extract_trace/{cohort}/shard_{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/trace_shard.py"
+
+
 rule ledger_summary:
     input:
         echo=echo_ledgers(),
         ecg=ecg_ledgers(),
+        trace=trace_ledgers(),
     output:
         table="results/tables/ledger_summary.csv",
         markdown="results/tables/ledger_summary.md",

@@ -31,9 +31,38 @@ rule pair_split:
         "../workflow_scripts/pair_split.py"
 
 
+rule pair_traces:
+    input:
+        labels=cohort_manifest("labels"),
+        trace_ledgers=cohort_trace_ledgers,
+        echo_ledgers=cohort_echo_ledgers,
+    output:
+        pairs="results/pairs/{cohort}/trace_pairs.csv",
+        splits="results/pairs/{cohort}/trace_splits.csv",
+    params:
+        trace_shards=cohort_shard_labels("trace"),
+        echo_shards=cohort_shard_labels("echo"),
+        fractions=cohort_splits,
+        seed=config["pairing"]["seed"],
+        code=script_code("pair_traces"),
+    log:
+        "logs/pair_traces/{cohort}.log",
+    benchmark:
+        "benchmarks/pair_traces/{cohort}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/pair_traces.py"
+
+
 rule cohort_table:
     input:
-        splits=expand("results/pairs/{cohort}/splits.csv", cohort=COHORTS),
+        splits=expand("results/pairs/{cohort}/splits.csv", cohort=COHORTS)
+        + expand("results/pairs/{cohort}/trace_splits.csv", cohort=TRACE_COHORTS),
     output:
         table="results/tables/cohort_splits.csv",
         markdown="results/tables/cohort_splits.md",
@@ -61,8 +90,9 @@ rule cohort_table:
 
 rule pretrain:
     input:
-        pairs=f"results/pairs/{TRAIN_COHORT}/pairs.csv",
+        pairs=training_pairs(),
         ecg_stores=train_ecg_stores(),
+        trace_stores=train_trace_stores(),
         echo_ledgers=train_echo_ledgers(),
         embeddings=train_embedding_stores(),
         ecg_weights=ecg_encoder_weights(),
@@ -78,6 +108,7 @@ rule pretrain:
         ),
     params:
         ecg_shards=shard_labels(TRAIN_COHORT, "ecg"),
+        trace_shards=train_trace_shards(),
         echo_shards=shard_labels(TRAIN_COHORT, "echo"),
         variant=lambda w: config["variants"][w.variant],
         encoder=config["ecg_encoder"],

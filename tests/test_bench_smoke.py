@@ -20,6 +20,7 @@ SCRIPTS = [
     pytest.param("bench_bootstrap", [], 120, id="bench_bootstrap"),
     pytest.param("bench_ecg_prep", [], 120, id="bench_ecg_prep"),
     pytest.param("bench_ecg_read", [], 120, id="bench_ecg_read"),
+    pytest.param("bench_trace", [], 120, id="bench_trace"),
     pytest.param("bench_dryrun", [], 180, id="bench_dryrun"),
     pytest.param("demo_seeds", [], 180, id="demo_seeds"),
     # the runner's own plumbing; the benchmarks it runs have their tests here

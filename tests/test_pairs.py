@@ -2,7 +2,13 @@ import pandas as pd
 import pytest
 
 from echo2ecg.data.pseudonym import pseudonymise
-from echo2ecg.train.pairs import assign_splits, build_pairs, pair_within_window, split_counts
+from echo2ecg.train.pairs import (
+    assign_splits,
+    build_pairs,
+    build_trace_pairs,
+    pair_within_window,
+    split_counts,
+)
 
 T0 = pd.Timestamp("2024-03-01 12:00")
 KEY = b"test-key"
@@ -136,3 +142,40 @@ def test_split_counts_like_table_1():
         5,
     ]
     assert table.loc["val", "pairs"] == 0 and table.loc["test", "views"] == 4
+
+
+def test_each_trace_pairs_with_its_own_study_in_its_patients_split():
+    key, fractions = KEY, {"train": 0.5, "val": 0.25, "test": 0.25}
+    ecg_manifest, labels, ecg_ledger = cohort_tables()
+    views = pd.Series({pseudonymise("S1", KEY): 3, pseudonymise("S2", KEY): 2})
+    file_pairs = build_pairs(ecg_manifest, labels, ecg_ledger, views, key, 7, fractions, 42)
+    studies = labels.assign(
+        patient=[pseudonymise(p, key) for p in labels["patient_id"]],
+        study=[pseudonymise(s, key) for s in labels["study_id"]],
+    )
+    rows = []
+    for i, study in enumerate(studies.itertuples()):
+        for view in range(2):
+            rows.append(
+                {
+                    "status": "rejected" if view else "ok",  # the second view's trace failed
+                    "row": None if view else i,
+                    "patient": study.patient,
+                    "study": study.study,
+                    "view": f"v{i}{view}",
+                    "shard": "0001",
+                }
+            )
+    rows.append({**rows[0], "study": "no-report", "view": "vx", "row": 99})
+    trace_ledger = pd.DataFrame(rows)
+    pairs = build_trace_pairs(labels, trace_ledger, views, key, fractions, 42)
+    assert len(pairs) == len(labels)  # one ok trace per study; the unreported study drops
+    assert (pairs["ecg_source"] == "echo_trace").all() and (pairs["days_apart"] == 0).all()
+    assert pairs["ecg"].str.startswith("trace-v").all() and pairs["ecg"].is_unique
+    split_of = dict(zip(file_pairs["patient"], file_pairs["split"]))
+    assert all(split_of.get(p, s) == s for p, s in zip(pairs["patient"], pairs["split"]))
+    counts = split_counts(pairs, "internal", source="echo_trace")
+    assert (counts["ecg_source"] == "echo_trace").all()
+    assert counts["ecgs"].sum() == len(labels)
+    assert dict(zip(pairs["study"], pairs["n_views"]))[pseudonymise("S1", KEY)] == 3
+    assert not any(raw in pairs.to_csv() for raw in ("MRN", "S1,", "2024"))

@@ -73,6 +73,62 @@ def test_pair_data_holds_the_splits_pairs_with_their_stored_rows(cohort):
         )
 
 
+def test_trace_and_file_ecgs_train_together_with_their_leads_and_lengths(cohort, tmp_path):
+    """pairing.ecg_source both: lead-II traces (a shorter store) beside 12-lead files."""
+    from echo2ecg.data.store import ShardWriter
+
+    pairs = read_id_table(cohort.pairs_path)
+    studies = pairs.drop_duplicates("study").query("n_views > 0").reset_index(drop=True)
+    writer = ShardWriter(
+        tmp_path / "trace/ecg.zarr",
+        "signals",
+        (12, 300),
+        np.float32,
+        len(studies),
+        attributes={"leads": ["II"]},
+    )
+    traces = np.zeros((len(studies), 12, 300), np.float32)
+    traces[:, 1] = np.random.default_rng(0).normal(size=(len(studies), 300))
+    rows = [writer.append(trace) for trace in traces]
+    writer.commit()
+    trace_pairs = studies.assign(
+        ecg="trace-" + studies["study"],
+        ecg_shard="0000",
+        ecg_row=rows,
+        days_apart=0.0,
+        ecg_source="echo_trace",
+    )
+    both = pd.concat([pairs.assign(ecg_source="ecg_files"), trace_pairs], ignore_index=True)
+    echo_ledger = read_shard_ledgers(by_shard(cohort.echo_ledgers))
+    data = load_pair_data(
+        both,
+        "train",
+        by_shard(cohort.ecg_stores),
+        echo_ledger,
+        by_shard(cohort.embedding_stores),
+        128,
+        {"0000": str(tmp_path / "trace/ecg.zarr")},
+    )
+    part = both.query("split == 'train' and n_views > 0").drop_duplicates("ecg")
+    is_trace = (part["ecg_source"] == "echo_trace").to_numpy()
+    assert data.ecgs.shape == (len(part), 12, 480)
+    assert (data.lengths == np.where(is_trace, 300, 480)).all()
+    assert (data.lead_masks.sum(axis=1) == np.where(is_trace, 1, 12)).all()
+    assert data.lead_masks[is_trace][:, 1].all()
+    assert not data.ecgs[is_trace][:, :, 300:].any()
+    np.testing.assert_array_equal(data.ecgs[is_trace][0, :, :300], traces[0])
+    history = pretrain_variant(
+        "echo2ecg",
+        {"pooling": "attention"},
+        tiny_encoder_config(),
+        tiny_train_config(epochs=1),
+        data,
+        data,
+        *variant_outputs(tmp_path / "model"),
+    )
+    assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
+
+
 def test_max_views_keeps_the_first_views_in_ledger_order(cohort):
     data = pipeline_inputs(cohort, max_views=2)["train"]
     study_ids = cohort.pairs.query("split == 'train' and n_views > 0")["study"].unique()

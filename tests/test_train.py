@@ -70,6 +70,15 @@ def test_random_crop_is_a_window_of_each_sample_inside_bounds():
         random_crop(x, 600, generator())
 
 
+def test_random_crop_stays_inside_each_recorded_length():
+    x = torch.arange(500, dtype=torch.float32).expand(64, 12, 500).clone()
+    lengths = torch.tensor([100, 150, 500, 120] * 16)
+    starts = random_crop(x, 100, generator(3), lengths)[:, 0, 0]
+    assert (starts + 100 <= lengths).all()
+    assert (starts[lengths == 100] == 0).all()
+    assert len(set(starts[lengths == 500].tolist())) > 4  # the full-length ones still move
+
+
 def test_augment_shapes_and_determinism_with_a_seeded_generator():
     x = torch.randn(16, 12, 1200, generator=generator(3))
     augment = EcgAugment()

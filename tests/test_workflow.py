@@ -236,6 +236,51 @@ def test_pairs_split_and_every_variant_trained(demo_run):
         assert (folder / "loss.png").stat().st_size > 1000
 
 
+def test_every_clip_gives_its_trace_and_the_traces_can_train(demo_run, tmp_path):
+    """echo_trace in ecg_sources: a ledger row per view, trace pairs with their own study
+    counted apart; pairing.ecg_source echo_trace retrains on them and nothing earlier."""
+    views = manifest(demo_run, "internal", "echo_views")
+    paths, ledger = ledgers(demo_run, "internal", "echo_trace")
+    assert len(paths) == 3 and sorted(ledger["manifest_row"]) == list(range(len(views)))
+    ok = ledger[ledger["status"] == "ok"]
+    assert set(ok["note"]) == {
+        "strip from the ECG-trace region, time scale from the region",
+        "strip from the bottom band, time scale from the sweep",
+    }
+    assert "no ECG trace colour: a monochrome clip" in set(ledger["reason"])
+    for path in paths:
+        store = zarr.open_group(path.parent / "ecg.zarr", mode="r")
+        assert store.attrs["leads"] == ["II"]
+        assert store["signals"].shape == ((read_ledger(path)["status"] == "ok").sum(), 12, 1200)
+    traces = pd.read_csv(demo_run / "results/pairs/internal/trace_pairs.csv")
+    assert (traces["ecg_source"] == "echo_trace").all() and (traces["days_apart"] == 0).all()
+    assert len(traces) == len(ok) and traces["ecg"].is_unique
+    files = pd.read_csv(demo_run / "results/pairs/internal/pairs.csv")
+    split_of = dict(zip(files["patient"], files["split"]))
+    assert all(split_of.get(p, s) == s for p, s in zip(traces["patient"], traces["split"]))
+    table = pd.read_csv(demo_run / "results/tables/cohort_splits.csv")
+    counted = table[(table["cohort"] == "internal") & (table["ecg_source"] == "echo_trace")]
+    assert counted["pairs"].sum() == len(traces)
+    summary = pd.read_csv(demo_run / "results/tables/ledger_summary.csv")
+    assert summary.loc[summary["stage"] == "echo_trace", "files"].sum() == len(views)
+
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_run, copy, symlinks=True)
+    config = tiny_config()
+    config["pairing"]["ecg_source"] = "echo_trace"
+    (copy / "trace.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(copy, "-n", config="trace.yaml"))
+    assert jobs.get("pretrain") == 5, jobs
+    assert not {"extract_echo", "prep_ecg", "extract_trace", "embed_echo", "pair_split"} & set(
+        jobs
+    ), jobs
+    run = snakemake(copy, "results/models/echo2ecg/last.pt", config="trace.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    trained = traces[(traces["split"] == "train") & (traces["n_views"] > 0)]
+    log = (copy / "logs/pretrain/echo2ecg.log").read_text()
+    assert f": {len(trained)} train pairs," in log
+
+
 def test_every_table_has_markdown_and_provenance(demo_run):
     tables = demo_run / "results/tables"
     columns = {

@@ -6,7 +6,7 @@ from echo2ecg.report.tables import write_html, write_markdown
 from echo2ecg.runlog import log_to
 
 with log_to(snakemake.log[0]):
-    paths = [*snakemake.input.echo, *snakemake.input.ecg]
+    paths = [*snakemake.input.echo, *snakemake.input.ecg, *snakemake.input.trace]
     summary = summarise_ledgers(
         [(stage, cohort, path) for (stage, cohort), path in zip(snakemake.params.ledgers, paths)]
     )

@@ -1,5 +1,6 @@
 """pretrain: contrastive training of one model variant on the cached embeddings."""
 
+import pandas as pd
 import torch
 
 from echo2ecg.data.ledger import read_shard_ledgers
@@ -12,15 +13,19 @@ from echo2ecg.train.pretrain import load_pair_data, pretrain_variant
 torch.set_num_threads(snakemake.threads)  # as many as the rule declares
 
 with log_to(snakemake.log[0]) as log:
-    pairs = read_id_table(snakemake.input.pairs)
+    # pairing.ecg_source: the ECG files' pairs, the traces' or both
+    pairs = pd.concat([read_id_table(path) for path in snakemake.input.pairs], ignore_index=True)
     ecg_stores = dict(zip(snakemake.params.ecg_shards, snakemake.input.ecg_stores))
+    trace_stores = dict(zip(snakemake.params.trace_shards, snakemake.input.trace_stores))
     embedding_stores = dict(zip(snakemake.params.echo_shards, snakemake.input.embeddings))
     echo_ledger = read_shard_ledgers(
         dict(zip(snakemake.params.echo_shards, snakemake.input.echo_ledgers))
     )
     max_views = snakemake.params.train["max_views"]
     data = {
-        split: load_pair_data(pairs, split, ecg_stores, echo_ledger, embedding_stores, max_views)
+        split: load_pair_data(
+            pairs, split, ecg_stores, echo_ledger, embedding_stores, max_views, trace_stores
+        )
         for split in ("train", "val")
     }
     out = snakemake.output

@@ -30,6 +30,7 @@ counts and fractions, never from the file's content.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -119,11 +120,22 @@ def trace_mask(frame: np.ndarray, lower, upper) -> np.ndarray:
     return cv2.inRange(hsv, np.array(lower, np.uint8), np.array(upper, np.uint8)) > 0
 
 
-def trace_columns(mask: np.ndarray, min_piece_px: int) -> _TraceColumns:
+def trace_columns(
+    mask: np.ndarray, min_piece_px: int, previous: np.ndarray | None = None
+) -> _TraceColumns:
     """Split a strip's colour mask (H, W) into trace pieces and strays (see the module
-    docstring) and reduce the trace to one mean row per column."""
+    docstring) and reduce the trace to one mean row per column.
+
+    ``previous``: the same strip's mask in an earlier frame. A piece narrower than
+    ``min_piece_px`` is trace too when most of its pixels are new since then: the sweep
+    head's first columns after it wraps, where a static label or speck is not new.
+    """
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    trace_labels = np.flatnonzero(stats[:, cv2.CC_STAT_WIDTH] >= min_piece_px)
+    wide = stats[:, cv2.CC_STAT_WIDTH] >= min_piece_px
+    if previous is not None:
+        new = np.bincount(labels[mask & ~previous], minlength=n)
+        wide |= new > 0.5 * stats[:, cv2.CC_STAT_AREA]
+    trace_labels = np.flatnonzero(wide)
     trace_labels = trace_labels[trace_labels > 0]  # label 0 is the background
     on_trace = np.isin(labels, trace_labels)
     counts = on_trace.sum(axis=0)
@@ -140,21 +152,26 @@ def trace_columns(mask: np.ndarray, min_piece_px: int) -> _TraceColumns:
     )
 
 
-def trim_line_caps(columns: _TraceColumns) -> _TraceColumns:
-    """The trace less ``thickness // 2`` columns at each end: a line drawn that thick
-    reaches that far past the first and last sample, and at the sweep's wrap those
-    columns would repeat their neighbours' time. For strips found without a region, whose
-    box is not the sweep's."""
-    trim = columns.thickness // 2
-    present = np.flatnonzero(~np.isnan(columns.rows))
-    if trim == 0 or len(present) <= 2 * trim:
-        return columns
-    rows = columns.rows.copy()
-    rows[present[:trim]] = np.nan
-    rows[present[-trim:]] = np.nan
-    return _TraceColumns(
-        rows, columns.n_trace_px, columns.n_stray_px, columns.n_clipped, columns.thickness
-    )
+def trim_line_caps(
+    rows: np.ndarray, thickness: int, bar: tuple[int, int] | None, at_ends: bool
+) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Column rows less the columns a line reaches past its first and last sample, half
+    its vertical ``thickness`` less the centre row (a 2-pixel line covers 3 rows and
+    overhangs 1 column): beside the erase bar (which widens by as much) and,
+    with ``at_ends`` (a strip found without a region, whose box is not the sweep's), at
+    the trace's two ends. Left in, those columns would repeat a neighbour's moment."""
+    trim = max(thickness - 1, 0) // 2
+    present = np.flatnonzero(~np.isnan(rows))
+    if trim == 0 or len(present) <= 4 * trim:
+        return rows, bar
+    rows = rows.copy()
+    if bar is not None:
+        bar = (max(bar[0] - trim, 0), min(bar[1] + trim, len(rows)))
+        rows[bar[0] : bar[1]] = np.nan
+    if at_ends:
+        rows[present[:trim]] = np.nan
+        rows[present[-trim:]] = np.nan
+    return rows, bar
 
 
 def _gaps(present: np.ndarray) -> list[tuple[int, int]]:
@@ -298,40 +315,48 @@ def extract_trace(
         raise InputRejected(
             "ECG strip without a time scale: no ECG-trace region and no frame timing"
         )
-    # Two frames at least: the erase bar is the gap that moves between them.
-    n_sampled = 2 if region_seconds else settings.sweep_frames
-    indices = _frame_indices(header.n_frames, n_sampled)
-    if region_seconds and header.n_frames > 1:
-        indices = [header.n_frames - 2, header.n_frames - 1]
-    frames = read_frames(path, indices, header)[:, y0:y1, x0:x1]
     min_piece = max(3, int(round(settings.min_piece_fraction * strip.width)))
-    per_frame = [
-        trace_columns(trace_mask(frame, settings.hsv_lower, settings.hsv_upper), min_piece)
-        for frame in frames
-    ]
-    if strip_from == "band":
-        per_frame = [trim_line_caps(columns) for columns in per_frame]
-    present = [~np.isnan(columns.rows) for columns in per_frame]
-    bars = [
-        erase_bar(now, present[k - 1] if k else (present[1] if len(present) > 1 else None))
-        for k, now in enumerate(present)
-    ]
-    final = per_frame[-1]
-    check_trace(final, strip.width, settings, bars[-1])
+
+    def strip_masks(indices: list[int]) -> list[np.ndarray]:
+        frames = read_frames(path, indices, header)[:, y0:y1, x0:x1]
+        return [trace_mask(frame, settings.hsv_lower, settings.hsv_upper) for frame in frames]
+
+    # The last two frames first, so that a clip without a usable trace is rejected before
+    # the sweep's frames are decoded: the erase bar is the gap that moves between them.
+    last_two = [max(header.n_frames - 2, 0), header.n_frames - 1][-min(header.n_frames, 2) :]
+    before, last = ([None] + strip_masks(last_two))[-2:]
+    final = trace_columns(last, min_piece, before)
+    earlier = None if before is None else ~np.isnan(trace_columns(before, min_piece).rows)
+    bar = erase_bar(~np.isnan(final.rows), earlier)
+    rows, bar = trim_line_caps(final.rows, final.thickness, bar, strip_from == "band")
+    final = dataclasses.replace(final, rows=rows)
+    check_trace(final, strip.width, settings, bar)
 
     if region_seconds is not None:
         seconds_per_px, time_from = region_seconds, "region"
     else:
-        heads = [None if bar is None else float(bar[0]) for bar in bars]
-        present = np.flatnonzero(~np.isnan(final.rows))
-        span = float(present[-1] - present[0] + 1)
+        indices = _frame_indices(header.n_frames, settings.sweep_frames)
+        masks = strip_masks(indices)
+        present = [
+            ~np.isnan(trace_columns(mask, min_piece, masks[k - 1] if k else None).rows)
+            for k, mask in enumerate(masks)
+        ]
+        heads = []
+        for k, now in enumerate(present):
+            elsewhere = present[k - 1] if k else (present[1] if len(present) > 1 else None)
+            head = erase_bar(now, elsewhere)
+            heads.append(None if head is None else float(head[0]))
+        kept = np.flatnonzero(~np.isnan(final.rows))
+        span = float(kept[-1] - kept[0] + 1)
         seconds_per_px = sweep_seconds_per_px(heads, indices, header.frame_time_ms, span)
         time_from = "sweep"
 
-    values = trace_in_time_order(final.rows, y1 - y0, bars[-1])
-    duration = (len(values) - 1) * seconds_per_px
-    times = np.arange(0.0, duration, 1.0 / settings.fs)
-    signal = np.interp(times, np.arange(len(values)) * seconds_per_px, values)
+    values = trace_in_time_order(final.rows, y1 - y0, bar)
+    # Samples at 1/fs steps back from the newest column, the moment of the last frame.
+    columns_ago = np.arange(len(values))[::-1] * seconds_per_px
+    n_samples = int(columns_ago[0] * settings.fs) + 1
+    ago = np.arange(n_samples)[::-1] / settings.fs
+    signal = np.interp(-ago, -columns_ago, values)
     return BurnedInTrace(
         signal=signal.astype(np.float32),
         fs=settings.fs,

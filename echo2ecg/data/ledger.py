@@ -27,8 +27,8 @@ def usable_views_per_study(echo_ledger: pd.DataFrame) -> pd.Series:
 def summarise_ledgers(ledgers: list[tuple[str, str, str | Path]]) -> pd.DataFrame:
     """Count files per stage, cohort, ECG format, status and reason.
 
-    ``ledgers``: (stage ``echo`` | ``ecg``, cohort, shard ledger path) for every shard.
-    Every file of every ledger is counted once, so the counts add up to the inputs.
+    ``ledgers``: (stage ``echo`` | ``ecg`` | ``echo_trace``, cohort, shard ledger path) for
+    every shard. Every file of every ledger is counted once, so the counts add up to the inputs.
     """
     keys = list(SUMMARY_COLUMNS[:-1])
     parts = []

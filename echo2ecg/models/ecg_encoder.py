@@ -289,6 +289,8 @@ class ECGEncoder(nn.Module):
         and out of the mean.
         """
         self._check_input(ecg, self.n_leads)
+        if lead_mask is not None and lead_mask.shape == ecg.shape[:2] and bool(lead_mask.all()):
+            lead_mask = None  # all recorded: the plain forward pass, exactly
         if lead_mask is None:
             return self._encode(
                 self.patch_embed(ecg) + self.position_embedding(ecg.shape[2] // self.patch_size)

@@ -64,14 +64,25 @@ def eval_crop(x: torch.Tensor, n_samples: int = 1008) -> torch.Tensor:
     return x[..., :n_samples]
 
 
-def random_crop(x: torch.Tensor, n_samples: int, generator: torch.Generator) -> torch.Tensor:
+def random_crop(
+    x: torch.Tensor,
+    n_samples: int,
+    generator: torch.Generator,
+    lengths: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(B, leads, T) → (B, leads, n_samples): one window per sample, start uniform in
-    [0, T − n_samples], the same start for all leads of a sample."""
+    [0, T − n_samples] (or [0, lengths[i] − n_samples] for ECGs recorded over their first
+    ``lengths`` (B,) samples only, zero-padded beyond), the same start for all its leads."""
     _check_length(x, n_samples)
     batch, n_leads, length = x.shape
-    starts = torch.randint(
-        0, length - n_samples + 1, (batch,), generator=generator, device=generator.device
-    ).to(x.device)
+    if lengths is None:
+        starts = torch.randint(
+            0, length - n_samples + 1, (batch,), generator=generator, device=generator.device
+        ).to(x.device)
+    else:
+        room = (lengths.clamp(max=length) - n_samples).clamp(min=0) + 1
+        draws = torch.rand(batch, generator=generator, device=generator.device).to(x.device)
+        starts = (draws * room.to(x.device)).long().clamp(max=room.to(x.device) - 1)
     index = starts[:, None] + torch.arange(n_samples, device=x.device)[None, :]
     return x.gather(2, index[:, None, :].expand(batch, n_leads, n_samples))
 
@@ -130,9 +141,11 @@ class EcgAugment:
         self.n_samples = n_samples
         self.params = params
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
         p = self.params
-        x = random_crop(x, self.n_samples, generator)
+        x = random_crop(x, self.n_samples, generator, lengths)
         x = ft_surrogate(x, p.ft_phase_noise, p.ft_prob, generator)
         x = jitter(x, p.jitter_scale, p.jitter_sigma, generator)
         x = rescale(x, p.rescale_sigma, generator)

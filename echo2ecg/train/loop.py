@@ -87,7 +87,7 @@ def batch_loss(
 ) -> torch.Tensor:
     """CLIP loss of one batch (autocast to bf16 when asked; the loss itself is float32)."""
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-        ecg_z, echo_z = model(batch.ecgs, batch.views, batch.mask)
+        ecg_z, echo_z = model(batch.ecgs, batch.views, batch.mask, batch.lead_mask)
     return clip_loss(ecg_z, echo_z, temperature)
 
 

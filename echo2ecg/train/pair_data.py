@@ -26,11 +26,15 @@ class PairData:
     study_views: one (V_i, D) float32 array of cached view embeddings per study, V_i ≥ 1
         (D = 512 for EchoPrime).
     pairs: (P, 2) int64 rows (ECG index, study index); one sample per row.
+    lead_masks: (N_ecg, 12) bool, the leads each ECG recorded (None: all 12).
+    lengths: (N_ecg,) int, samples each ECG recorded, zero-padded beyond (None: all T).
     """
 
     ecgs: np.ndarray
     study_views: list[np.ndarray]
     pairs: np.ndarray
+    lead_masks: np.ndarray | None = None
+    lengths: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.pairs = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2)
@@ -58,16 +62,18 @@ def per_view_pairs(data: PairData) -> PairData:
         for ecg, study in data.pairs
         for i in range(offsets[study + 1] - offsets[study])
     ]
-    return PairData(ecgs=data.ecgs, study_views=views, pairs=np.array(rows, np.int64))
+    return PairData(data.ecgs, views, np.array(rows, np.int64), data.lead_masks, data.lengths)
 
 
 class PairBatch(NamedTuple):
     """One batch of B pairs: ecgs (B, 12, n_samples) float32, views (B, V, D) float32
-    (zero-padded to the batch's largest V), mask (B, V) bool (True = a real view)."""
+    (zero-padded to the batch's largest V), mask (B, V) bool (True = a real view),
+    lead_mask (B, 12) bool (True = a recorded lead)."""
 
     ecgs: torch.Tensor
     views: torch.Tensor
     mask: torch.Tensor
+    lead_mask: torch.Tensor
 
 
 def derived_generator(*keys: int) -> torch.Generator:
@@ -151,6 +157,9 @@ class PairBatches(Dataset):
         self.augment = augment
         self.seed = seed
         self.bounds = batch_bounds(len(data), batch_size, train)
+        # Crops need the recorded lengths only where some ECG is shorter than its row.
+        short = data.lengths is not None and bool((data.lengths < data.ecgs.shape[-1]).any())
+        self.lengths = torch.from_numpy(np.asarray(data.lengths, np.int64)) if short else None
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -171,12 +180,17 @@ class PairBatches(Dataset):
         pairs = self.data.pairs[self.order[start:stop]]
         generator = derived_generator(self.seed, self.epoch, index) if self.train else None
         ecgs = torch.from_numpy(np.ascontiguousarray(self.data.ecgs[pairs[:, 0]], np.float32))
+        lengths = None if self.lengths is None else self.lengths[pairs[:, 0]]
         if not self.train:
             ecgs = eval_crop(ecgs, self.n_samples).contiguous()
         elif self.augment is not None:
-            ecgs = self.augment(ecgs, generator)
+            ecgs = self.augment(ecgs, generator, lengths)
         else:
-            ecgs = random_crop(ecgs, self.n_samples, generator)
+            ecgs = random_crop(ecgs, self.n_samples, generator, lengths)
+        if self.data.lead_masks is None:
+            lead_mask = torch.ones(ecgs.shape[:2], dtype=torch.bool)
+        else:
+            lead_mask = torch.from_numpy(self.data.lead_masks[pairs[:, 0]])
         view_sets = [
             pick_views(
                 self.data.study_views[s], self.max_views, self.single_view, self.train, generator
@@ -184,4 +198,4 @@ class PairBatches(Dataset):
             for s in pairs[:, 1]
         ]
         views, mask = pad_views(view_sets)
-        return PairBatch(ecgs, views, mask)
+        return PairBatch(ecgs, views, mask, lead_mask)

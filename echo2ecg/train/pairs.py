@@ -1,9 +1,10 @@
 """ECG–echo pairs and the patient-level split (docs/method.md section 2).
 
 An ECG and an echo study of the same patient acquired at most ``window_days`` apart form
-a pair; an ECG may pair with several studies and a study with several ECGs. Splits are by
-patient, so no patient is in two splits. Only pseudonyms and day differences leave this
-module: no raw identifier and no absolute date.
+a pair; an ECG may pair with several studies and a study with several ECGs. The ECG an
+echo clip burns in pairs with its own study alone (:func:`build_trace_pairs`). Splits are
+by patient, so no patient is in two splits, whichever source its ECGs come from. Only
+pseudonyms and day differences leave this module: no raw identifier and no absolute date.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ PAIR_COLUMNS = (
     "ecg_row",
     "n_views",
     *PHENOTYPES,
+    "ecg_source",
 )
+ECG_SOURCES = ("ecg_files", "echo_trace")  # what pairing.ecg_source chooses from
 SPLITS = ("train", "val", "test")
 # Pseudonyms are hex strings: read them as text, never as numbers.
 ID_DTYPES = {"patient": str, "ecg": str, "study": str, "ecg_shard": str}
@@ -119,13 +122,56 @@ def build_pairs(
     pairs = pair_within_window(ecgs, studies, window_days)
     pairs["split"] = assign_splits(pairs["patient"], fractions, seed)
     pairs["ecg_row"] = pairs["ecg_row"].astype(int)
+    pairs["ecg_source"] = "ecg_files"
     return pairs[list(PAIR_COLUMNS)].sort_values(
         ["split", "patient", "ecg", "study"], ignore_index=True
     )
 
 
-def split_counts(pairs: pd.DataFrame, cohort: str) -> pd.DataFrame:
-    """Table 1 of the paper for one cohort: pairs, patients, ECGs, studies, views per split."""
+def build_trace_pairs(
+    labels: pd.DataFrame,
+    trace_ledger: pd.DataFrame,
+    views_per_study: pd.Series,
+    key: bytes,
+    fractions: dict[str, float],
+    seed: int,
+) -> pd.DataFrame:
+    """Pairs of each clip's burned-in ECG with its own study (columns PAIR_COLUMNS).
+
+    ``trace_ledger``: the cohort's trace shard ledgers with a ``shard`` column (one row per
+    view, carrying its patient, study and view pseudonyms); only ``ok`` traces pair, and
+    only with a study that has a report in ``labels``. The ECG's id is its view's
+    pseudonym prefixed ``trace-``; ``days_apart`` is 0 (recorded with the clip); the split
+    is the patient's, as :func:`build_pairs` assigns it.
+    """
+    traces = trace_ledger[trace_ledger["status"] == "ok"]
+    studies = pd.DataFrame(
+        {
+            "study": pseudonymise_all(labels["study_id"], key),
+            **{p: labels[p] for p in PHENOTYPES},
+        }
+    )
+    pairs = pd.DataFrame(
+        {
+            "patient": traces["patient"].astype(str).to_numpy(),
+            "ecg": ("trace-" + traces["view"].astype(str)).to_numpy(),
+            "study": traces["study"].astype(str).to_numpy(),
+            "days_apart": 0.0,
+            "ecg_shard": traces["shard"].astype(str).to_numpy(),
+            "ecg_row": traces["row"].astype(int).to_numpy(),
+        }
+    ).merge(studies, on="study")
+    pairs["n_views"] = pairs["study"].map(views_per_study).fillna(0).astype(int)
+    pairs["split"] = assign_splits(pairs["patient"], fractions, seed)
+    pairs["ecg_source"] = "echo_trace"
+    return pairs[list(PAIR_COLUMNS)].sort_values(
+        ["split", "patient", "ecg", "study"], ignore_index=True
+    )
+
+
+def split_counts(pairs: pd.DataFrame, cohort: str, source: str = "ecg_files") -> pd.DataFrame:
+    """Table 1 of the paper for one cohort and ECG source: pairs, patients, ECGs, studies,
+    views per split."""
     rows = []
     for split in SPLITS:
         part = pairs[pairs["split"] == split]
@@ -133,6 +179,7 @@ def split_counts(pairs: pd.DataFrame, cohort: str) -> pd.DataFrame:
         rows.append(
             {
                 "cohort": cohort,
+                "ecg_source": source,
                 "split": split,
                 "pairs": len(part),
                 "patients": part["patient"].nunique(),

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import zarr
 
+from echo2ecg.data.ecg_formats import LEADS
 from echo2ecg.data.shard_plan import shard_label
 from echo2ecg.data.store import open_rows
 from echo2ecg.models import ECGEncoder, Echo2ECG, load_otis_checkpoint
@@ -53,6 +55,40 @@ def paired_ecg_signals(
     return ecgs["ecg"], signals
 
 
+def store_leads(store: str | Path) -> tuple[str, ...]:
+    """The leads a signal store holds (its ``leads`` attribute; absent: all 12)."""
+    return tuple(zarr.open_group(store, mode="r").attrs.get("leads", LEADS))
+
+
+def paired_ecgs(
+    pairs: pd.DataFrame, stores: dict[str, dict[str, str]]
+) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct ECGs of ``pairs`` from every ECG source they name (``ecg_source``
+    column, ecg_files when absent): pseudonyms in order of appearance, signals
+    (N, 12, T) float32 zero-padded to the longest store's T, recorded leads (N, 12) bool
+    and recorded samples (N,) int64, from ``stores``: source → shard label → store."""
+    if "ecg_source" not in pairs:
+        pairs = pairs.assign(ecg_source="ecg_files")
+    ecgs = pairs.drop_duplicates("ecg").reset_index(drop=True)
+    parts = []
+    for source, part in ecgs.groupby("ecg_source", sort=False):
+        shards = part["ecg_shard"].map(lambda shard: shard_label(int(shard)))
+        signals = read_rows(stores[source], "signals", shards, part["ecg_row"])
+        leads = {store_leads(stores[source][shard]) for shard in shards.unique()}
+        if len(leads) != 1:
+            raise ValueError(f"the {source} stores hold different leads: {sorted(leads)}")
+        parts.append((part.index.to_numpy(), signals, np.isin(LEADS, list(leads.pop()))))
+    longest = max((signals.shape[-1] for _, signals, _ in parts), default=0)
+    out = np.zeros((len(ecgs), len(LEADS), longest), np.float32)
+    masks = np.ones((len(ecgs), len(LEADS)), bool)
+    lengths = np.full(len(ecgs), longest, np.int64)
+    for index, signals, recorded in parts:
+        out[index, :, : signals.shape[-1]] = signals
+        masks[index] = recorded
+        lengths[index] = signals.shape[-1]
+    return ecgs["ecg"], out, masks, lengths
+
+
 def study_view_embeddings(
     studies, echo_ledger: pd.DataFrame, embedding_stores: dict[str, str], max_views: int = 128
 ) -> list[np.ndarray]:
@@ -71,15 +107,19 @@ def load_pair_data(
     echo_ledger: pd.DataFrame,
     embedding_stores: dict[str, str],
     max_views: int = 128,
+    trace_stores: dict[str, str] | None = None,
 ) -> PairData:
     """The ``split``'s pairs whose study has view embeddings, as in-memory training data.
 
-    ECGs: (N_ecg, 12, T) float32 from the ECG shards; studies: each study's view
+    ECGs: (N_ecg, 12, T) float32 from the ECG shards (``ecg_stores``, shard label → store)
+    and, for pairs whose ``ecg_source`` is echo_trace, the trace shards (``trace_stores``),
+    with their recorded leads and lengths; studies: each study's view
     embeddings (V, 512) float32 from the embedding shards, at most ``max_views`` kept
     (the first in ledger order); pairs: (P, 2) int64 (ECG index, study index).
     """
     part = pairs[(pairs["split"] == split) & (pairs["n_views"] > 0)]  # report-only studies
-    ecg_ids, ecg_signals = paired_ecg_signals(part, ecg_stores)
+    stores = {"ecg_files": ecg_stores, "echo_trace": trace_stores or {}}
+    ecg_ids, ecg_signals, lead_masks, lengths = paired_ecgs(part, stores)
     studies = part["study"].drop_duplicates().reset_index(drop=True)
     study_views = study_view_embeddings(studies, echo_ledger, embedding_stores, max_views)
     ecg_index = pd.Series(range(len(ecg_ids)), index=ecg_ids)
@@ -87,7 +127,7 @@ def load_pair_data(
     pair_array = np.stack(
         [ecg_index[part["ecg"]].to_numpy(), study_index[part["study"]].to_numpy()], axis=1
     ).astype(np.int64)
-    return PairData(ecgs=ecg_signals, study_views=study_views, pairs=pair_array)
+    return PairData(ecg_signals, study_views, pair_array, lead_masks, lengths)
 
 
 def build_model(encoder: dict, pooling: str, aggregator: dict | None = None) -> Echo2ECG:
