@@ -222,7 +222,8 @@ def check_semantics(config: dict) -> None:
 
 
 def _trace_problems(config: dict, n_samples, fs) -> list[str]:
-    """The burned-in ECG source: asked for where it trains, configured, long enough."""
+    """The burned-in ECG source: listed where it trains, configured, and long enough for
+    the encoder's input where it trains."""
     problems = []
     sources = config.get("ecg_sources", ["ecg_files"])
     source = config.get("pairing", {}).get("ecg_source", "ecg_files")
@@ -238,6 +239,10 @@ def _trace_problems(config: dict, n_samples, fs) -> list[str]:
     if not isinstance(trace, dict):
         return problems
     lower, upper = trace.get("hsv_lower"), trace.get("hsv_upper")
+    for key, bound in (("hsv_lower", lower), ("hsv_upper", upper)):
+        hue = _integer(bound[0]) if isinstance(bound, list) and bound else None
+        if hue is not None and hue > 179:
+            problems.append(f"config key echo_trace.{key}: hue {hue} is above 179 (OpenCV)")
     if (
         isinstance(lower, list)
         and isinstance(upper, list)
@@ -245,7 +250,8 @@ def _trace_problems(config: dict, n_samples, fs) -> list[str]:
     ):
         problems.append(f"config key echo_trace.hsv_lower: {lower} is above hsv_upper {upper}")
     duration = _real(trace.get("duration_s"))
-    if duration and fs and n_samples and round(duration * fs) < n_samples:
+    trains = source in ("echo_trace", "both")
+    if trains and duration and fs and n_samples and round(duration * fs) < n_samples:
         problems.append(
             f"config key echo_trace.duration_s: {duration!r} s is {round(duration * fs)} "
             f"samples at ecg.fs, fewer than ecg_encoder.n_samples ({n_samples})"

@@ -70,6 +70,29 @@ def test_n_samples_must_fit_in_the_stored_signal():
     check_all(config)
 
 
+def test_the_trace_source_must_be_listed_configured_and_long_enough_to_train():
+    config = shipped_config()
+    config["ecg_sources"] = ["ecg_files"]
+    config["pairing"]["ecg_source"] = "both"
+    line = line_for(config, "pairing.ecg_source")
+    assert "'both' needs echo_trace in ecg_sources" in line
+    config = shipped_config()
+    config["pairing"]["ecg_source"] = "echo_trace"
+    config["echo_trace"]["duration_s"] = 2.0  # 1000 samples < the encoder's 1008
+    line = line_for(config, "echo_trace.duration_s")
+    assert "1000 samples at ecg.fs, fewer than ecg_encoder.n_samples (1008)" in line
+    config["pairing"]["ecg_source"] = "ecg_files"  # traces extracted, not trained on
+    check_all(config)
+    config["echo_trace"]["hsv_lower"] = [95, 97, 113]
+    assert "above hsv_upper" in line_for(config, "echo_trace.hsv_lower")
+    config["echo_trace"]["hsv_lower"] = [64, 97, 113]
+    config["echo_trace"]["hsv_upper"] = [200, 255, 198]
+    assert "hue 200 is above 179" in line_for(config, "echo_trace.hsv_upper")
+    config = shipped_config()
+    del config["echo_trace"]
+    assert "ecg_sources lists echo_trace" in line_for(config, "echo_trace")
+
+
 def test_evaluation_length_obeys_the_same_rules():
     config = shipped_config()
     config["evaluation"]["n_samples"] = 5050  # > 5000 stored, not whole tokens of 48
