@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from echo2ecg import __version__
+from echo2ecg.vocabulary import LEADS
 
 
 def _extract_echo(args: argparse.Namespace) -> int:
@@ -57,7 +58,9 @@ def _demo_cohort(args: argparse.Namespace) -> int:
 def _embed_ecg(args: argparse.Namespace) -> int:
     from echo2ecg.evaluate.extractor import embed_ecg_files
 
-    table = embed_ecg_files(args.checkpoint, args.files, args.device)
+    table = embed_ecg_files(
+        args.checkpoint, args.files, args.device, tuple(args.leads) if args.leads else None
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
@@ -136,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--checkpoint", required=True, help="a trained variant's best.pt")
     embed.add_argument("--out", required=True, help="output table (.parquet, or .csv)")
     embed.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    embed.add_argument(
+        "--leads",
+        nargs="+",
+        choices=LEADS,
+        metavar="LEAD",
+        help="embed only these leads, e.g. --leads II (default: all 12)",
+    )
     embed.add_argument("files", nargs="+", help="ECG files (WFDB .hea, DICOM, .npy/.npz)")
     embed.set_defaults(run=_embed_ecg)
 

@@ -83,6 +83,18 @@ def test_one_row_per_file_with_the_encoders_features(checkpoint, ecg_files):
     assert not np.allclose(features[0], features[2])
 
 
+def test_a_lead_subset_is_embedded_as_those_leads_alone(checkpoint, ecg_files):
+    """embed-ecg --leads II: lead II preprocessed by itself and embedded alone."""
+    table = embed_ecg_files(str(checkpoint), ecg_files[:1], leads=("II",))
+    model, _ = load_variant(checkpoint)
+    alone = prepare_ecg(read_ecg(ecg_files[0]), **RECIPE, leads=("II",))[None, 1:2, :N_SAMPLES]
+    with torch.no_grad():
+        expected = model.ecg_encoder.forward_leads(torch.from_numpy(alone), [1]).numpy()[0]
+    features = table.filter(like="feature_").to_numpy()[0]
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(features, encoder_features(checkpoint, ecg_files[0]), atol=1e-3)
+
+
 def test_the_checkpoints_recipe_is_the_one_applied(checkpoint, ecg_files):
     table = embed_ecg_files(str(checkpoint), ecg_files[:1])
     defaults = encoder_features(checkpoint, ecg_files[0], recipe={})

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from echo2ecg.data.ecg import prepare_ecg
-from echo2ecg.data.ecg_formats import read_ecg
+from echo2ecg.data.ecg_formats import LEADS, read_ecg
 from echo2ecg.data.shard_run import rejection_reason
 from echo2ecg.evaluate.feature_files import load_features
 from echo2ecg.evaluate.features import load_variant
@@ -14,8 +14,11 @@ from echo2ecg.evaluate.metrics import cosine_similarity
 from echo2ecg.train.inference import embed_ecgs, project_ecgs
 
 
-def prepare_files(paths: list[str], recipe: dict) -> tuple[pd.DataFrame, np.ndarray]:
-    """Read and preprocess ECG files as training did.
+def prepare_files(
+    paths: list[str], recipe: dict, leads: tuple[str, ...] | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read and preprocess ECG files as training did (``leads``: only those, the others
+    zero; None: all 12).
 
     Returns the verdicts (source, status, reason: one row per file) and the signals of the
     ``ok`` files, (N_ok, 12, 5000) float32.
@@ -23,7 +26,7 @@ def prepare_files(paths: list[str], recipe: dict) -> tuple[pd.DataFrame, np.ndar
     verdicts, signals = [], []
     for path in paths:
         try:
-            signals.append(prepare_ecg(read_ecg(path), **recipe))
+            signals.append(prepare_ecg(read_ecg(path), **recipe, leads=leads))
             verdicts.append({"source": str(path), "status": "ok", "reason": ""})
         except Exception as error:  # a bad file gets a reason, never stops the others
             verdicts.append(
@@ -33,17 +36,25 @@ def prepare_files(paths: list[str], recipe: dict) -> tuple[pd.DataFrame, np.ndar
     return pd.DataFrame(verdicts, columns=["source", "status", "reason"]), stacked
 
 
-def embed_ecg_files(checkpoint: str, paths: list[str], device: str = "cpu") -> pd.DataFrame:
+def embed_ecg_files(
+    checkpoint: str, paths: list[str], device: str = "cpu", leads: tuple[str, ...] | None = None
+) -> pd.DataFrame:
     """One row per file: source, status, reason, feature_0 … feature_{D−1} (the encoder's
-    D-dimensional embedding, docs/method.md section 7; empty for rejected files)."""
+    D-dimensional embedding, docs/method.md section 7; empty for rejected files).
+
+    ``leads``: embed only these (names in :data:`~echo2ecg.vocabulary.LEADS`), as the
+    encoder embeds a recording of those leads alone; None: all 12."""
     model, saved = load_variant(checkpoint, device)
-    verdicts, signals = prepare_files(paths, saved["extra"].get("ecg_recipe", {}))
+    verdicts, signals = prepare_files(paths, saved["extra"].get("ecg_recipe", {}), leads)
     n_samples = saved["settings"]["n_samples"]
     width = model.ecg_encoder.embed_dim
     features = np.full((len(verdicts), width), np.nan, np.float32)
     ok = (verdicts["status"] == "ok").to_numpy()
     if ok.any():
-        features[ok] = embed_ecgs(model, signals, n_samples=n_samples, device=device)
+        recorded = None if leads is None else np.isin(LEADS, leads)
+        features[ok] = embed_ecgs(
+            model, signals, n_samples=n_samples, device=device, lead_mask=recorded
+        )
     columns = pd.DataFrame(features, columns=[f"feature_{i}" for i in range(width)])
     return pd.concat([verdicts, columns], axis=1)
 

@@ -50,18 +50,23 @@ def embed_ecgs(
     batch_size: int = 256,
     n_samples: int = 1008,
     device: str | torch.device | None = None,
+    lead_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """ECG features, docs/method.md section 7: (N, 12, T) preprocessed ECGs → (N, embed_dim) float32
     (mean patch token → LayerNorm; 192-d for the paper's encoder), first n_samples, eval mode.
-    Accepts an Echo2ECG or a bare ECGEncoder; the encoder is moved to ``device``."""
+    ``lead_mask`` (12,) bool: the leads every ECG recorded (None: all). Accepts an Echo2ECG
+    or a bare ECGEncoder; the encoder is moved to ``device``."""
     device = resolve_device(device)
     encoder = _encoder_of(model_or_encoder).to(device)
-    return _run_eval(
-        encoder,
-        lambda part: encoder(_ecg_batch(ecgs, part, n_samples, device)),
-        len(ecgs),
-        batch_size,
-    )
+
+    def forward(part: slice) -> torch.Tensor:
+        batch = _ecg_batch(ecgs, part, n_samples, device)
+        if lead_mask is None:
+            return encoder(batch)
+        mask = torch.as_tensor(np.asarray(lead_mask, bool), device=device)
+        return encoder(batch, mask.expand(len(batch), -1))
+
+    return _run_eval(encoder, forward, len(ecgs), batch_size)
 
 
 def project_ecgs(
