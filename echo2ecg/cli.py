@@ -33,7 +33,8 @@ def _prep_ecg(args: argparse.Namespace) -> int:
 
 
 def _extract_trace(args: argparse.Namespace) -> int:
-    from echo2ecg.data.shard_run import extract_trace_shard, inputs_from_paths
+    from echo2ecg.data.shard_run import inputs_from_paths
+    from echo2ecg.data.trace_shard import extract_trace_shard
 
     out = Path(args.out)
     ledger = extract_trace_shard(

@@ -240,7 +240,8 @@ def test_extract_trace_shard_and_cli(tmp_path, capsys):
 
 
 def test_a_trace_shorter_than_kept_is_rejected(tmp_path):
-    from echo2ecg.data.shard_run import extract_trace_shard, inputs_from_paths
+    from echo2ecg.data.shard_run import inputs_from_paths
+    from echo2ecg.data.trace_shard import extract_trace_shard
 
     path = write(tmp_path, demo_clip(0))
     ledger = extract_trace_shard(

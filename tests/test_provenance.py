@@ -66,7 +66,8 @@ def test_every_rule_with_a_script_carries_its_code_digest():
 @pytest.mark.parametrize(
     "module, expected",
     [
-        ("echo2ecg.data.dicom", {"extract_echo", "prep_ecg"}),
+        ("echo2ecg.data.dicom", {"extract_echo", "prep_ecg", "extract_trace"}),
+        ("echo2ecg.data.echo_trace", {"extract_trace"}),
         ("echo2ecg.models.echo_encoder", {"embed_echo", "pretrain", "features"}),
         (
             "echo2ecg.evaluate.metrics",

@@ -2,7 +2,8 @@
 
 from echo2ecg.data.pseudonym import resolve_key
 from echo2ecg.data.shard_plan import replan_shard
-from echo2ecg.data.shard_run import ShardInput, extract_trace_shard
+from echo2ecg.data.shard_run import ShardInput
+from echo2ecg.data.trace_shard import extract_trace_shard
 from echo2ecg.runlog import log_to
 
 with log_to(snakemake.log[0]):

@@ -2,9 +2,8 @@
 
 ``extract_echo_shard`` turns DICOM clips into a clip store (array ``clips``, uint8
 (N, 16, 224, 224, 3) RGB, unnormalised); ``prep_ecg_shard`` turns ECG files into a signal
-store (array ``signals``, float32 (N, 12, 5000), 500 Hz); ``extract_trace_shard`` turns
-the ECG burned into each clip into a signal store of lead II alone (float32 (N, 12, 1200)
-by default, the other leads zero, attribute ``leads`` ["II"]). All write a ledger (CSV) at the
+store (array ``signals``, float32 (N, 12, 5000), 500 Hz) (and
+:mod:`echo2ecg.data.trace_shard` the ECG burned into each clip). Both write a ledger (CSV) at the
 paths the caller gives, one row per input: ``source, status (ok | rejected), reason, note,
 row`` plus the input's carried fields (pseudonymised ids, manifest row). A bad file never
 stops the shard.
@@ -28,9 +27,8 @@ import pandas as pd
 
 from echo2ecg import __version__
 from echo2ecg.data.ecg import prepare_ecg
-from echo2ecg.data.ecg_formats import LEADS, RawEcg, read_ecg
+from echo2ecg.data.ecg_formats import read_ecg
 from echo2ecg.data.echo import extract_clip
-from echo2ecg.data.echo_trace import TRACE_LEAD, TraceSettings, extract_trace
 from echo2ecg.data.errors import InputRejected
 from echo2ecg.data.files import os_error_reason
 from echo2ecg.data.limits import TimeLimitExceeded, time_limit
@@ -256,65 +254,5 @@ def prep_ecg_shard(
     )
     with writer:
         ledger = run_shard(inputs, process, writer, "ECG", time_limit_s)
-    write_table(ledger, Path(ledger_path))
-    return ledger
-
-
-def extract_trace_shard(
-    inputs: list[ShardInput],
-    store: str | Path,
-    ledger_path: str | Path,
-    trace_options: dict | None = None,
-    ecg_options: dict | None = None,
-    rows_per_chunk: int = 64,
-    time_limit_s: float | None = None,
-) -> pd.DataFrame:
-    """DICOM echo views → the ECG each burns in, as the Zarr store ``store`` (float32
-    (N, 12, round(duration_s · fs)), lead II only) + the ledger CSV ``ledger_path``.
-
-    ``trace_options``: the config's ``echo_trace`` section, the fields of
-    :class:`~echo2ecg.data.echo_trace.TraceSettings` plus ``duration_s``, the most recent
-    seconds of each trace kept (a shorter trace is rejected); ``ecg_options`` as for
-    :func:`prep_ecg_shard` (its ``duration_s`` is replaced by the trace's).
-    """
-    trace_options = dict(trace_options or {})
-    duration_s = float(trace_options.pop("duration_s", 2.4))
-    ecg_options = {**(ecg_options or {}), "duration_s": duration_s}
-    fs = float(ecg_options.get("fs", 500.0))
-    settings = TraceSettings(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in trace_options.items()}, fs=fs
-    )
-    n_samples = int(round(duration_s * fs))
-    lead = LEADS.index(TRACE_LEAD)
-
-    def process(item: ShardInput, notes: list[str]) -> np.ndarray:
-        trace = extract_trace(item.path, settings)
-        if len(trace.signal) < n_samples:
-            raise InputRejected(
-                f"ECG trace shorter than {duration_s:g} s ({trace.duration_s:.2f} s shown)"
-            )
-        strip = "ECG-trace region" if trace.strip_from == "region" else "bottom band"
-        notes.append(f"strip from the {strip}, time scale from the {trace.time_scale_from}")
-        signal = np.zeros((len(LEADS), n_samples))
-        signal[lead] = trace.signal[-n_samples:]  # the most recent seconds
-        return prepare_ecg(RawEcg(signal, fs), leads=(TRACE_LEAD,), **ecg_options)
-
-    writer = ShardWriter(
-        store,
-        "signals",
-        (len(LEADS), n_samples),
-        np.float32,
-        capacity=len(inputs),
-        rows_per_chunk=rows_per_chunk,
-        attributes={
-            "layout": "N, leads (I, II, III, aVR, aVL, aVF, V1-V6), samples",
-            "leads": [TRACE_LEAD],
-            "source": "echo_trace",
-            "recipe": {**ecg_options, "trace": trace_options},
-            "echo2ecg_version": __version__,
-        },
-    )
-    with writer:
-        ledger = run_shard(inputs, process, writer, "echo trace", time_limit_s)
     write_table(ledger, Path(ledger_path))
     return ledger
