@@ -221,7 +221,8 @@ def test_pairs_split_and_every_variant_trained(demo_run):
     assert pairs.groupby("patient")["split"].nunique().max() == 1  # no patient in two splits
     table = pd.read_csv(demo_run / "results/tables/cohort_splits.csv")
     assert set(table["cohort"]) == {"internal", "external"}
-    assert table.loc[table["cohort"] == "internal", "pairs"].sum() == len(pairs)
+    files = table[table["ecg_source"] == "ecg_files"]
+    assert files.loc[files["cohort"] == "internal", "pairs"].sum() == len(pairs)
     trained = pairs[(pairs["split"] == "train") & (pairs["n_views"] > 0)]
     assert 0 < len(trained) < (pairs["split"] == "train").sum()  # report-only studies too
     for variant in ("echo2ecg", "mean_pool", "cls_pool", "single_view", "no_align"):
@@ -535,9 +536,14 @@ AFTER_DATA = {"embed_echo", "pair_split", "pretrain", "features"} | TABLES
     [
         # a table's verdicts: only the findings
         ("evaluate/findings.py", {"findings"}, {"findings"}),
-        # ECG preprocessing: both shard runners import it (one runner module serves both),
-        # and everything after the data stage follows from their new outputs
-        ("data/ecg.py", {"extract_echo", "prep_ecg"}, {"extract_echo", "prep_ecg"} | AFTER_DATA),
+        # ECG preprocessing: the shard runners import it (one runner module serves the clip
+        # and ECG shards, the trace shards preprocess their lead), and everything after the
+        # data stage follows from their new outputs
+        (
+            "data/ecg.py",
+            {"extract_echo", "prep_ecg", "extract_trace"},
+            {"extract_echo", "prep_ecg", "extract_trace", "pair_traces"} | AFTER_DATA,
+        ),
         # every table is written through it
         ("report/tables.py", TABLES, TABLES),
     ],
