@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument(
         "--duration",
         type=float,
-        default=2.4,
-        help="seconds kept, the most recent; shorter traces are rejected (default 2.4)",
+        default=2.2,
+        help="seconds kept, the most recent; shorter traces are rejected (default 2.2)",
     )
     trace.add_argument("files", nargs="+", help="DICOM ultrasound multi-frame files")
     trace.set_defaults(run=_extract_trace)

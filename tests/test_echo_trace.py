@@ -103,6 +103,27 @@ def test_trace_matches_the_drawn_lead_ii(tmp_path, encoding, region):
         assert np.corrcoef(trace.signal, truth)[0, 1] > 0
 
 
+@pytest.mark.parametrize("region", [True, False], ids=["region", "sweep"])
+def test_a_sweep_that_has_just_wrapped_keeps_its_newest_columns(tmp_path, region):
+    """The head 3 columns past the strip's start: those columns, narrower than a trace
+    piece, are the newest samples (the erase bar beside them moved), not strays, even
+    where they lie on the very pixels the sweep before drew (both at the baseline)."""
+    clip = demo_clip(0)
+    width, sweep = clip.strip.x1 - clip.strip.x0, clip.strip.sweep_s
+    shift = (3.05 / width * sweep - clip.frame_times[-1]) % sweep
+    times, trace_t = clip.frame_times + shift, clip.trace_t + shift
+    end = times[-1]
+    flat = (np.abs(trace_t - end) < 0.06) | (np.abs(trace_t - (end - sweep)) < 0.06)
+    trace_mv = np.where(flat, 0.0, clip.trace_mv)
+    frames = blank_strip(clip, clip.frames)
+    draw_ecg_sweep(frames, times, trace_t, trace_mv, clip.strip)
+    trace = extract_trace(write(tmp_path, clip, frames, encoding="rgb", region=region))
+    moved = dataclasses.replace(clip, frame_times=times, trace_t=trace_t, trace_mv=trace_mv)
+    truth = truth_at(moved, len(trace.signal), trace.fs)
+    assert np.corrcoef(trace.signal, truth)[0, 1] >= 0.9
+    assert abs(best_lag(trace.signal, truth)) <= 4
+
+
 def test_strip_from_region_ignores_labels_and_band_counts_them_stray(tmp_path):
     """The 'HR' label in the trace colour lies left of the strip: outside the region, and
     stray pixels (few) in the bottom band."""
@@ -230,7 +251,7 @@ def test_extract_trace_shard_and_cli(tmp_path, capsys):
     assert ledger["reason"][2] == "no ECG trace colour: a monochrome clip"
     assert ledger["reason"][3] == "not a DICOM file"
     signals = open_rows(tmp_path / "out/ecg.zarr", "signals")
-    assert signals.shape == (2, 12, 1200)
+    assert signals.shape == (2, 12, 1100)
     rows = signals[:]
     assert not rows[:, [0, *range(2, 12)]].any()
     assert np.allclose(rows[:, 1].mean(axis=1), 0, atol=1e-4)

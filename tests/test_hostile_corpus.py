@@ -2,8 +2,9 @@
 
 The tests build the corpus themselves (byte flips in headers and data, truncations,
 swapped transfer syntaxes, frame-header and deflate bombs, special files, odd names) and
-run both shard stages on it in a child process under an address-space limit and a time
-limit, so that a bomb fails the test instead of taking the machine down. Every file must
+run the three shard stages (clips, ECGs, the clips' burned-in traces) on it in a child
+process under an address-space limit and a time limit, so that a bomb fails the test
+instead of taking the machine down. Every file must
 get exactly one ledger row whose reason holds no path, bytes, address or traceback.
 """
 
@@ -323,6 +324,7 @@ RUNNER = textwrap.dedent("""
     import json, sys
     from echo2ecg.data.shard_run import (ShardInput, extract_echo_shard, prep_ecg_shard,
                                          printable_path)
+    from echo2ecg.data.trace_shard import extract_trace_shard
     spec = json.load(open(sys.argv[1]))
     echo = [ShardInput(path=p, source=printable_path(p)) for p in spec["echo"]]
     ecg = [ShardInput(path=p, source=printable_path(p), options=o) for p, o in spec["ecg"]]
@@ -330,6 +332,7 @@ RUNNER = textwrap.dedent("""
     extract_echo_shard(echo, out + "/echo/clips.zarr", out + "/echo/ledger.csv",
                        {"size": 112, "max_decoded_gib": 1.0})
     prep_ecg_shard(ecg, out + "/ecg/ecg.zarr", out + "/ecg/ledger.csv")
+    extract_trace_shard(echo, out + "/trace/ecg.zarr", out + "/trace/ledger.csv")
     # VmHWM: this program's own peak (ru_maxrss would count the parent's pages at fork)
     peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status")
                    if line.startswith("VmHWM"))
@@ -365,6 +368,7 @@ def corpus_run(tmp_path_factory):
     return {
         "root": root,
         "echo": echo,
+        "trace": echo,
         "ecg": [p for p, _ in ecg],
         "peak_rss_mb": json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"],
         "log": done.stderr,
@@ -379,7 +383,7 @@ def test_corpus_is_large_enough(corpus_run):
     assert len(corpus_run["echo"]) + len(corpus_run["ecg"]) >= 200
 
 
-@pytest.mark.parametrize("stage", ["echo", "ecg"])
+@pytest.mark.parametrize("stage", ["echo", "ecg", "trace"])
 def test_every_file_has_exactly_one_row(corpus_run, stage):
     rows = ledger(corpus_run, stage)
     files = corpus_run[stage]
@@ -389,7 +393,7 @@ def test_every_file_has_exactly_one_row(corpus_run, stage):
     assert (rows.loc[rows["status"] == "rejected", "reason"] != "").all()
 
 
-@pytest.mark.parametrize("stage", ["echo", "ecg"])
+@pytest.mark.parametrize("stage", ["echo", "ecg", "trace"])
 def test_no_reason_holds_a_path_bytes_an_address_or_a_traceback(corpus_run, stage):
     rows = ledger(corpus_run, stage)
     root = str(corpus_run["root"])
@@ -418,8 +422,9 @@ def test_intact_files_are_accepted_and_no_stored_clip_is_blank(corpus_run):
     assert (ecg_rows[ecg_rows["source"].str.contains("/base\\.")]["status"] == "ok").all()
 
 
-def test_bombs_and_special_files_are_rejected(corpus_run):
-    rows = pd.concat([ledger(corpus_run, "echo"), ledger(corpus_run, "ecg")])
+@pytest.mark.parametrize("echo_stage", ["echo", "trace"])
+def test_bombs_and_special_files_are_rejected(corpus_run, echo_stage):
+    rows = pd.concat([ledger(corpus_run, echo_stage), ledger(corpus_run, "ecg")])
     by_name = {
         Path(s).name: (status, reason)
         for s, status, reason in zip(rows["source"], rows["status"], rows["reason"])

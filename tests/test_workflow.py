@@ -252,7 +252,7 @@ def test_every_clip_gives_its_trace_and_the_traces_can_train(demo_run, tmp_path)
     for path in paths:
         store = zarr.open_group(path.parent / "ecg.zarr", mode="r")
         assert store.attrs["leads"] == ["II"]
-        assert store["signals"].shape == ((read_ledger(path)["status"] == "ok").sum(), 12, 1200)
+        assert store["signals"].shape == ((read_ledger(path)["status"] == "ok").sum(), 12, 1100)
     traces = pd.read_csv(demo_run / "results/pairs/internal/trace_pairs.csv")
     assert (traces["ecg_source"] == "echo_trace").all() and (traces["days_apart"] == 0).all()
     assert len(traces) == len(ok) and traces["ecg"].is_unique

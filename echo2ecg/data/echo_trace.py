@@ -10,7 +10,8 @@ taken from the file where it says them:
    present, else the bottom ``band_fraction`` of the frame;
 2. the trace: pixels of the last frame inside HSV bounds (OpenCV's H 0–179, S and V 0–255),
    grouped into 8-connected pieces; pieces at least ``min_piece_fraction`` of the strip
-   wide are the trace, smaller ones (labels, specks) are strays;
+   wide are the trace, smaller ones (labels, specks) are strays unless they are the sweep
+   head's first columns after a wrap (:func:`trace_columns`);
 3. four quality checks, each a reason of its own when it fails: the trace stays inside the
    strip (``max_clipped_fraction`` of its columns may touch the top or bottom row),
    continuity (no gap wider than ``max_gap_fraction`` of the strip besides the erase bar,
@@ -41,6 +42,7 @@ from echo2ecg.data.dicom import UltrasoundHeader, read_frames, read_ultrasound_h
 from echo2ecg.data.errors import InputRejected
 
 TRACE_LEAD = "II"  # what scanners draw; no DICOM attribute names the lead
+MAX_PIECES_LOOKED_AT = 200  # narrow pieces looked at as the sweep head's first columns
 
 
 @dataclass(frozen=True)
@@ -121,23 +123,47 @@ def trace_mask(frame: np.ndarray, lower, upper) -> np.ndarray:
 
 
 def trace_columns(
-    mask: np.ndarray, min_piece_px: int, previous: np.ndarray | None = None
+    mask: np.ndarray,
+    min_piece_px: int,
+    previous_mask: np.ndarray | None = None,
+    previous_trace: np.ndarray | None = None,
 ) -> _TraceColumns:
     """Split a strip's colour mask (H, W) into trace pieces and strays (see the module
     docstring) and reduce the trace to one mean row per column.
 
-    ``previous``: the same strip's mask in an earlier frame. A piece narrower than
-    ``min_piece_px`` is trace too when most of its pixels are new since then: the sweep
-    head's first columns after it wraps, where a static label or speck is not new.
+    ``previous_mask`` (H, W) and ``previous_trace`` (W,) bool: the same strip's mask and
+    trace columns in an earlier frame. A piece narrower than ``min_piece_px`` is trace too
+    when it is the sweep head's first columns after a wrap: beside it a gap that held trace
+    then (the erase bar has just passed), and either its box changed by more than half its
+    pixels or its columns held trace then too (drawn over the old sweep, perhaps on the
+    very same rows). A label or speck is static and held no trace.
     """
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    wide = stats[:, cv2.CC_STAT_WIDTH] >= min_piece_px
-    if previous is not None:
-        new = np.bincount(labels[mask & ~previous], minlength=n)
-        wide |= new > 0.5 * stats[:, cv2.CC_STAT_AREA]
-    trace_labels = np.flatnonzero(wide)
-    trace_labels = trace_labels[trace_labels > 0]  # label 0 is the background
-    on_trace = np.isin(labels, trace_labels)
+    trace = stats[:, cv2.CC_STAT_WIDTH] >= min_piece_px
+    trace[0] = False  # label 0 is the background
+    small = np.flatnonzero(~trace)[1:]
+    # A strip of specks (colour Doppler, noise) is strays whatever moved: not looked at.
+    looked_at = previous_mask is not None and previous_trace is not None
+    if looked_at and 0 < len(small) <= MAX_PIECES_LOOKED_AT:
+        occupied = np.flatnonzero(mask.any(axis=0))
+        for label in small:
+            left, top, width, height, area = stats[label]
+            after = occupied[occupied >= left + width]
+            before = occupied[occupied < left]
+            gaps = [
+                gap
+                for gap in (
+                    slice(left + width, after[0]) if len(after) else None,
+                    slice(before[-1] + 1, left) if len(before) else None,
+                )
+                if gap is not None and gap.stop > gap.start
+            ]
+            box = (slice(top, top + height), slice(left, left + width))
+            changed = (mask[box] != previous_mask[box]).sum() > 0.5 * area
+            over_old_sweep = previous_trace[left : left + width].mean() > 0.5
+            erased_beside = any(previous_trace[gap].any() for gap in gaps)
+            trace[label] = bool(erased_beside and (changed or over_old_sweep))
+    on_trace = np.isin(labels, np.flatnonzero(trace))
     counts = on_trace.sum(axis=0)
     row_sums = (on_trace * np.arange(mask.shape[0])[:, None]).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -325,8 +351,8 @@ def extract_trace(
     # the sweep's frames are decoded: the erase bar is the gap that moves between them.
     last_two = [max(header.n_frames - 2, 0), header.n_frames - 1][-min(header.n_frames, 2) :]
     before, last = ([None] + strip_masks(last_two))[-2:]
-    final = trace_columns(last, min_piece, before)
     earlier = None if before is None else ~np.isnan(trace_columns(before, min_piece).rows)
+    final = trace_columns(last, min_piece, before, earlier)
     bar = erase_bar(~np.isnan(final.rows), earlier)
     rows, bar = trim_line_caps(final.rows, final.thickness, bar, strip_from == "band")
     final = dataclasses.replace(final, rows=rows)
@@ -336,11 +362,11 @@ def extract_trace(
         seconds_per_px, time_from = region_seconds, "region"
     else:
         indices = _frame_indices(header.n_frames, settings.sweep_frames)
+        present: list[np.ndarray] = []
         masks = strip_masks(indices)
-        present = [
-            ~np.isnan(trace_columns(mask, min_piece, masks[k - 1] if k else None).rows)
-            for k, mask in enumerate(masks)
-        ]
+        for k, mask in enumerate(masks):
+            previous = (masks[k - 1], present[k - 1]) if k else (None, None)
+            present.append(~np.isnan(trace_columns(mask, min_piece, *previous).rows))
         heads = []
         for k, now in enumerate(present):
             elsewhere = present[k - 1] if k else (present[1] if len(present) > 1 else None)

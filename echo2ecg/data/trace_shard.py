@@ -40,7 +40,7 @@ def extract_trace_shard(
     :func:`prep_ecg_shard` (its ``duration_s`` is replaced by the trace's).
     """
     trace_options = dict(trace_options or {})
-    duration_s = float(trace_options.pop("duration_s", 2.4))
+    duration_s = float(trace_options.pop("duration_s", 2.2))
     ecg_options = {**(ecg_options or {}), "duration_s": duration_s}
     fs = float(ecg_options.get("fs", 500.0))
     settings = TraceSettings(
@@ -53,7 +53,7 @@ def extract_trace_shard(
         trace = extract_trace(item.path, settings)
         if len(trace.signal) < n_samples:
             raise InputRejected(
-                f"ECG trace shorter than {duration_s:g} s ({trace.duration_s:.2f} s shown)"
+                f"ECG trace shorter than {duration_s:g} s ({trace.duration_s:.3f} s shown)"
             )
         strip = "ECG-trace region" if trace.strip_from == "region" else "bottom band"
         notes.append(f"strip from the {strip}, time scale from the {trace.time_scale_from}")
