@@ -121,6 +121,19 @@ def test_no_cuda_or_no_wish_for_it_means_cpu(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_slurm_job_logs_its_placement_and_a_gpu_it_cannot_use(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SLURM_JOB_ID", "812")
+    caplog.set_level("INFO", logger="echo2ecg.embed.devices")
+    with choose_device(lock_dir=tmp_path, visible="2", device_count=0) as chosen:
+        assert chosen.device == "cpu"
+    assert "SLURM job 812, CUDA_VISIBLE_DEVICES=2" in caplog.text
+    assert "torch sees no CUDA device" in caplog.text
+    caplog.clear()
+    with choose_device(lock_dir=tmp_path, visible="", device_count=0):
+        pass
+    assert "torch sees no CUDA device" not in caplog.text
+
+
 def test_lock_dir_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
     with choose_device(visible="", device_count=2, timeout_s=0) as chosen:

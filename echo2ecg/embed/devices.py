@@ -102,9 +102,17 @@ def choose_device(
     log_every_s: seconds between "waiting" log lines.
     """
     count = _cuda_device_count() if device_count is None else device_count
-    if not prefer_gpu or count == 0:
-        return DeviceLease("cpu")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if os.environ.get("SLURM_JOB_ID"):
+        log.info("SLURM job %s, CUDA_VISIBLE_DEVICES=%s", os.environ["SLURM_JOB_ID"], visible)
+    if not prefer_gpu or count == 0:
+        if prefer_gpu and visible and visible.strip():
+            log.warning(
+                "CUDA_VISIBLE_DEVICES=%s was assigned, but torch sees no CUDA device "
+                "(a CPU build of torch?): running on the CPU",
+                visible,
+            )
+        return DeviceLease("cpu")
     if visible and visible.strip():
         log.info("CUDA_VISIBLE_DEVICES=%s: using cuda:0 of the assigned devices", visible)
         return DeviceLease("cuda:0", index=0)
