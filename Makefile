@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: demo test test-fast bench lint clean
+.PHONY: demo test test-fast test-slurm bench lint clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(BIN)/.installed
 
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -ra -m "not slow"
+
+# The tiny demo through a real one-node SLURM cluster (tests/slurm/start-cluster; root).
+test-slurm: $(BIN)/.installed
+	tests/slurm/install
+	ECHO2ECG_SLURM_E2E=1 $(BIN)/python -m pytest -ra -s tests/test_slurm.py
 
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint

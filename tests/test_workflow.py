@@ -25,7 +25,12 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(
-    workdir: Path, *args: str, config: str = "config.yaml", cores: int = 2
+    workdir: Path,
+    *args: str,
+    config: str = "config.yaml",
+    cores: int = 2,
+    env: dict | None = None,
+    timeout: int = 900,
 ) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
@@ -41,7 +46,7 @@ def snakemake(
         str(cores),
         *args,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def planned_jobs(run: subprocess.CompletedProcess) -> dict[str, int]:
