@@ -159,7 +159,8 @@ def test_four_gpu_jobs_at_once_get_four_distinct_gpus(cluster, tmp_path):
 
 @needs_slurm
 def test_a_cancelled_job_is_recorded_as_cancelled(cluster, tmp_path):
-    job = slurm(cluster, "sbatch", "--parsable", "--mem=100", "--wrap", "sleep 60").strip()
+    out = f"--output={tmp_path}/cancelled.out"
+    job = slurm(cluster, "sbatch", "--parsable", "--mem=100", out, "--wrap", "sleep 60").strip()
     for _ in range(40):
         if (
             slurm(cluster, "squeue", "--noheader", "--jobs", job, "--format=%T").strip()
