@@ -119,7 +119,8 @@ def slurm(cluster, *command: str) -> str:
 
 def completed_jobs(cluster) -> pd.DataFrame:
     """Every finished job of the cluster, from jobcomp (`sacct --completion`)."""
-    text = slurm(cluster, "sacct", "--completion", "--parsable2")
+    fields = "--format=jobid,jobname,state,start,end"
+    text = slurm(cluster, "sacct", "--completion", "--parsable2", fields)
     rows = [line.split("|") for line in text.strip().splitlines()]
     return pd.DataFrame(rows[1:], columns=rows[0])
 
