@@ -12,6 +12,12 @@ one warm-up forward. Reported: clips/s of each, the speed-up, and how far the em
 
     .venv/bin/python bench/bench_embed.py --json bench/out/bench_embed.json
     .venv/bin/python bench/bench_embed.py --smoke   # 2 clips, batch 2, 1 worker, any device
+    .venv/bin/python bench/bench_embed.py --sweep 32,64,128,256 --json bench/out/gpu.json
+
+``--sweep`` also times ``embed_clip_store`` at each batch size (bf16 where native), then at
+the fastest one with the encoder in channels-last-3d memory format and under
+``torch.compile``, each on the same clips after a warm-up pass; on CUDA it samples the
+GPU's utilisation (``nvidia-smi``) while each runs.
 
 Defaults follow the device: CPU 6 clips, batch 2, 1 worker; CUDA 512 clips, batch 64,
 4 workers.
@@ -24,9 +30,12 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads its thread pools
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -137,7 +146,98 @@ def compare(
     }
 
 
-def run(n_clips: int | None, batch_size: int | None, workers: int | None, precision: str) -> dict:
+class GpuUtilisation:
+    """Mean GPU utilisation (%) from ``nvidia-smi``, sampled every 0.2 s while in the block;
+    None on the CPU or where nvidia-smi is missing."""
+
+    def __init__(self, device: str):
+        self.index = torch.cuda.current_device() if device.startswith("cuda") else None
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        command = [
+            "nvidia-smi",
+            f"--id={self.index}",
+            "--query-gpu=utilization.gpu",
+            "--format=csv,noheader,nounits",
+        ]
+        while not self._stop.wait(0.2):
+            try:
+                self.samples.append(float(subprocess.check_output(command, text=True).strip()))
+            except (OSError, ValueError, subprocess.CalledProcessError):
+                return
+
+    def __enter__(self):
+        if self.index is not None:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self.index is not None:
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.samples)) if self.samples else None
+
+
+def sweep(
+    folder: Path,
+    encoder: torch.nn.Module,
+    device: str,
+    n_clips: int,
+    batch_sizes: list[int],
+    workers: int,
+    precision: str,
+) -> list[dict]:
+    """clips/s of ``embed_clip_store`` per batch size, then channels-last and torch.compile at
+    the fastest batch size; each setting after one untimed pass (compilation, autotuning)."""
+    clips_store = folder / "sweep_clips.zarr"
+    write_random_clips(clips_store, n_clips, seed=1)
+
+    def measure(label: str, model: torch.nn.Module, batch_size: int) -> dict:
+        for attempt in ("warm-up", "timed"):
+            out = folder / f"sweep_{label}_{batch_size}_{attempt}.zarr"
+            with GpuUtilisation(device) as gpu:
+                _, seconds = timed(
+                    embed_clip_store,
+                    clips_store,
+                    out,
+                    model,
+                    EchoEncoderOrigin(None),
+                    device=device,
+                    batch_size=batch_size,
+                    num_workers=workers,
+                    precision=precision,
+                )
+        row = {
+            "setting": label,
+            "batch_size": batch_size,
+            "seconds": seconds,
+            "clips_per_s": n_clips / seconds,
+            "gpu_utilisation_pct": gpu.mean,
+        }
+        logging.info("%s", row)
+        return row
+
+    rows = [measure("eager", encoder, b) for b in batch_sizes]
+    best = max(rows, key=lambda row: row["clips_per_s"])["batch_size"]
+    channels_last = copy.deepcopy(encoder).to(memory_format=torch.channels_last_3d)
+    rows.append(measure("channels_last_3d", channels_last, best))
+    rows.append(measure("torch_compile", torch.compile(copy.deepcopy(encoder)), best))
+    return rows
+
+
+def run(
+    n_clips: int | None,
+    batch_size: int | None,
+    workers: int | None,
+    precision: str,
+    batch_sweep: list[int] | None = None,
+) -> dict:
     """Lease a device, fill in the device's defaults, compare → the figures."""
     with choose_device() as lease:
         device = lease.device
@@ -150,6 +250,10 @@ def run(n_clips: int | None, batch_size: int | None, workers: int | None, precis
             encoder = build_echo_encoder().to(device)
         with tempfile.TemporaryDirectory() as tmp:
             figures = compare(Path(tmp), encoder, device, n_clips, batch_size, workers, precision)
+            if batch_sweep:
+                figures["sweep"] = sweep(
+                    Path(tmp), encoder, device, n_clips, batch_sweep, workers, precision
+                )
         name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
     return {
         "device": device,
@@ -167,9 +271,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="embed_clip_store DataLoader workers")
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "float32"))
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--sweep",
+        type=lambda text: [int(b) for b in text.split(",")],
+        help="batch sizes to time, e.g. 32,64,128 (then channels-last and torch.compile)",
+    )
     args = parse_args(parser, SMOKE)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    result = run(args.n_clips, args.batch_size, args.workers, args.precision)
+    result = run(args.n_clips, args.batch_size, args.workers, args.precision, args.sweep)
     print(json.dumps(result, indent=2))
     write_figures(result, args.json)
 
