@@ -216,7 +216,8 @@ def cancel_first_running_pretrain(cluster, workdir: Path, cancelled: list, stop:
     while not stop.is_set():
         running = slurm(cluster, "squeue", "--noheader", "--states=RUNNING", "--format=%i")
         for job in running.split():
-            if list(logs.glob(f"*/{job}.log")) and time.sleep(3) is None:
+            if list(logs.glob(f"*/{job}.log")):
+                time.sleep(3)  # midway: the job has started its script
                 slurm(cluster, "scancel", job)
                 cancelled.append(job)
                 return
