@@ -151,14 +151,19 @@ class GpuUtilisation:
     None on the CPU or where nvidia-smi is missing."""
 
     def __init__(self, device: str):
-        self.index = torch.cuda.current_device() if device.startswith("cuda") else None
+        # nvidia-smi ignores CUDA_VISIBLE_DEVICES: name the GPU by its UUID, not torch's index.
+        self.gpu = None
+        if device.startswith("cuda"):
+            index = torch.device(device).index or 0
+            self.gpu = f"GPU-{torch.cuda.get_device_properties(index).uuid}"
         self.samples: list[float] = []
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _sample(self) -> None:
         command = [
             "nvidia-smi",
-            f"--id={self.index}",
+            f"--id={self.gpu}",
             "--query-gpu=utilization.gpu",
             "--format=csv,noheader,nounits",
         ]
@@ -169,14 +174,14 @@ class GpuUtilisation:
                 return
 
     def __enter__(self):
-        if self.index is not None:
+        if self.gpu is not None:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        if self.index is not None:
+        if self._thread is not None:
             self._thread.join()
 
     @property
