@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from figures import parse_args, write_figures  # noqa: E402
 
 from echo2ecg.models import ECGEncoder, Echo2ECG, build_echo_encoder  # noqa: E402
-from echo2ecg.train.loop import batch_loss  # noqa: E402
+from echo2ecg.train.objectives import batch_loss  # noqa: E402
 from echo2ecg.train.pair_data import PairBatches, PairData  # noqa: E402
 from echo2ecg.train.schedule import param_groups  # noqa: E402
 from echo2ecg.train.settings import TrainSettings  # noqa: E402
@@ -83,7 +83,7 @@ def time_training_steps(encoder_kwargs: dict, batch_size: int, steps: int) -> di
     seconds = []
     for index in range(len(batches)):
         start = time.perf_counter()
-        loss = batch_loss(model, batches[index], settings.temperature, False, torch.device("cpu"))
+        loss = batch_loss(model, batches[index], settings, False, torch.device("cpu"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -10,6 +10,9 @@ LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
 
 # Arithmetic precision of a stage's forward passes ("auto": each stage's own default).
 PRECISIONS = ("auto", "bf16", "float32")
+# Training objectives (docs/variants.md): the paper's CLIP loss, EchoingECG's PCME++ and
+# Echo-Enhanced ECG's hierarchical mined losses.
+OBJECTIVES = ("clip", "probabilistic", "hierarchical")
 
 # ECG file formats a manifest's `format` column may name.
 # "xml" reads any of the three XML schemas (told from the root element); the schema names

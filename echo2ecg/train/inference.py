@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from echo2ecg.embed.devices import resolve_device
-from echo2ecg.models import ECGEncoder, Echo2ECG
+from echo2ecg.models import ECGEncoder, Echo2ECG, ProbabilisticEcho2ECG
 from echo2ecg.train.augment import eval_crop
 from echo2ecg.train.pair_data import pad_views
 
@@ -44,6 +44,15 @@ def _ecg_batch(ecgs: np.ndarray, part: slice, n_samples: int, device: torch.devi
     return eval_crop(torch.from_numpy(np.asarray(ecgs[part], np.float32)), n_samples).to(device)
 
 
+def _batch_lead_mask(
+    lead_mask: np.ndarray | None, n: int, device: torch.device
+) -> torch.Tensor | None:
+    """The (12,) recorded-lead mask every ECG shares as (n, 12) on ``device`` (None: all)."""
+    if lead_mask is None:
+        return None
+    return torch.as_tensor(np.asarray(lead_mask, bool), device=device).expand(n, -1)
+
+
 def embed_ecgs(
     model_or_encoder: nn.Module,
     ecgs: np.ndarray,
@@ -61,10 +70,7 @@ def embed_ecgs(
 
     def forward(part: slice) -> torch.Tensor:
         batch = _ecg_batch(ecgs, part, n_samples, device)
-        if lead_mask is None:
-            return encoder(batch)
-        mask = torch.as_tensor(np.asarray(lead_mask, bool), device=device)
-        return encoder(batch, mask.expand(len(batch), -1))
+        return encoder(batch, _batch_lead_mask(lead_mask, len(batch), device))
 
     return _run_eval(encoder, forward, len(ecgs), batch_size)
 
@@ -86,6 +92,29 @@ def project_ecgs(
         len(ecgs),
         batch_size,
     )
+
+
+def ecg_uncertainties(
+    model: ProbabilisticEcho2ECG,
+    ecgs: np.ndarray,
+    batch_size: int = 256,
+    n_samples: int = 1008,
+    device: str | torch.device | None = None,
+    lead_mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """The probabilistic variant's uncertainty of each ECG: (N, 12, T) → (N,) float32, the
+    mean σ² of its joint-space Gaussian; first n_samples, eval mode. ``lead_mask`` (12,)
+    bool: the leads every ECG recorded (None: all)."""
+    device = resolve_device(device)
+    model = model.to(device)
+
+    def forward(part: slice) -> torch.Tensor:
+        batch = _ecg_batch(ecgs, part, n_samples, device)
+        return model.ecg_uncertainty(batch, _batch_lead_mask(lead_mask, len(batch), device))[
+            :, None
+        ]
+
+    return _run_eval(model, forward, len(ecgs), batch_size).reshape(-1)
 
 
 def embed_studies(

@@ -35,7 +35,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from echo2ecg.embed.devices import resolve_device
-from echo2ecg.models import Echo2ECG, clip_loss
+from echo2ecg.models import Echo2ECG
+from echo2ecg.train.objectives import batch_loss
 from echo2ecg.train.pair_data import PairBatch, PairBatches, PairData, per_view_pairs
 from echo2ecg.train.schedule import lr_at, param_groups, set_lr
 from echo2ecg.train.settings import TrainSettings
@@ -82,15 +83,6 @@ def _to_device(batch: PairBatch, device: torch.device) -> PairBatch:
     return PairBatch(*(t.to(device, non_blocking=True) for t in batch))
 
 
-def batch_loss(
-    model: Echo2ECG, batch: PairBatch, temperature: float, bf16: bool, device: torch.device
-) -> torch.Tensor:
-    """CLIP loss of one batch (autocast to bf16 when asked; the loss itself is float32)."""
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-        ecg_z, echo_z = model(batch.ecgs, batch.views, batch.mask, batch.lead_mask)
-    return clip_loss(ecg_z, echo_z, temperature)
-
-
 def train_epoch(
     model: Echo2ECG,
     loader: DataLoader,
@@ -107,7 +99,7 @@ def train_epoch(
     for step, batch in enumerate(loader):
         base_lr = lr_at(epoch + step / steps, settings)
         set_lr(optimizer, base_lr)
-        loss = batch_loss(model, _to_device(batch, device), settings.temperature, bf16, device)
+        loss = batch_loss(model, _to_device(batch, device), settings, bf16, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -119,12 +111,13 @@ def train_epoch(
 def evaluate_loss(
     model: Echo2ECG, loader: DataLoader, settings: TrainSettings, device: torch.device
 ) -> float:
-    """Validation CLIP loss in eval mode: mean over the fixed batches, weighted by size."""
+    """Validation loss (the variant's objective) in eval mode: mean over the fixed
+    batches, weighted by size."""
     model.eval()
     bf16 = uses_bf16(settings.precision, device)
     total, count = 0.0, 0
     for batch in loader:
-        loss = batch_loss(model, _to_device(batch, device), settings.temperature, bf16, device)
+        loss = batch_loss(model, _to_device(batch, device), settings, bf16, device)
         total += loss.item() * len(batch.ecgs)
         count += len(batch.ecgs)
     return total / count
@@ -221,6 +214,7 @@ def train(
         single_view=settings.single_view,
         augment=settings.augment() if settings.augmentation else None,
         seed=settings.seed,
+        shift_samples=settings.shift_samples,
     )
     val_batches = PairBatches(
         val_data,
@@ -229,6 +223,7 @@ def train(
         settings.max_views,
         train=False,
         single_view=settings.single_view,
+        shift_samples=settings.shift_samples,
     )
     optimizer = torch.optim.AdamW(
         param_groups(
@@ -251,6 +246,13 @@ def train(
         "bf16" if uses_bf16(settings.precision, device) else "float32",
     )
 
+    if settings.objective == "hierarchical":
+        log.info(
+            "hierarchical objective: the shifted-pair term on %d of %d training pairs "
+            "(synchronised traces)",
+            int(train_data.synchronised.sum()),
+            len(train_data),
+        )
     rows: list[dict] = []
     best_loss = math.inf
     for epoch in range(settings.epochs):

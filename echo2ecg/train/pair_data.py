@@ -28,6 +28,9 @@ class PairData:
     pairs: (P, 2) int64 rows (ECG index, study index); one sample per row.
     lead_masks: (N_ecg, 12) bool, the leads each ECG recorded (None: all 12).
     lengths: (N_ecg,) int, samples each ECG recorded, zero-padded beyond (None: all T).
+    study_patients: (S,) int64, a patient index per study (None: every study its own).
+    synchronised: (P,) bool, the pair's ECG is its clip's burned-in trace, recorded with
+        it (None: none is).
     """
 
     ecgs: np.ndarray
@@ -35,6 +38,8 @@ class PairData:
     pairs: np.ndarray
     lead_masks: np.ndarray | None = None
     lengths: np.ndarray | None = None
+    study_patients: np.ndarray | None = None
+    synchronised: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.pairs = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2)
@@ -46,6 +51,16 @@ class PairData:
             raise ValueError("pairs refer to ECGs or studies that are not in the data")
         if any(len(views) == 0 for views in self.study_views):
             raise ValueError("every study needs at least one view embedding")
+        if self.study_patients is None:
+            self.study_patients = np.arange(len(self.study_views), dtype=np.int64)
+        self.study_patients = np.asarray(self.study_patients, np.int64)
+        if self.synchronised is None:
+            self.synchronised = np.zeros(len(self.pairs), bool)
+        self.synchronised = np.asarray(self.synchronised, bool)
+        if self.study_patients.shape != (len(self.study_views),):
+            raise ValueError("study_patients needs one patient per study")
+        if self.synchronised.shape != (len(self.pairs),):
+            raise ValueError("synchronised needs one flag per pair")
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -62,18 +77,44 @@ def per_view_pairs(data: PairData) -> PairData:
         for ecg, study in data.pairs
         for i in range(offsets[study + 1] - offsets[study])
     ]
-    return PairData(data.ecgs, views, np.array(rows, np.int64), data.lead_masks, data.lengths)
+    patients = [
+        data.study_patients[study]
+        for study in range(len(data.study_views))
+        for _ in range(len(data.study_views[study]))
+    ]
+    synchronised = [
+        flag
+        for (_, study), flag in zip(data.pairs, data.synchronised)
+        for _ in range(offsets[study + 1] - offsets[study])
+    ]
+    return PairData(
+        data.ecgs,
+        views,
+        np.array(rows, np.int64),
+        data.lead_masks,
+        data.lengths,
+        np.array(patients, np.int64),
+        np.array(synchronised, bool),
+    )
 
 
 class PairBatch(NamedTuple):
     """One batch of B pairs: ecgs (B, 12, n_samples) float32, views (B, V, D) float32
     (zero-padded to the batch's largest V), mask (B, V) bool (True = a real view),
-    lead_mask (B, 12) bool (True = a recorded lead)."""
+    lead_mask (B, 12) bool (True = a recorded lead), study and patient (B,) int64 (the
+    pair's study and its patient, as indices of the data), synchronised (B,) bool (the
+    row's ECG is its clip's trace, the latest n_samples of it) and shifted
+    (B_sync, 12, n_samples) float32, those rows' traces shifted back in time (empty unless
+    the batches are asked for shifts)."""
 
     ecgs: torch.Tensor
     views: torch.Tensor
     mask: torch.Tensor
     lead_mask: torch.Tensor
+    study: torch.Tensor
+    patient: torch.Tensor
+    synchronised: torch.Tensor
+    shifted: torch.Tensor
 
 
 def derived_generator(*keys: int) -> torch.Generator:
@@ -136,6 +177,10 @@ class PairBatches(Dataset):
     augmented, views sampled as in :func:`pick_views`; every batch's randomness is seeded by
     (seed, epoch, i). train=False: pairs in their given order, ECGs = first n_samples, no
     randomness. Use with ``DataLoader(batches, batch_size=None)``.
+
+    shift_samples > 0 (the hierarchical objective's shifted-pair term): a synchronised
+    row long enough for it sees the latest n_samples of its trace, unaugmented, and
+    ``shifted`` holds the n_samples ending ``shift_samples`` earlier.
     """
 
     def __init__(
@@ -148,8 +193,10 @@ class PairBatches(Dataset):
         single_view: bool = False,
         augment: EcgAugment | None = None,
         seed: int = 0,
+        shift_samples: int = 0,
     ):
         self.data = data
+        self.shift_samples = shift_samples
         self.n_samples = n_samples
         self.max_views = max_views
         self.train = train
@@ -198,4 +245,34 @@ class PairBatches(Dataset):
             for s in pairs[:, 1]
         ]
         views, mask = pad_views(view_sets)
-        return PairBatch(ecgs, views, mask, lead_mask)
+        synchronised = torch.zeros(len(pairs), dtype=torch.bool)
+        shifted = torch.empty(0, ecgs.shape[1], self.n_samples)
+        if self.shift_samples:
+            ecgs, synchronised, shifted = self._synchronised_windows(
+                ecgs, pairs[:, 0], self.data.synchronised[self.order[start:stop]]
+            )
+        study = torch.from_numpy(pairs[:, 1].copy())
+        patient = torch.from_numpy(self.data.study_patients[pairs[:, 1]])
+        return PairBatch(ecgs, views, mask, lead_mask, study, patient, synchronised, shifted)
+
+    def _synchronised_windows(
+        self, ecgs: torch.Tensor, ecg_rows: np.ndarray, flagged: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Replace the crops of synchronised rows by their trace's latest window and cut
+        the shifted windows; rows too short for the shift stay unsynchronised."""
+        n, shift = self.n_samples, self.shift_samples
+        recorded = (
+            np.full(len(ecg_rows), self.data.ecgs.shape[-1])
+            if self.data.lengths is None
+            else np.asarray(self.data.lengths)[ecg_rows]
+        )
+        usable = flagged & (recorded >= n + shift)
+        ecgs = ecgs.clone()
+        shifted = []
+        for row in np.flatnonzero(usable):
+            trace = torch.from_numpy(np.asarray(self.data.ecgs[ecg_rows[row]], np.float32))
+            end = int(recorded[row])
+            ecgs[row] = trace[:, end - n : end]
+            shifted.append(trace[:, end - n - shift : end - shift])
+        windows = torch.stack(shifted) if shifted else torch.empty(0, ecgs.shape[1], n)
+        return ecgs, torch.from_numpy(usable), windows

@@ -18,7 +18,7 @@ import zarr
 from echo2ecg.data.ecg_formats import LEADS
 from echo2ecg.data.shard_plan import shard_label
 from echo2ecg.data.store import open_rows
-from echo2ecg.models import ECGEncoder, Echo2ECG, load_otis_checkpoint
+from echo2ecg.models import ECGEncoder, Echo2ECG, build_echo2ecg, load_otis_checkpoint
 from echo2ecg.report.plots import plot_history
 from echo2ecg.train.loop import HISTORY_COLUMNS, TrainOutputs, save_checkpoint, train, write_history
 from echo2ecg.train.pair_data import PairData
@@ -115,7 +115,8 @@ def load_pair_data(
     and, for pairs whose ``ecg_source`` is echo_trace, the trace shards (``trace_stores``),
     with their recorded leads and lengths; studies: each study's view
     embeddings (V, 512) float32 from the embedding shards, at most ``max_views`` kept
-    (the first in ledger order); pairs: (P, 2) int64 (ECG index, study index).
+    (the first in ledger order); pairs: (P, 2) int64 (ECG index, study index); each
+    study's patient, and which pairs are a clip's own trace (synchronised).
     """
     part = pairs[(pairs["split"] == split) & (pairs["n_views"] > 0)]  # report-only studies
     stores = {"ecg_files": ecg_stores, "echo_trace": trace_stores or {}}
@@ -127,14 +128,32 @@ def load_pair_data(
     pair_array = np.stack(
         [ecg_index[part["ecg"]].to_numpy(), study_index[part["study"]].to_numpy()], axis=1
     ).astype(np.int64)
-    return PairData(ecg_signals, study_views, pair_array, lead_masks, lengths)
+    study_patient = part.drop_duplicates("study").set_index("study")["patient"]
+    patient_codes = pd.factorize(study_patient[studies].to_numpy())[0].astype(np.int64)
+    synchronised = part.get("ecg_source", pd.Series("ecg_files", index=part.index))
+    return PairData(
+        ecg_signals,
+        study_views,
+        pair_array,
+        lead_masks,
+        lengths,
+        study_patients=patient_codes,
+        synchronised=(synchronised == "echo_trace").to_numpy(),
+    )
 
 
-def build_model(encoder: dict, pooling: str, aggregator: dict | None = None) -> Echo2ECG:
-    """An Echo2ECG model from the config's ``ecg_encoder`` section, a pooling name and the
-    config's ``aggregator`` section (``study_dim``, ``num_heads``, ``joint_dim``; None: the
-    paper's sizes); the ECG encoder starts from the OTiS checkpoint when
-    ``encoder["weights"]`` is set."""
+def build_model(
+    encoder: dict,
+    pooling: str,
+    aggregator: dict | None = None,
+    objective: str = "clip",
+    centre_means: bool = True,
+) -> Echo2ECG:
+    """The model of ``objective`` (:func:`~echo2ecg.models.build_echo2ecg`) from the
+    config's ``ecg_encoder`` section, a pooling name and the config's ``aggregator``
+    section (``study_dim``, ``num_heads``, ``joint_dim``; None: the paper's sizes); the ECG
+    encoder starts from the OTiS checkpoint when ``encoder["weights"]`` is set;
+    ``centre_means``: the probabilistic objective's (train.probabilistic.centre_means)."""
     ecg_encoder = ECGEncoder(
         embed_dim=encoder["embed_dim"],
         depth=encoder["depth"],
@@ -147,17 +166,25 @@ def build_model(encoder: dict, pooling: str, aggregator: dict | None = None) -> 
     if encoder.get("weights"):
         report = load_otis_checkpoint(ecg_encoder, encoder["weights"])
         log.info("ECG encoder from OTiS checkpoint: %s", report)
-    return Echo2ECG(ecg_encoder, pooling=pooling, **(aggregator or {}))
+    return build_echo2ecg(ecg_encoder, pooling, objective, centre_means, **(aggregator or {}))
 
 
-def train_settings(train: dict, encoder: dict, pooling: str) -> TrainSettings:
-    """TrainSettings from the config's ``train`` section (unknown keys are an error)."""
+def train_settings(
+    train: dict, encoder: dict, pooling: str, objective: str = "clip"
+) -> TrainSettings:
+    """TrainSettings from the config's ``train`` section (unknown keys are an error) for a
+    variant's pooling and objective."""
     known = {f.name for f in fields(TrainSettings)}
     values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in train.items()}
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"train settings not understood: {', '.join(sorted(unknown))}")
-    return TrainSettings(**values, n_samples=encoder["n_samples"], single_view=pooling == "single")
+    return TrainSettings(
+        **values,
+        n_samples=encoder["n_samples"],
+        single_view=pooling == "single",
+        objective=objective,
+    )
 
 
 def pretrain_variant(
@@ -179,10 +206,13 @@ def pretrain_variant(
     paper's). Writes the checkpoints and history of ``outputs`` and the loss curve (PNG) to
     ``loss_plot``; returns the history (empty for an untrained variant).
     """
-    settings = train_settings(train_config, encoder, spec["pooling"])
+    objective = spec.get("objective", "clip")
+    settings = train_settings(train_config, encoder, spec["pooling"], objective)
     with torch.random.fork_rng(devices=[]):  # the init is the seed's; the global RNG is left
         torch.manual_seed(settings.seed)
-        model = build_model(encoder, spec["pooling"], aggregator)
+        model = build_model(
+            encoder, spec["pooling"], aggregator, objective, settings.probabilistic.centre_means
+        )
     extra = {
         "variant": variant,
         "variant_spec": spec,
