@@ -107,6 +107,12 @@ def check_cohort_references(config: dict) -> None:
             f"config key evaluation.shd_cohort: {evaluation['shd_cohort']!r} is not "
             f"a cohort (cohorts: {known})"
         )
+    for name in evaluation.get("external_features") or {}:
+        if name in config["variants"]:
+            problems.append(
+                f"config key evaluation.external_features.{name}: {name!r} is already a "
+                "variant; give the other model's features another name"
+            )
     if evaluation["baseline"] not in config["variants"]:
         problems.append(
             f"config key evaluation.baseline: {evaluation['baseline']!r} is not a "

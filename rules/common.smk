@@ -38,12 +38,15 @@ TRAIN_COHORT = config["pairing"]["train_cohort"]
 TRACE_COHORTS = ECHO_COHORTS if "echo_trace" in config.get("ecg_sources", []) else []
 TRAINING_ECG_SOURCE = config["pairing"].get("ecg_source", "ecg_files")
 VARIANTS = list(config["variants"])
+# Other models' ECG features given by the user: name → Parquet (evaluation.external_features).
+EXTERNAL_FEATURES = config["evaluation"].get("external_features") or {}
 
 
 wildcard_constraints:
     cohort="[A-Za-z0-9_-]+",
     shard=r"\d{4}",
     variant="[A-Za-z0-9_-]+",
+    name="[A-Za-z0-9_-]+",
 
 
 def demo_manifests():
@@ -57,6 +60,9 @@ def demo_manifests():
         "internal_labels": f"{out}/internal/labels.csv",
         "external_ecgs": f"{out}/external/ecgs.csv",
         "external_labels": f"{out}/external/labels.csv",
+        # what only the generator knows (each recording's planted noise), not an input
+        "internal_ecg_truth": f"{out}/internal/ecg_truth.csv",
+        "external_ecg_truth": f"{out}/external/ecg_truth.csv",
     }
 
 
@@ -255,13 +261,29 @@ def evaluated_checkpoint():
     return f"results/models/{{variant}}/{config['evaluation']['checkpoint']}.pt"
 
 
-def feature_keys(cohorts):
-    """(variant, cohort) of every feature file an evaluation rule reads, in input order."""
-    return [(variant, cohort) for variant in VARIANTS for cohort in cohorts]
+def feature_models(external=True):
+    """The models a table compares: every variant, then (``external``) every model whose
+    features the user gave; retrieval has no joint space for the latter."""
+    return VARIANTS + (list(EXTERNAL_FEATURES) if external else [])
 
 
-def feature_files(cohorts):
-    return [f"results/features/{variant}/{cohort}.npz" for variant, cohort in feature_keys(cohorts)]
+def feature_keys(cohorts, external=True):
+    """(model, cohort) of every feature file an evaluation rule reads, in input order."""
+    return [(model, cohort) for model in feature_models(external) for cohort in cohorts]
+
+
+def feature_file(model, cohort):
+    if model in EXTERNAL_FEATURES and model not in config["variants"]:
+        return f"results/features/external/{model}/{cohort}.npz"
+    return f"results/features/{model}/{cohort}.npz"
+
+
+def feature_files(cohorts, external=True):
+    return [feature_file(model, cohort) for model, cohort in feature_keys(cohorts, external)]
+
+
+def external_features_table(wildcards):
+    return EXTERNAL_FEATURES[wildcards.name]
 
 
 def evaluation_settings(*keys):
@@ -333,12 +355,27 @@ def data_stage_outputs():
     return echo_ledgers() + ecg_ledgers() + trace_ledgers() + report_table("ledger_summary")
 
 
-def evaluation_outputs():
+def probabilistic_variants():
+    """The variants trained with the probabilistic objective (their uncertainty is tabled)."""
     return [
-        path
-        for name in ("lvef_knn", "shd_scaling", "retrieval", "ablation", "findings")
-        for path in report_table(name)
+        name
+        for name, spec in config["variants"].items()
+        if spec.get("objective") == "probabilistic" and spec.get("train", True)
     ]
+
+
+def uncertainty_feature_keys():
+    cohorts = config["evaluation"]["lvef_cohorts"]
+    return [(variant, cohort) for variant in probabilistic_variants() for cohort in cohorts]
+
+
+def evaluation_outputs():
+    names = ["lvef_knn", "shd_scaling", "retrieval", "ablation", "findings"]
+    if probabilistic_variants():
+        names.append("uncertainty")
+        if config["demo"]["enabled"]:
+            names.append("uncertainty_noise")
+    return [path for name in names for path in report_table(name)]
 
 
 def training_outputs():

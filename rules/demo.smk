@@ -23,3 +23,43 @@ checkpoint demo_cohort:
         "../envs/pipeline.yaml"
     script:
         "../workflow_scripts/demo_cohort.py"
+
+
+rule uncertainty_noise:
+    input:
+        truth=expand(
+            "{out}/{cohort}/ecg_truth.csv",
+            out=config["demo"]["out"],
+            cohort=config["evaluation"]["lvef_cohorts"],
+        ),
+        pairs=expand(
+            "results/pairs/{cohort}/pairs.csv", cohort=config["evaluation"]["lvef_cohorts"]
+        ),
+        features=[f"results/features/{v}/{c}.npz" for v, c in uncertainty_feature_keys()],
+    output:
+        table="results/tables/uncertainty_noise.csv",
+        markdown="results/tables/uncertainty_noise.md",
+        html=report(
+            "results/tables/uncertainty_noise.html",
+            caption="report/uncertainty_noise.rst",
+            category=RESULTS,
+            labels={"result": "ECG uncertainty against planted noise", "kind": "table"},
+        ),
+        provenance="results/tables/uncertainty_noise.provenance.json",
+    params:
+        feature_keys=uncertainty_feature_keys(),
+        settings=evaluation_settings("bootstrap_resamples", "seed", "lvef_cohorts"),
+        pretrained=encoders_pretrained(),
+        code=script_code("uncertainty_noise"),
+    log:
+        "logs/uncertainty_noise/uncertainty_noise.log",
+    benchmark:
+        "benchmarks/uncertainty_noise/uncertainty_noise.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/uncertainty_noise.py"

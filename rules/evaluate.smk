@@ -33,6 +33,28 @@ rule features:
         "../workflow_scripts/features.py"
 
 
+rule external_features:
+    input:
+        table=external_features_table,
+        pairs="results/pairs/{cohort}/pairs.csv",
+    output:
+        features="results/features/external/{name}/{cohort}.npz",
+    params:
+        code=script_code("external_features"),
+    log:
+        "logs/external_features/{name}/{cohort}.log",
+    benchmark:
+        "benchmarks/external_features/{name}/{cohort}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/external_features.py"
+
+
 rule lvef_knn:
     input:
         features=feature_files(config["evaluation"]["lvef_cohorts"]),
@@ -102,7 +124,7 @@ rule shd_scaling:
         ),
         evidence="results/evidence/shd_scaling_scores.csv",
     params:
-        variants=VARIANTS,
+        variants=feature_models(),
         settings=evaluation_settings(
             "knn_k",
             "bootstrap_resamples",
@@ -132,7 +154,7 @@ rule shd_scaling:
 
 rule retrieval:
     input:
-        features=feature_files([TRAIN_COHORT]),
+        features=feature_files([TRAIN_COHORT], external=False),
         pairs=f"results/pairs/{TRAIN_COHORT}/pairs.csv",
     output:
         table="results/tables/retrieval.csv",
@@ -229,6 +251,7 @@ rule findings:
             ),
             "retrieval_cohort": TRAIN_COHORT,
             "variants": config["variants"],
+            "external_features": list(EXTERNAL_FEATURES),
         },
         pretrained=encoders_pretrained(),
         code=script_code("findings"),
@@ -244,3 +267,36 @@ rule findings:
         "../envs/pipeline.yaml"
     script:
         "../workflow_scripts/findings.py"
+
+
+rule uncertainty:
+    input:
+        lvef="results/evidence/lvef_knn_scores.csv",
+        features=[f"results/features/{v}/{c}.npz" for v, c in uncertainty_feature_keys()],
+    output:
+        table="results/tables/uncertainty.csv",
+        markdown="results/tables/uncertainty.md",
+        html=report(
+            "results/tables/uncertainty.html",
+            caption="report/uncertainty.rst",
+            category=RESULTS,
+            labels={"result": "LVEF by ECG uncertainty", "kind": "table"},
+        ),
+        provenance="results/tables/uncertainty.provenance.json",
+    params:
+        feature_keys=uncertainty_feature_keys(),
+        settings=evaluation_settings("bootstrap_resamples", "seed", "knn_k", "lvef_cohorts"),
+        pretrained=encoders_pretrained(),
+        code=script_code("uncertainty"),
+    log:
+        "logs/uncertainty/uncertainty.log",
+    benchmark:
+        "benchmarks/uncertainty/uncertainty.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../workflow_scripts/uncertainty.py"

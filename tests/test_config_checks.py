@@ -258,3 +258,17 @@ def test_merge_keys_are_not_duplicates(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("base: &base {fs: 500, duration_s: 10}\necg:\n  <<: *base\n  fs: 250\n")
     assert load_yaml_strict(path)["ecg"] == {"fs": 250, "duration_s": 10}
+
+
+def test_variant_objectives_and_their_keys_are_checked():
+    config = shipped_config()
+    config["variants"]["echo2ecg"]["objective"] = "triplet"
+    assert "triplet" in line_for(config, "variants.echo2ecg.objective")
+    config = shipped_config()
+    config["train"]["hierarchical"]["margin"] = -0.1
+    assert "minimum" in line_for(config, "train.hierarchical.margin") or "less than" in line_for(
+        config, "train.hierarchical.margin"
+    )
+    config = shipped_config()
+    config["train"]["probabilistic"]["vib"] = 1.0
+    assert "unknown key" in line_for(config, "train.probabilistic.vib")

@@ -199,6 +199,9 @@ def test_html_table_is_escaped_rounded_and_colours_verdicts():
     assert '<td class="no">no</td>' in page
     # a value in a verdict column that is not a verdict gets no class of its own
     assert 'class="maybe"' not in html_table(table.assign(holds="maybe"), "T")
+    # a value too small for three decimals keeps three significant digits; 0 stays 0.000
+    tiny = html_table(pd.DataFrame({"variance": [0.000188, 0.0]}), "T")
+    assert ">0.000188<" in tiny and ">0.000<" in tiny
 
 
 def test_folder_checksum_changes_with_content(tmp_path):

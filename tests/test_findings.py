@@ -193,3 +193,39 @@ def test_missing_models_and_tiny_subsets_are_undetermined_with_a_note():
     assert (single["holds"] == "undetermined").all() and single["note"].str.len().gt(0).all()
     assert "same neighbours" in table.iloc[-1]["note"]
     assert table.iloc[-1]["holds"] == "undetermined"
+
+
+OBJECTIVE_VARIANTS = {
+    **VARIANTS,
+    "probabilistic": {"pooling": "attention", "objective": "probabilistic"},
+    "hierarchical": {"pooling": "attention", "objective": "hierarchical"},
+}
+
+
+def test_other_objectives_have_their_own_roles_and_are_compared_with_the_method():
+    roles = variant_roles(OBJECTIVE_VARIANTS)
+    assert roles["method"] == "echo2ecg"  # the CLIP attention model, whatever comes after
+    assert roles["probabilistic"] == "probabilistic"
+    assert roles["hierarchical"] == "hierarchical"
+    table = findings_table(
+        lvef_scores({"echo2ecg": 0.6, "no_align": 0.05, "probabilistic": 0.6, "hierarchical": 0.1}),
+        retrieval_queries({"echo2ecg": 1.0, "probabilistic": 1.0, "hierarchical": 4.0}),
+        shd_scores({"echo2ecg": 0.6, "no_align": 0.05}),
+        OBJECTIVE_VARIANTS,
+        ["internal", "external"],
+        "internal",
+        "external",
+        0.01,
+        5,
+        300,
+        0,
+    )
+    lvef = table[table["claim"].str.startswith("the CLIP objective is at least as good as")]
+    assert len(lvef) == 4  # two objectives, two cohorts
+    against = lvef.set_index(["versus", "cohort"])["holds"]
+    assert against[("hierarchical", "internal")] == "yes"  # 0.6 against 0.1
+    assert against[("probabilistic", "external")] == "undetermined"  # the same scores
+    retrieval = table[table["claim"].str.contains("the CLIP objective retrieves")]
+    assert len(retrieval) == 8  # two objectives, four phenotypes
+    assert (retrieval[retrieval["versus"] == "hierarchical"]["holds"] == "yes").all()
+    assert (retrieval["model"] == "echo2ecg").all()

@@ -71,7 +71,16 @@ def test_every_rule_with_a_script_carries_its_code_digest():
         ("echo2ecg.models.echo_encoder", {"embed_echo", "pretrain", "features"}),
         (
             "echo2ecg.evaluate.metrics",
-            {"lvef_knn", "shd_scaling", "retrieval", "ablation", "findings"},
+            {
+                "lvef_knn",
+                "shd_scaling",
+                "retrieval",
+                "ablation",
+                "findings",
+                "uncertainty",
+                "uncertainty_noise",
+                "external_features",
+            },
         ),
         ("echo2ecg.evaluate.findings", {"findings"}),
         ("echo2ecg.synth.echo_views", {"demo_cohort"}),

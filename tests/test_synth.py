@@ -26,6 +26,8 @@ from echo2ecg.synth.cohort import (
     ECHO_VIEW_COLUMNS,
     CohortSpec,
     demo_specs,
+    ecg_noise_mv,
+    ecg_signal,
     generate_cohort,
     generate_demo,
     plan_cohort,
@@ -486,7 +488,6 @@ def test_random_ecg_features_carry_some_but_not_much_lvef():
     from echo2ecg.data.ecg_formats import RawEcg
     from echo2ecg.evaluate.metrics import balanced_subset, knn_scores, lvef_class, macro_auroc
     from echo2ecg.models import ECGEncoder
-    from echo2ecg.synth.cohort import ecg_signal
 
     internal, _ = demo_specs()
     spec = dataclasses.replace(
@@ -604,3 +605,25 @@ def test_wfdb_writer_matches_wfdb_byte_for_byte(tmp_path):
         assert (tmp_path / "ours" / f"r{suffix}").read_bytes() == (
             tmp_path / "wfdb" / f"r{suffix}"
         ).read_bytes()
+
+
+def test_each_recording_has_its_own_planted_noise_and_only_the_truth_table_says_it(cohort):
+    _, _, tables = cohort
+    truth = tables["ecg_truth"].assign(noise_mv=lambda t: t["noise_mv"].astype(float))
+    flat = set(tables["corrupt_files"].loc[lambda t: t["kind"] == "flat_ecg", "path"])
+    files = tables["ecgs"][~tables["ecgs"]["path"].isin(flat)]
+    assert sorted(truth["ecg_id"]) == sorted(files["ecg_id"])  # every signal, no flat line
+    low, high = (TINY.ecg_noise_mv * factor for factor in TINY.ecg_noise_spread)
+    assert truth["noise_mv"].between(low, high).all()
+    assert truth["noise_mv"].max() / truth["noise_mv"].min() > 3  # spread, not one level
+    assert "noise_mv" not in tables["ecgs"]  # the pipeline's inputs do not carry it
+    # the signal carries it: white noise adds its variance to the first difference
+    patients = plan_cohort(TINY)
+    rows = [(p, j) for p in patients for j, e in enumerate(p.ecgs) if not e.flat][:12]
+    planted = [ecg_noise_mv(TINY, p, j) for p, j in rows]
+    quiet = [dataclasses.replace(TINY, ecg_noise_spread=(1e-6, 1e-6))]
+    excess = [
+        np.diff(ecg_signal(TINY, p, j)).var() - np.diff(ecg_signal(quiet[0], p, j)).var()
+        for p, j in rows
+    ]
+    assert np.corrcoef(np.square(planted), excess)[0, 1] > 0.95

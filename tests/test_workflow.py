@@ -276,15 +276,23 @@ def test_every_clip_gives_its_trace_and_the_traces_can_train(demo_run, tmp_path)
     config["pairing"]["ecg_source"] = "echo_trace"
     (copy / "trace.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(copy, "-n", config="trace.yaml"))
-    assert jobs.get("pretrain") == 5, jobs
+    assert jobs.get("pretrain") == 7, jobs
     assert not {"extract_echo", "prep_ecg", "extract_trace", "embed_echo", "pair_split"} & set(
         jobs
     ), jobs
-    run = snakemake(copy, "results/models/echo2ecg/last.pt", config="trace.yaml")
+    run = snakemake(
+        copy,
+        "results/models/echo2ecg/last.pt",
+        "results/models/hierarchical/last.pt",
+        config="trace.yaml",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     trained = traces[(traces["split"] == "train") & (traces["n_views"] > 0)]
     log = (copy / "logs/pretrain/echo2ecg.log").read_text()
     assert f": {len(trained)} train pairs," in log
+    # the hierarchical objective's shifted-pair term runs on the traces, all synchronised
+    log = (copy / "logs/pretrain/hierarchical.log").read_text()
+    assert f"shifted-pair term on {len(trained)} of {len(trained)} training pairs" in log
 
 
 def test_every_table_has_markdown_and_provenance(demo_run):
@@ -304,6 +312,8 @@ def test_every_table_has_markdown_and_provenance(demo_run):
             "n_queries",
         ],
         "ablation": ["model"],
+        "uncertainty": ["model", "cohort", "half", "n_test", "n_patients"],
+        "uncertainty_noise": ["model", "cohort", "n_test", "n_patients", "spearman"],
         "findings": [
             "claim",
             "cohort",
@@ -336,7 +346,22 @@ def test_every_table_has_markdown_and_provenance(demo_run):
     }
     assert (tables / "shd_scaling.png").stat().st_size > 1000
     findings = pd.read_csv(tables / "findings.csv")
-    assert set(findings["holds"]) <= {"yes", "no", "undetermined"} and len(findings) == 21
+    # 21 claims of the paper, and the two other objectives against it: LVEF in each
+    # cohort and retrieval of each phenotype
+    assert set(findings["holds"]) <= {"yes", "no", "undetermined"} and len(findings) == 33
+    assert set(findings["versus"]) >= {"probabilistic", "hierarchical"}
+    uncertainty = pd.read_csv(tables / "uncertainty.csv")
+    assert sorted(zip(uncertainty["cohort"], uncertainty["half"])) == [
+        ("external", "high"),
+        ("external", "low"),
+        ("internal", "high"),
+        ("internal", "low"),
+    ]
+    assert (uncertainty["model"] == "probabilistic").all()
+    features = np.load(demo_run / "results/features/probabilistic/internal.npz")
+    assert features["ecg_uncertainty"].shape == features["ecg"].shape
+    assert (features["ecg_uncertainty"] > 0).all()
+    assert "ecg_uncertainty" not in np.load(demo_run / "results/features/echo2ecg/internal.npz")
     # the evidence behind every CI: one row per test ECG (and query), patients named
     lvef = pd.read_csv(demo_run / "results/evidence/lvef_knn_scores.csv", dtype={"patient": str})
     knn = pd.read_csv(tables / "lvef_knn.csv")
@@ -358,6 +383,7 @@ def test_report_holds_tables_and_plots(demo_run):
         "shd_scaling.html",
         "retrieval.html",
         "ablation.html",
+        "uncertainty.html",
         "cohort_splits.html",
         "ledger_summary.html",
         "shd_scaling.png",
@@ -375,6 +401,50 @@ def test_report_holds_tables_and_plots(demo_run):
         "Contrastive loss",
     ):
         assert caption in html or caption.replace("&#x27;", "'") in html, caption
+
+
+def test_another_models_features_are_evaluated_like_a_variant(demo_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_run, copy, symlinks=True)
+    ids = pd.concat([manifest(copy, c, "ecgs")["ecg_id"] for c in ("internal", "external")])
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(len(ids), 6)), columns=[f"f{i}" for i in range(6)])
+    table.insert(0, "ecg_id", ids.to_numpy())
+    table.to_parquet(copy / "noise.parquet")
+    config = tiny_config()
+    config["evaluation"]["external_features"] = {"noise": "noise.parquet"}
+    (copy / "external.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(copy, "-n", config="external.yaml"))
+    assert jobs.get("external_features") == 2, jobs  # internal and external cohorts
+    assert not {"pretrain", "features", "retrieval"} & set(jobs), jobs
+    run = snakemake(copy, "results/tables/findings.csv", config="external.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    lvef = pd.read_csv(copy / "results/tables/lvef_knn.csv")
+    noise = lvef[lvef["model"] == "noise"].set_index("cohort")
+    ours = lvef[lvef["model"] == "echo2ecg"].set_index("cohort")
+    assert (noise["n_test"] == ours["n_test"]).all()  # the same test ECGs
+    shd = pd.read_csv(copy / "results/tables/shd_scaling.csv")
+    assert "noise" in set(shd["model"])
+    findings = pd.read_csv(copy / "results/tables/findings.csv")
+    rows = findings[findings["versus"] == "noise"]
+    assert rows["claim"].tolist() == ["the aligned ECG encoder beats noise's features"] * 2
+    # the pseudonymised ids only: no manifest id reaches a feature file
+    stored = np.load(copy / "results/features/external/noise/internal.npz")
+    assert not set(stored["ecg"]) & set(ids)
+
+
+def test_probabilistic_features_carry_each_ecgs_uncertainty(demo_run, tmp_path):
+    out = tmp_path / "features.parquet"
+    checkpoint = demo_run / "results/models/probabilistic/last.pt"
+    real = pydicom.data.get_testdata_file("waveform_ecg.dcm")
+    command = [sys.executable, "-m", "echo2ecg.cli", "embed-ecg", "--checkpoint"]
+    run = subprocess.run(
+        [*command, str(checkpoint), "--out", str(out), real], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    table = pd.read_parquet(out)
+    assert table["status"].tolist() == ["ok"]
+    assert np.isfinite(table["uncertainty"]).all() and (table["uncertainty"] > 0).all()
 
 
 def test_feature_extractor_on_a_real_dicom_ecg(demo_run, tmp_path):
@@ -442,7 +512,7 @@ def test_training_parameter_reruns_only_training(demo_run):
     config["train"]["epochs"] = 3
     (demo_run / "epochs.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(demo_run, "-n", config="epochs.yaml"))
-    assert jobs.get("pretrain") == 5
+    assert jobs.get("pretrain") == 7
     assert not {"extract_echo", "prep_ecg", "embed_echo", "pair_split"} & set(jobs), jobs
 
 
@@ -451,12 +521,19 @@ def test_evaluation_parameter_reruns_only_evaluation(demo_run):
     config["evaluation"]["knn_k"] = 3
     (demo_run / "knn.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(demo_run, "-n", config="knn.yaml"))
-    assert set(jobs) == {"lvef_knn", "shd_scaling", "ablation", "findings", "all"}, jobs
+    assert set(jobs) == {
+        "lvef_knn",
+        "shd_scaling",
+        "ablation",
+        "findings",
+        "uncertainty",  # reads the LVEF evidence
+        "all",
+    }, jobs
     config = tiny_config()
     config["evaluation"]["checkpoint"] = "best"
     (demo_run / "best.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(demo_run, "-n", config="best.yaml"))
-    assert jobs.get("features") == 10 and "pretrain" not in jobs, jobs
+    assert jobs.get("features") == 14 and "pretrain" not in jobs, jobs
 
 
 def test_later_stage_parameter_does_not_rerun_extraction(demo_run):
@@ -473,7 +550,7 @@ def test_random_init_seed_reruns_embedding_not_extraction(demo_run):
     config["echo_encoder"]["init_seed"] = 1
     (demo_run / "seed.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(demo_run, "-n", config="seed.yaml"))
-    assert jobs.get("embed_echo") == 3 and jobs.get("pretrain") == 5
+    assert jobs.get("embed_echo") == 3 and jobs.get("pretrain") == 7
     assert not {"extract_echo", "prep_ecg", "demo_cohort"} & set(jobs), jobs
 
 
@@ -532,6 +609,8 @@ TABLES = {
     "retrieval",
     "ablation",
     "findings",
+    "uncertainty",
+    "uncertainty_noise",
 }
 AFTER_DATA = {"embed_echo", "pair_split", "pretrain", "features"} | TABLES
 

@@ -21,6 +21,7 @@ with log_to(snakemake.log[0]):
         settings["knn_k"],
         settings["bootstrap_resamples"],
         settings["seed"],
+        settings["external_features"],
     )
     write_report_table(
         table,

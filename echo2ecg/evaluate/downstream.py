@@ -664,6 +664,11 @@ ABLATION_NAMES = {
     "cls": "multi-view, CLS pool",
     "attention": "multi-view, attention pool",
 }
+OBJECTIVE_SUFFIXES = {  # the paper's objective has none
+    "clip": "",
+    "probabilistic": ", PCME++ (EchoingECG)",
+    "hierarchical": ", hierarchical (Echo-Enhanced ECG)",
+}
 
 
 def ablation_table(
@@ -686,7 +691,8 @@ def ablation_table(
         rows.append(
             {
                 "model": variant,
-                "setting": ABLATION_NAMES[spec["pooling"]],
+                "setting": ABLATION_NAMES[spec["pooling"]]
+                + OBJECTIVE_SUFFIXES[spec.get("objective", "clip")],
                 "lvef_auroc": lv["auroc"].iloc[0] if len(lv) else np.nan,
                 "lvef_ci_low": lv["ci_low"].iloc[0] if len(lv) else np.nan,
                 "lvef_ci_high": lv["ci_high"].iloc[0] if len(lv) else np.nan,

@@ -11,7 +11,8 @@ from echo2ecg.data.shard_run import rejection_reason
 from echo2ecg.evaluate.feature_files import load_features
 from echo2ecg.evaluate.features import load_variant
 from echo2ecg.evaluate.metrics import cosine_similarity
-from echo2ecg.train.inference import embed_ecgs, project_ecgs
+from echo2ecg.models import ProbabilisticEcho2ECG
+from echo2ecg.train.inference import ecg_uncertainties, embed_ecgs, project_ecgs
 
 
 def prepare_files(
@@ -40,7 +41,8 @@ def embed_ecg_files(
     checkpoint: str, paths: list[str], device: str = "cpu", leads: tuple[str, ...] | None = None
 ) -> pd.DataFrame:
     """One row per file: source, status, reason, feature_0 … feature_{D−1} (the encoder's
-    D-dimensional embedding, docs/method.md section 7; empty for rejected files).
+    D-dimensional embedding, docs/method.md section 7; empty for rejected files), and
+    for a probabilistic variant an ``uncertainty`` column (mean σ², docs/variants.md).
 
     ``leads``: embed only these (names in :data:`~echo2ecg.vocabulary.LEADS`), as the
     encoder embeds a recording of those leads alone; None: all 12."""
@@ -50,12 +52,19 @@ def embed_ecg_files(
     width = model.ecg_encoder.embed_dim
     features = np.full((len(verdicts), width), np.nan, np.float32)
     ok = (verdicts["status"] == "ok").to_numpy()
+    recorded = None if leads is None else np.isin(LEADS, leads)
     if ok.any():
-        recorded = None if leads is None else np.isin(LEADS, leads)
         features[ok] = embed_ecgs(
             model, signals, n_samples=n_samples, device=device, lead_mask=recorded
         )
     columns = pd.DataFrame(features, columns=[f"feature_{i}" for i in range(width)])
+    if isinstance(model, ProbabilisticEcho2ECG):  # EchoingECG: how sure the encoder is
+        uncertainty = np.full(len(verdicts), np.nan, np.float32)
+        if ok.any():
+            uncertainty[ok] = ecg_uncertainties(
+                model, signals, n_samples=n_samples, device=device, lead_mask=recorded
+            )
+        verdicts = verdicts.assign(uncertainty=uncertainty)
     return pd.concat([verdicts, columns], axis=1)
 
 

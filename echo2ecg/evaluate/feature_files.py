@@ -6,7 +6,8 @@ encoder's embedding (mean patch token → LayerNorm; D = 192 for the paper's enc
 joint-space projection (``kind``), first ``n_samples`` samples, no augmentation — and
 ``ecg_joint`` (N, 512) float32, the ECG projection into the joint space; ``study`` (S,)
 study pseudonyms and ``study_joint`` (S, 512) float32, the aggregated-and-projected echo
-studies (empty for cohorts without echo files).
+studies (empty for cohorts without echo files). Probabilistic variants also hold
+``ecg_uncertainty`` (N,) float32, each ECG's mean σ² (docs/variants.md).
 
 Read and written with numpy alone, so that evaluation tables never load the training stack.
 """

@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 
 from echo2ecg.evaluate.feature_files import FEATURE_KINDS
-from echo2ecg.models import Echo2ECG
-from echo2ecg.train.inference import embed_ecgs, embed_studies, project_ecgs
+from echo2ecg.models import Echo2ECG, ProbabilisticEcho2ECG
+from echo2ecg.train.inference import ecg_uncertainties, embed_ecgs, embed_studies, project_ecgs
 from echo2ecg.train.pretrain import build_model, paired_ecg_signals, study_view_embeddings
 
 
@@ -23,6 +23,8 @@ def load_variant(checkpoint_path: str | Path, device: str = "cpu") -> tuple[Echo
         {**extra["ecg_encoder"], "weights": None},
         extra["variant_spec"]["pooling"],
         extra.get("aggregator"),
+        extra["variant_spec"].get("objective", "clip"),
+        checkpoint["settings"].get("probabilistic", {}).get("centre_means", True),
     )
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval(), checkpoint
@@ -44,7 +46,8 @@ def cohort_features(
     n_samples: ECG samples the features read (the first ones). kind: what
     ``ecg_features`` holds: ``encoder``, the encoder's embedding (the paper's text), or
     ``projection``, the joint-space projection (what the reference code's downstream
-    configs load).
+    configs load). The probabilistic variant adds ``ecg_uncertainty`` (N,), each ECG's
+    mean σ².
     """
     if kind not in FEATURE_KINDS:
         raise ValueError(f"kind must be one of {FEATURE_KINDS}, got {kind!r}")
@@ -56,6 +59,10 @@ def cohort_features(
         else joint
     )
     out = {"ecg": ecg_ids.to_numpy(str), "ecg_features": embedded, "ecg_joint": joint}
+    if isinstance(model, ProbabilisticEcho2ECG):
+        out["ecg_uncertainty"] = ecg_uncertainties(
+            model, signals, n_samples=n_samples, device=device
+        )
     studies = np.array([], str)
     study_joint = np.empty((0, model.echo_proj.out_features), np.float32)
     if echo_ledger is not None and embedding_stores:

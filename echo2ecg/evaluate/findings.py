@@ -11,8 +11,10 @@ favour, its 95 % CI from a paired patient-level bootstrap, and a verdict:
   is missing); ``note`` says which.
 
 The models a claim compares are found by their role in the config's ``variants``: the
-method (attention pooling, trained), the unaligned encoder (``train: false``), and the
-single-view, mean-pool and CLS-pool ablations.
+method (attention pooling, trained with the CLIP objective), the unaligned encoder
+(``train: false``), the single-view, mean-pool and CLS-pool ablations, and the two other
+seed systems' objectives (``probabilistic``, ``hierarchical``), which the method is
+compared with on LVEF and retrieval.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 
 from echo2ecg.evaluate.downstream import auroc_point, mean_subset_auroc, paired_auroc_summary
 from echo2ecg.evaluate.metrics import bootstrap_mean
+from echo2ecg.vocabulary import OBJECTIVES
 
 # the verdict next to its claim: what a reader looks for first
 FINDINGS_COLUMNS = [
@@ -40,26 +43,32 @@ FINDINGS_COLUMNS = [
     "n_patients",
     "note",
 ]
-ROLES = ("method", "unaligned", "single_view", "mean_pool", "cls_pool")
+ROLES = ("method", "unaligned", "single_view", "mean_pool", "cls_pool", *OBJECTIVES[1:])
+OBJECTIVE_NAMES = {
+    "probabilistic": "the probabilistic objective (EchoingECG's PCME++)",
+    "hierarchical": "the hierarchical objective (Echo-Enhanced ECG)",
+}
 
 
 def variant_roles(variants: dict[str, dict]) -> dict[str, str]:
     """Role → variant name, from the config's ``variants`` (the first match of each):
-    method = attention pooling, trained; unaligned = not trained; single_view, mean_pool,
-    cls_pool = trained with that pooling."""
+    method = attention pooling, trained with the CLIP objective; unaligned = not trained;
+    single_view, mean_pool, cls_pool = trained with that pooling and the CLIP objective;
+    probabilistic, hierarchical = trained with that objective."""
     roles: dict[str, str] = {}
     for name, spec in variants.items():
-        trained = spec.get("train", True)
-        role = (
-            {
+        objective = spec.get("objective", "clip")
+        if not spec.get("train", True):
+            role = "unaligned"
+        elif objective != "clip":
+            role = objective
+        else:
+            role = {
                 "attention": "method",
                 "single": "single_view",
                 "mean": "mean_pool",
                 "cls": "cls_pool",
             }[spec["pooling"]]
-            if trained
-            else "unaligned"
-        )
         roles.setdefault(role, name)
     return roles
 
@@ -190,32 +199,41 @@ def _retrieval_rows(
                 n_patients,
             )
         )
-        theirs = (
-            queries[(queries["model"] == single) & (queries["phenotype"] == phenotype)].reset_index(
-                drop=True
+        comparisons = [(f"multi-view retrieves {label} better than single-view", single)]
+        comparisons += [
+            (f"the CLIP objective retrieves {label} better than {OBJECTIVE_NAMES[role]}", other)
+            for role in OBJECTIVES[1:]
+            if (other := roles.get(role))
+        ]
+        for claim, other in comparisons:
+            theirs = (
+                queries[
+                    (queries["model"] == other) & (queries["phenotype"] == phenotype)
+                ].reset_index(drop=True)
+                if other
+                else queries.iloc[:0]
             )
-            if single
-            else queries.iloc[:0]
-        )
-        paired = (
-            n and len(theirs) == n and (theirs["ecg"].to_numpy() == ours["ecg"].to_numpy()).all()
-        )
-        rows.append(
-            _row(
-                f"multi-view retrieves {label} better than single-view (mean rank)",
-                cohort,
-                f"mean rank {label}",
-                method or "",
-                single or "",
-                ours["first_rank"].mean(),
-                theirs["first_rank"].mean() if len(theirs) else np.nan,
-                mean_difference((theirs["first_rank"] - ours["first_rank"]).to_numpy())
-                if paired
-                else _MISSING,
-                n,
-                n_patients,
+            paired = (
+                n
+                and len(theirs) == n
+                and (theirs["ecg"].to_numpy() == ours["ecg"].to_numpy()).all()
             )
-        )
+            rows.append(
+                _row(
+                    f"{claim} (mean rank)",
+                    cohort,
+                    f"mean rank {label}",
+                    method or "",
+                    other or "",
+                    ours["first_rank"].mean(),
+                    theirs["first_rank"].mean() if len(theirs) else np.nan,
+                    mean_difference((theirs["first_rank"] - ours["first_rank"]).to_numpy())
+                    if paired
+                    else _MISSING,
+                    n,
+                    n_patients,
+                )
+            )
     return rows
 
 
@@ -281,11 +299,16 @@ def findings_table(
     k: int,
     n_resamples: int,
     seed: int,
+    external_models: list[str] | tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Table findings (FINDINGS_COLUMNS): one row per claim of the paper (see the module
-    docstring), in the order: alignment on LVEF (each cohort), multi- vs single-view and
-    attention vs mean and CLS pooling on LVEF (each cohort), retrieval against random and
-    against single-view (each phenotype), and SHD at ``shd_fraction``."""
+    docstring), in the order: alignment on LVEF (each cohort), the method against each of
+    ``external_models`` (other models' features, evaluation.external_features) on LVEF
+    (each cohort), multi- vs single-view and
+    attention vs mean and CLS pooling on LVEF (each cohort), the CLIP objective against
+    each other objective present on LVEF (each cohort), retrieval against random, against
+    single-view and against each other objective (each phenotype), and SHD at
+    ``shd_fraction``."""
     roles = variant_roles(variants)
     method = roles.get("method")
     rows = []
@@ -301,6 +324,19 @@ def findings_table(
                 seed,
             )
         )
+    for name in external_models:
+        for cohort in lvef_cohorts:
+            rows.append(
+                _lvef_claim(
+                    lvef_scores,
+                    f"the aligned ECG encoder beats {name}'s features",
+                    cohort,
+                    method,
+                    name,
+                    n_resamples,
+                    seed,
+                )
+            )
     for cohort in lvef_cohorts:
         rows.append(
             _lvef_claim(
@@ -335,6 +371,21 @@ def findings_table(
                 seed,
             )
         )
+    for role in OBJECTIVES[1:]:
+        if role not in roles:
+            continue
+        for cohort in lvef_cohorts:
+            rows.append(
+                _lvef_claim(
+                    lvef_scores,
+                    f"the CLIP objective is at least as good as {OBJECTIVE_NAMES[role]}",
+                    cohort,
+                    method,
+                    roles[role],
+                    n_resamples,
+                    seed,
+                )
+            )
     rows += _retrieval_rows(retrieval_queries, roles, retrieval_cohort, n_resamples, seed)
     rows.append(_shd_row(shd_scores, roles, shd_cohort, shd_fraction, k, n_resamples, seed))
     return pd.DataFrame(rows, columns=FINDINGS_COLUMNS)

@@ -13,7 +13,11 @@ import pandas as pd
 
 def _cell_text(value, float_digits: int) -> str:
     if isinstance(value, (float, np.floating)):
-        return "" if pd.isna(value) else f"{value:.{float_digits}f}"
+        if pd.isna(value):
+            return ""
+        if value and abs(value) < 0.5 * 10.0**-float_digits:  # would read as 0.000
+            return f"{value:.3g}"
+        return f"{value:.{float_digits}f}"
     return "" if value is None or value is pd.NA else str(value)
 
 

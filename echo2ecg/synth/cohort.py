@@ -98,9 +98,11 @@ DEMO_MANIFESTS = (
     "internal_ecgs",
     "internal_labels",
     "internal_corrupt_files",
+    "internal_ecg_truth",
     "external_ecgs",
     "external_labels",
     "external_corrupt_files",
+    "external_ecg_truth",
 )
 CORRUPT_KINDS = ("truncated_echo", "report_screenshot", "flat_ecg")
 PAIRING_WINDOW = timedelta(days=7)
@@ -184,7 +186,10 @@ class CohortSpec:
     ef_class_mix: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)  # reduced, mildly, normal
     shd_prevalence: float = 0.35  # about this share of patients has SHD
     ecg_gain: float = 1.0  # device gain on the heart's signal
-    ecg_noise_mv: float = 0.015  # white noise sigma, mV
+    ecg_noise_mv: float = 0.015  # white noise sigma, mV, of the device's typical recording
+    # each recording's noise: ecg_noise_mv times a log-uniform factor in this range (its
+    # electrodes and the patient's stillness), planted truth in the ecg_truth table
+    ecg_noise_spread: tuple[float, float] = (0.5, 8.0)
     ecg_wander_mv: float = 0.8  # typical baseline wander amplitude per lead, mV
     powerline_hz: float = 50.0
     ecg_effects: PhenotypeEffects = field(default_factory=PhenotypeEffects)
@@ -219,6 +224,9 @@ class CohortSpec:
                 problems.append(f"{name} must lie in [0, 1]")
         if not 0.0 < self.shd_prevalence < 1.0:
             problems.append("shd_prevalence must lie in (0, 1)")
+        low, high = self.ecg_noise_spread
+        if not 0.0 < low <= high:
+            problems.append("ecg_noise_spread must be (low, high) with 0 < low <= high")
         for name, known in (
             ("ecg_format_mix", vocabulary.ECG_FORMATS),
             ("echo_encoding_mix", ECHO_ENCODINGS),
@@ -704,10 +712,19 @@ def _write_study(spec: CohortSpec, root: Path, patient: PatientPlan, study_index
             )
 
 
-def _ecg_model(spec: CohortSpec) -> EcgModel:
+def ecg_noise_mv(spec: CohortSpec, patient: PatientPlan, ecg_index: int) -> float:
+    """The white-noise sigma (mV) of one planned ECG: the device's ``ecg_noise_mv`` times a
+    log-uniform factor in ``ecg_noise_spread``, drawn from the recording's own stream (so
+    that nothing else in the world depends on it)."""
+    low, high = spec.ecg_noise_spread
+    rng = _stream(spec, 11, patient.index, ecg_index)
+    return spec.ecg_noise_mv * float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def _ecg_model(spec: CohortSpec, noise_mv: float) -> EcgModel:
     device = EcgDevice(
         gain=spec.ecg_gain,
-        noise_mv=spec.ecg_noise_mv,
+        noise_mv=noise_mv,
         powerline_hz=spec.powerline_hz,
         wander_mv=spec.ecg_wander_mv,
     )
@@ -722,7 +739,7 @@ def ecg_signal(spec: CohortSpec, patient: PatientPlan, ecg_index: int) -> np.nda
     n_samples = int(round(plan.fs * spec.ecg_duration_s))
     if plan.flat:
         return np.zeros((len(LEADS), n_samples), dtype=np.float32)
-    model = _ecg_model(spec)
+    model = _ecg_model(spec, ecg_noise_mv(spec, patient, ecg_index))
     recording = sample_recording(rng, patient.heart_rate, model.nuisance)
     return synthesize_ecg(
         patient.phenotype, patient.traits, recording, rng, plan.fs, spec.ecg_duration_s, model
@@ -784,7 +801,7 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-def _manifests(patients: list[PatientPlan], write_echo: bool) -> dict[str, pd.DataFrame]:
+def _manifests(spec: CohortSpec, patients: list[PatientPlan]) -> dict[str, pd.DataFrame]:
     views = [
         (v.path, p.patient_id, s.study_id, _iso(v.acquired), v.sop_uid)
         for p in patients
@@ -831,12 +848,20 @@ def _manifests(patients: list[PatientPlan], write_echo: bool) -> dict[str, pd.Da
         (v.path, v.kind) for p in patients for s in p.studies for v in s.views if v.kind != "view"
     ]
     corrupt += [(e.path, "flat_ecg") for p in patients for e in p.ecgs if e.flat]
+    # what only the generator knows: each recording's planted noise (not an input manifest)
+    truth = [
+        (e.ecg_id, ecg_noise_mv(spec, p, j))
+        for p in patients
+        for j, e in enumerate(p.ecgs)
+        if not e.flat
+    ]
     tables = {}
-    if write_echo:
+    if spec.write_echo:
         tables["echo_views"] = pd.DataFrame(views, columns=list(ECHO_VIEW_COLUMNS))
     tables["ecgs"] = pd.DataFrame(ecgs, columns=list(ECG_COLUMNS))
     tables["labels"] = pd.DataFrame(labels, columns=list(vocabulary.LABEL_COLUMNS))
     tables["corrupt_files"] = pd.DataFrame(corrupt, columns=list(CORRUPT_COLUMNS))
+    tables["ecg_truth"] = pd.DataFrame(truth, columns=["ecg_id", "noise_mv"])
     return tables
 
 
@@ -876,7 +901,7 @@ def _write_manifests(
     """Each manifest at ``paths[name]`` (default ``root/<name>.csv``), its file paths
     relative to the manifest's own folder, as manifests are read."""
     written = {}
-    for name, table in _manifests(patients, spec.write_echo).items():
+    for name, table in _manifests(spec, patients).items():
         path = Path((paths or {}).get(name, root / f"{name}.csv"))
         path.parent.mkdir(parents=True, exist_ok=True)
         if "path" in table and path.parent.resolve() != root.resolve():
