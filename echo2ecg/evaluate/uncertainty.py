@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from echo2ecg.evaluate.metrics import macro_auroc, percentile_interval, resample_weights
+from echo2ecg.evaluate.downstream import auroc_summary
+from echo2ecg.evaluate.metrics import percentile_interval, resample_weights
 
 UNCERTAINTY_COLUMNS = [
     "model",
@@ -47,28 +48,23 @@ def balanced_accuracy(
 
 
 def _half_row(frame: pd.DataFrame, n_resamples: int, seed: int) -> dict:
-    scores = frame[["score_0", "score_1", "score_2"]].to_numpy(float)
-    labels = frame["label"].to_numpy(int)
-    weights = resample_weights(len(frame), n_resamples, seed, frame["patient"].to_numpy())
+    auroc, auroc_low, auroc_high = auroc_summary(frame, 3, n_resamples, seed)
     # the reduced call: the kNN's most likely class, ties to the lower class index
-    predicted = scores.argmax(axis=1) == REDUCED
-    actual = labels == REDUCED
-    all_classes = len(np.unique(labels)) == 3
-    auroc = macro_auroc(scores, labels)[0] if all_classes else np.nan
-    aurocs = macro_auroc(scores, labels, weights) if all_classes else np.array([np.nan])
-    accuracy = balanced_accuracy(predicted, actual)[0]
-    accuracies = balanced_accuracy(predicted, actual, weights)
+    predicted = frame[["score_0", "score_1", "score_2"]].to_numpy(float).argmax(axis=1) == REDUCED
+    actual = frame["label"].to_numpy(int) == REDUCED
+    weights = resample_weights(len(frame), n_resamples, seed, frame["patient"].to_numpy())
+    accuracy_low, accuracy_high = percentile_interval(balanced_accuracy(predicted, actual, weights))
     return {
         "n_test": len(frame),
         "n_patients": frame["patient"].nunique(),
         "uncertainty_low": frame["uncertainty"].min(),
         "uncertainty_high": frame["uncertainty"].max(),
         "auroc": auroc,
-        "auroc_ci_low": percentile_interval(aurocs)[0],
-        "auroc_ci_high": percentile_interval(aurocs)[1],
-        "balanced_accuracy": accuracy,
-        "balanced_accuracy_ci_low": percentile_interval(accuracies)[0],
-        "balanced_accuracy_ci_high": percentile_interval(accuracies)[1],
+        "auroc_ci_low": auroc_low,
+        "auroc_ci_high": auroc_high,
+        "balanced_accuracy": balanced_accuracy(predicted, actual)[0],
+        "balanced_accuracy_ci_low": accuracy_low,
+        "balanced_accuracy_ci_high": accuracy_high,
     }
 
 

@@ -226,8 +226,9 @@ class PairBatches(Dataset):
         start, stop = self.bounds[index]
         pairs = self.data.pairs[self.order[start:stop]]
         generator = derived_generator(self.seed, self.epoch, index) if self.train else None
-        ecgs = torch.from_numpy(np.ascontiguousarray(self.data.ecgs[pairs[:, 0]], np.float32))
+        recordings = torch.from_numpy(np.ascontiguousarray(self.data.ecgs[pairs[:, 0]], np.float32))
         lengths = None if self.lengths is None else self.lengths[pairs[:, 0]]
+        ecgs = recordings
         if not self.train:
             ecgs = eval_crop(ecgs, self.n_samples).contiguous()
         elif self.augment is not None:
@@ -249,30 +250,33 @@ class PairBatches(Dataset):
         shifted = torch.empty(0, ecgs.shape[1], self.n_samples)
         if self.shift_samples:
             ecgs, synchronised, shifted = self._synchronised_windows(
-                ecgs, pairs[:, 0], self.data.synchronised[self.order[start:stop]]
+                ecgs, recordings, lengths, self.data.synchronised[self.order[start:stop]]
             )
         study = torch.from_numpy(pairs[:, 1].copy())
         patient = torch.from_numpy(self.data.study_patients[pairs[:, 1]])
         return PairBatch(ecgs, views, mask, lead_mask, study, patient, synchronised, shifted)
 
     def _synchronised_windows(
-        self, ecgs: torch.Tensor, ecg_rows: np.ndarray, flagged: np.ndarray
+        self,
+        ecgs: torch.Tensor,
+        recordings: torch.Tensor,
+        lengths: torch.Tensor | None,
+        flagged: np.ndarray,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Replace the crops of synchronised rows by their trace's latest window and cut
-        the shifted windows; rows too short for the shift stay unsynchronised."""
+        the shifted windows from the batch's uncropped ``recordings`` (B, 12, T) and their
+        recorded ``lengths`` (None: all T); rows too short for the shift stay
+        unsynchronised."""
         n, shift = self.n_samples, self.shift_samples
         recorded = (
-            np.full(len(ecg_rows), self.data.ecgs.shape[-1])
-            if self.data.lengths is None
-            else np.asarray(self.data.lengths)[ecg_rows]
+            np.full(len(recordings), recordings.shape[-1]) if lengths is None else lengths.numpy()
         )
         usable = flagged & (recorded >= n + shift)
         ecgs = ecgs.clone()
         shifted = []
         for row in np.flatnonzero(usable):
-            trace = torch.from_numpy(np.asarray(self.data.ecgs[ecg_rows[row]], np.float32))
             end = int(recorded[row])
-            ecgs[row] = trace[:, end - n : end]
-            shifted.append(trace[:, end - n - shift : end - shift])
+            ecgs[row] = recordings[row, :, end - n : end]
+            shifted.append(recordings[row, :, end - n - shift : end - shift])
         windows = torch.stack(shifted) if shifted else torch.empty(0, ecgs.shape[1], n)
         return ecgs, torch.from_numpy(usable), windows
