@@ -11,8 +11,7 @@ from echo2ecg.data.shard_run import rejection_reason
 from echo2ecg.evaluate.feature_files import load_features
 from echo2ecg.evaluate.features import load_variant
 from echo2ecg.evaluate.metrics import cosine_similarity
-from echo2ecg.models import ProbabilisticEcho2ECG
-from echo2ecg.train.inference import ecg_uncertainties, embed_ecgs, project_ecgs
+from echo2ecg.train.inference import ecg_readouts, project_ecgs
 
 
 def prepare_files(
@@ -53,17 +52,12 @@ def embed_ecg_files(
     features = np.full((len(verdicts), width), np.nan, np.float32)
     ok = (verdicts["status"] == "ok").to_numpy()
     recorded = None if leads is None else np.isin(LEADS, leads)
-    if ok.any():
-        features[ok] = embed_ecgs(
-            model, signals, n_samples=n_samples, device=device, lead_mask=recorded
-        )
+    read = ecg_readouts(model, signals, n_samples=n_samples, device=device, lead_mask=recorded)
+    features[ok] = read["embedding"]
     columns = pd.DataFrame(features, columns=[f"feature_{i}" for i in range(width)])
-    if isinstance(model, ProbabilisticEcho2ECG):  # EchoingECG: how sure the encoder is
+    if "uncertainty" in read:  # the probabilistic variant (EchoingECG): how sure it is
         uncertainty = np.full(len(verdicts), np.nan, np.float32)
-        if ok.any():
-            uncertainty[ok] = ecg_uncertainties(
-                model, signals, n_samples=n_samples, device=device, lead_mask=recorded
-            )
+        uncertainty[ok] = read["uncertainty"]
         verdicts = verdicts.assign(uncertainty=uncertainty)
     return pd.concat([verdicts, columns], axis=1)
 

@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 
 from echo2ecg.evaluate.feature_files import FEATURE_KINDS
-from echo2ecg.models import Echo2ECG, ProbabilisticEcho2ECG
-from echo2ecg.train.inference import ecg_uncertainties, embed_ecgs, embed_studies, project_ecgs
+from echo2ecg.models import Echo2ECG
+from echo2ecg.train.inference import ecg_readouts, embed_studies
 from echo2ecg.train.pretrain import build_model, paired_ecg_signals, study_view_embeddings
 
 
@@ -52,17 +52,14 @@ def cohort_features(
     if kind not in FEATURE_KINDS:
         raise ValueError(f"kind must be one of {FEATURE_KINDS}, got {kind!r}")
     ecg_ids, signals = paired_ecg_signals(pairs, ecg_stores)
-    joint = project_ecgs(model, signals, n_samples=n_samples, device=device)
-    embedded = (
-        embed_ecgs(model, signals, n_samples=n_samples, device=device)
-        if kind == "encoder"
-        else joint
-    )
-    out = {"ecg": ecg_ids.to_numpy(str), "ecg_features": embedded, "ecg_joint": joint}
-    if isinstance(model, ProbabilisticEcho2ECG):
-        out["ecg_uncertainty"] = ecg_uncertainties(
-            model, signals, n_samples=n_samples, device=device
-        )
+    read = ecg_readouts(model, signals, n_samples=n_samples, device=device)
+    out = {
+        "ecg": ecg_ids.to_numpy(str),
+        "ecg_features": read["embedding"] if kind == "encoder" else read["joint"],
+        "ecg_joint": read["joint"],
+    }
+    if "uncertainty" in read:
+        out["ecg_uncertainty"] = read["uncertainty"]
     studies = np.array([], str)
     study_joint = np.empty((0, model.echo_proj.out_features), np.float32)
     if echo_ledger is not None and embedding_stores:

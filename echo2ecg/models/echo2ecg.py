@@ -103,6 +103,11 @@ class Echo2ECG(nn.Module):
         joint-space vector, not normalised."""
         return self.ecg_proj(self.ecg_encoder(ecg, lead_mask))
 
+    def ecg_readouts(self, token: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the model reads from one pass of its ECG encoder: (B, embed_dim) tokens →
+        {"joint": (B, joint_dim)}, the vectors :meth:`encode_ecg` returns."""
+        return {"joint": self.ecg_proj(token)}
+
     def encode_study(self, views: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, V, view_dim) views + (B, V) bool valid-view mask → (B, joint_dim), not normalised.
 

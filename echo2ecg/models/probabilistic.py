@@ -185,6 +185,14 @@ class ProbabilisticEcho2ECG(Echo2ECG):
         """(B, V, view_dim) views + (B, V) mask → (B, J) the mean of its Gaussian."""
         return self.echo_centre(super().encode_study(views, mask))
 
+    def ecg_readouts(self, token: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, embed_dim) tokens → {"joint": the means (B, J) of :meth:`encode_ecg`,
+        "uncertainty": (B,) the mean σ² of :meth:`ecg_uncertainty`}."""
+        return {
+            "joint": self.ecg_centre(self.ecg_proj(token)),
+            "uncertainty": self.ecg_logvar(token).exp().mean(-1),
+        }
+
     def ecg_uncertainty(
         self, ecg: torch.Tensor, lead_mask: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -117,6 +117,41 @@ def ecg_uncertainties(
     return _run_eval(model, forward, len(ecgs), batch_size).reshape(-1)
 
 
+def ecg_readouts(
+    model: Echo2ECG,
+    ecgs: np.ndarray,
+    batch_size: int = 256,
+    n_samples: int = 1008,
+    device: str | torch.device | None = None,
+    lead_mask: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Everything a trained model reads from an ECG, from one encoder pass per batch:
+    (N, 12, T) → {"embedding": (N, embed_dim) as :func:`embed_ecgs`, "joint":
+    (N, joint_dim) as :func:`project_ecgs`, and for a probabilistic variant
+    "uncertainty": (N,) as :func:`ecg_uncertainties`}, float32; first n_samples, eval
+    mode. ``lead_mask`` (12,) bool: the leads every ECG recorded (None: all)."""
+    device = resolve_device(device)
+    model = model.to(device)
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+
+    def read(token: torch.Tensor) -> None:
+        for name, value in {"embedding": token, **model.ecg_readouts(token)}.items():
+            parts.setdefault(name, []).append(value.float().cpu().numpy())
+
+    try:
+        with torch.no_grad():
+            for part in _batches(len(ecgs), batch_size):
+                batch = _ecg_batch(ecgs, part, n_samples, device)
+                read(model.ecg_encoder(batch, _batch_lead_mask(lead_mask, len(batch), device)))
+            if not parts:  # no ECGs: empty arrays of the right widths
+                read(torch.zeros(0, model.ecg_encoder.embed_dim, device=device))
+    finally:
+        model.train(was_training)
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
 def embed_studies(
     model: Echo2ECG,
     study_views: list[np.ndarray],
