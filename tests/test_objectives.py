@@ -26,6 +26,7 @@ from echo2ecg.models.probabilistic import (
     pseudo_positives,
     sampled_distance,
 )
+from echo2ecg.train.inference import ecg_readouts, ecg_uncertainties, embed_ecgs, project_ecgs
 from echo2ecg.train.loop import train
 from echo2ecg.train.objectives import batch_loss
 from echo2ecg.train.pair_data import PairBatches, PairData
@@ -108,6 +109,28 @@ def test_pcme_gradients_reach_the_match_scale_and_shift_and_both_variance_heads(
         assert parameter.grad is not None and float(parameter.grad.abs().sum()) > 0
 
 
+def test_pcme_spread_shrinks_when_a_row_expects_too_few_matches_and_grows_when_too_many():
+    # ∂loss/∂(log σ²_ij) = 2a/B² · (Σ_k y_ik − Σ_k p_ik) · σ²_ij: descent on a row's spread
+    # brings its expected number of matches to its true number (docs/variants.md)
+    ecg_mu = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    echo_mu = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])  # studies 1, 2 look alike
+    ecg_logvar = torch.full((3, 2), -6.0, requires_grad=True)
+    echo_logvar = torch.full((3, 2), -6.0)
+    matched = torch.eye(3, dtype=torch.bool)
+    match = MatchProbability()
+    loss, _ = pcme_loss(ecg_mu, ecg_logvar, echo_mu, echo_logvar, matched, match, vib_beta=0.0)
+    loss.backward()
+    with torch.no_grad():
+        p = torch.sigmoid(match(sampled_distance(ecg_mu, ecg_logvar, echo_mu, echo_logvar)))
+    expected_rows = p.sum(dim=1)
+    # ECG 0 is far from every study (fewer than one match expected); ECGs 1 and 2 sit on
+    # two studies at once (about two expected)
+    assert expected_rows[0] < 0.1 and (expected_rows[1:] > 1.9).all()
+    by_hand = 2 * 5.0 / 9 * (1 - expected_rows)[:, None] * math.exp(-6.0)
+    np.testing.assert_allclose(ecg_logvar.grad.numpy(), by_hand.expand(3, 2).numpy(), rtol=1e-4)
+    assert (ecg_logvar.grad[0] > 0).all() and (ecg_logvar.grad[1:] < 0).all()
+
+
 def test_pseudo_positives_add_every_pair_at_least_as_likely_as_the_match():
     logits = torch.tensor([[2.0, 3.0, 1.0], [0.5, 0.4, 0.6]])
     matched = torch.tensor([[True, False, False], [False, True, False]])
@@ -126,6 +149,34 @@ def test_probabilistic_model_keeps_the_means_as_its_joint_vectors():
     assert torch.allclose(model.ecg_uncertainty(ecgs), logvar.exp().mean(-1))
     # small variances at the start: the means drive early training
     assert float(model.ecg_uncertainty(ecgs).max().detach()) < 1e-3
+
+
+@pytest.mark.parametrize("objective", ["clip", "probabilistic"])
+def test_one_encoder_pass_gives_every_ecg_readout(objective):
+    model = tiny(objective)
+    model.train()
+    _, data = planted_cohort(5, 6)
+    calls = []
+    hook = model.ecg_encoder.register_forward_hook(lambda *_: calls.append(1))
+    read = ecg_readouts(model, data.ecgs, batch_size=2, n_samples=N_SAMPLES, device="cpu")
+    hook.remove()
+    assert len(calls) == 3 and model.training  # one pass per batch of 2; mode restored
+    expected = {
+        "embedding": embed_ecgs(model, data.ecgs, n_samples=N_SAMPLES, device="cpu"),
+        "joint": project_ecgs(model, data.ecgs, n_samples=N_SAMPLES, device="cpu"),
+    }
+    if objective == "probabilistic":
+        expected["uncertainty"] = ecg_uncertainties(
+            model, data.ecgs, n_samples=N_SAMPLES, device="cpu"
+        )
+    assert read.keys() == expected.keys()
+    for name, values in expected.items():
+        np.testing.assert_allclose(read[name], values, rtol=1e-5, atol=1e-6)
+    empty = ecg_readouts(model, data.ecgs[:0], n_samples=N_SAMPLES, device="cpu")
+    assert {name: value.shape[1:] for name, value in empty.items()} == {
+        name: value.shape[1:] for name, value in expected.items()
+    }
+    assert all(len(value) == 0 for value in empty.values())
 
 
 def test_mean_centring_uses_the_batch_in_training_and_its_running_mean_at_evaluation():
@@ -325,7 +376,7 @@ def probabilistic_run(tmp_path_factory):
     return model.eval(), history
 
 
-def test_pcme_training_learns_the_pairs_and_measures_uncertainty_against_noise(
+def test_pcme_training_learns_the_pairs_and_gives_noisy_ecgs_the_smaller_spread(
     probabilistic_run,
 ):
     model, history = probabilistic_run
@@ -346,3 +397,7 @@ def test_pcme_training_learns_the_pairs_and_measures_uncertainty_against_noise(
     assert history["val_loss"].iloc[-1] < chance - 0.01
     # uncertainty is an input-dependent output of the trained head, not its constant init
     assert uncertainty.std() > 0 and not np.allclose(uncertainty, math.exp(-8.0))
+    # PCME++'s spread calibrates each row's expected number of matches (the test above): a
+    # noisy ECG, which matches its study less well, expects too few and gets the SMALLER
+    # spread, the reverse of "uncertain = noisy" (docs/variants.md); measured AUROC 0.02
+    assert auroc < 0.3
