@@ -61,6 +61,8 @@ def planned_jobs(run: subprocess.CompletedProcess) -> dict[str, int]:
 
 def tiny_config(**demo) -> dict:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    # every variant, the seed systems' too (config.paper.yaml lists them all)
+    config["variants"] = yaml.safe_load((ROOT / "config.paper.yaml").read_text())["variants"]
     config["demo"].update({"scale": 0.12, **demo})
     if not config["demo"]["enabled"]:  # the public demo key is refused on other cohorts
         config["privacy"]["pseudonym_key"] = "test-only-key-" + "0" * 32
