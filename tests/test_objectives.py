@@ -161,13 +161,26 @@ def test_one_encoder_pass_gives_every_ecg_readout(objective):
     read = ecg_readouts(model, data.ecgs, batch_size=2, n_samples=N_SAMPLES, device="cpu")
     hook.remove()
     assert len(calls) == 3 and model.training  # one pass per batch of 2; mode restored
-    expected = {
-        "embedding": embed_ecgs(model, data.ecgs, n_samples=N_SAMPLES, device="cpu"),
-        "joint": project_ecgs(model, data.ecgs, n_samples=N_SAMPLES, device="cpu"),
-    }
-    if objective == "probabilistic":
-        expected["uncertainty"] = ecg_uncertainties(
-            model, data.ecgs, n_samples=N_SAMPLES, device="cpu"
+    # against the model's own methods, each its own encoder pass
+    ecgs = torch.from_numpy(data.ecgs[:, :, :N_SAMPLES])
+    with torch.no_grad():
+        model.eval()
+        expected = {
+            "embedding": embed_ecgs(model, data.ecgs, n_samples=N_SAMPLES, device="cpu"),
+            "joint": model.encode_ecg(ecgs).numpy(),
+        }
+        if objective == "probabilistic":
+            expected["uncertainty"] = model.ecg_uncertainty(ecgs).numpy()
+            np.testing.assert_allclose(
+                ecg_uncertainties(model, data.ecgs, n_samples=N_SAMPLES, device="cpu"),
+                expected["uncertainty"],
+                rtol=1e-5,
+            )
+        np.testing.assert_allclose(
+            project_ecgs(model, data.ecgs, n_samples=N_SAMPLES, device="cpu"),
+            expected["joint"],
+            rtol=1e-5,
+            atol=1e-6,
         )
     assert read.keys() == expected.keys()
     for name, values in expected.items():

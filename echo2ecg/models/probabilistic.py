@@ -167,7 +167,10 @@ class ProbabilisticEcho2ECG(Echo2ECG):
         self, ecg: torch.Tensor, lead_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 12, T) ECG → (μ (B, J) not normalised, log σ² (B, J))."""
-        token = self.ecg_encoder(ecg, lead_mask)
+        return self.token_gaussian(self.ecg_encoder(ecg, lead_mask))
+
+    def token_gaussian(self, token: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, embed_dim) ECG encoder tokens → (μ (B, J) not normalised, log σ² (B, J))."""
         return self.ecg_centre(self.ecg_proj(token)), self.ecg_logvar(token)
 
     def study_gaussian(
@@ -188,10 +191,8 @@ class ProbabilisticEcho2ECG(Echo2ECG):
     def ecg_readouts(self, token: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, embed_dim) tokens → {"joint": the means (B, J) of :meth:`encode_ecg`,
         "uncertainty": (B,) the mean σ² of :meth:`ecg_uncertainty`}."""
-        return {
-            "joint": self.ecg_centre(self.ecg_proj(token)),
-            "uncertainty": self.ecg_logvar(token).exp().mean(-1),
-        }
+        mu, logvar = self.token_gaussian(token)
+        return {"joint": mu, "uncertainty": logvar.exp().mean(-1)}
 
     def ecg_uncertainty(
         self, ecg: torch.Tensor, lead_mask: torch.Tensor | None = None

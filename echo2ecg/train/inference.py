@@ -84,14 +84,7 @@ def project_ecgs(
 ) -> np.ndarray:
     """Joint-space ECG vectors: (N, 12, T) → (N, joint_dim) float32 (512-d), not
     normalised; first n_samples, eval mode; the model is moved to ``device``."""
-    device = resolve_device(device)
-    model = model.to(device)
-    return _run_eval(
-        model,
-        lambda part: model.encode_ecg(_ecg_batch(ecgs, part, n_samples, device)),
-        len(ecgs),
-        batch_size,
-    )
+    return ecg_readouts(model, ecgs, batch_size, n_samples, device)["joint"]
 
 
 def ecg_uncertainties(
@@ -105,16 +98,7 @@ def ecg_uncertainties(
     """The probabilistic variant's uncertainty of each ECG: (N, 12, T) → (N,) float32, the
     mean σ² of its joint-space Gaussian; first n_samples, eval mode. ``lead_mask`` (12,)
     bool: the leads every ECG recorded (None: all)."""
-    device = resolve_device(device)
-    model = model.to(device)
-
-    def forward(part: slice) -> torch.Tensor:
-        batch = _ecg_batch(ecgs, part, n_samples, device)
-        return model.ecg_uncertainty(batch, _batch_lead_mask(lead_mask, len(batch), device))[
-            :, None
-        ]
-
-    return _run_eval(model, forward, len(ecgs), batch_size).reshape(-1)
+    return ecg_readouts(model, ecgs, batch_size, n_samples, device, lead_mask)["uncertainty"]
 
 
 def ecg_readouts(
@@ -127,9 +111,9 @@ def ecg_readouts(
 ) -> dict[str, np.ndarray]:
     """Everything a trained model reads from an ECG, from one encoder pass per batch:
     (N, 12, T) → {"embedding": (N, embed_dim) as :func:`embed_ecgs`, "joint":
-    (N, joint_dim) as :func:`project_ecgs`, and for a probabilistic variant
-    "uncertainty": (N,) as :func:`ecg_uncertainties`}, float32; first n_samples, eval
-    mode. ``lead_mask`` (12,) bool: the leads every ECG recorded (None: all)."""
+    (N, joint_dim), and for a probabilistic variant "uncertainty": (N,), each ECG's mean
+    σ²}, float32; first n_samples, eval mode; the model is moved to ``device``.
+    ``lead_mask`` (12,) bool: the leads every ECG recorded (None: all)."""
     device = resolve_device(device)
     model = model.to(device)
     was_training = model.training
