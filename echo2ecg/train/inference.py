@@ -3,6 +3,7 @@ joint space, and study embeddings."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -25,18 +26,25 @@ def _encoder_of(model_or_encoder: nn.Module) -> ECGEncoder:
     )
 
 
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module):
+    """``module`` in eval mode for the block; its training mode is restored afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
 @torch.no_grad()
 def _run_eval(
     module: nn.Module, forward: Callable[[slice], torch.Tensor], n: int, batch_size: int
 ) -> np.ndarray:
     """``forward`` over consecutive slices of n items in eval mode → stacked float32 rows;
     the module's training mode is restored afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
+    with _eval_mode(module):
         chunks = [forward(part).float().cpu().numpy() for part in _batches(n, batch_size)]
-    finally:
-        module.train(was_training)
     return np.concatenate(chunks) if chunks else np.empty((0, 0), np.float32)
 
 
@@ -116,23 +124,18 @@ def ecg_readouts(
     ``lead_mask`` (12,) bool: the leads every ECG recorded (None: all)."""
     device = resolve_device(device)
     model = model.to(device)
-    was_training = model.training
-    model.eval()
     parts: dict[str, list[np.ndarray]] = {}
 
     def read(token: torch.Tensor) -> None:
         for name, value in {"embedding": token, **model.ecg_readouts(token)}.items():
             parts.setdefault(name, []).append(value.float().cpu().numpy())
 
-    try:
-        with torch.no_grad():
-            for part in _batches(len(ecgs), batch_size):
-                batch = _ecg_batch(ecgs, part, n_samples, device)
-                read(model.ecg_encoder(batch, _batch_lead_mask(lead_mask, len(batch), device)))
-            if not parts:  # no ECGs: empty arrays of the right widths
-                read(torch.zeros(0, model.ecg_encoder.embed_dim, device=device))
-    finally:
-        model.train(was_training)
+    with _eval_mode(model), torch.no_grad():
+        for part in _batches(len(ecgs), batch_size):
+            batch = _ecg_batch(ecgs, part, n_samples, device)
+            read(model.ecg_encoder(batch, _batch_lead_mask(lead_mask, len(batch), device)))
+        if not parts:  # no ECGs: empty arrays of the right widths
+            read(torch.zeros(0, model.ecg_encoder.embed_dim, device=device))
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
