@@ -18,6 +18,8 @@ rule extract_echo:
         "logs/extract_echo/{cohort}/shard_{shard}.log",
     benchmark:
         "benchmarks/extract_echo/{cohort}/shard_{shard}.tsv"
+    # first of the data jobs: embedding, the longest stage, waits for its shard's clips
+    priority: 4
     threads: 1
     resources:
         mem_mb=3000,

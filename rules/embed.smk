@@ -18,6 +18,8 @@ rule embed_echo:
         "logs/embed_echo/{cohort}/shard_{shard}.log",
     benchmark:
         "benchmarks/embed_echo/{cohort}/shard_{shard}.tsv"
+    # ahead of ECG preparation, which fills the cores around it
+    priority: 3
     threads: config["echo_encoder"]["cpu_threads"]
     resources:
         gpu=1,
