@@ -5,7 +5,7 @@ phenotypes) and each variant's ``features/<variant>/internal.npz`` (``study_join
 ``ecg_joint``). Per variant and phenotype, a ridge regression (RidgeCV over alphas 1e-3
 to 1e3) is fit on the training split's L2-normalised joint-space vectors and scored on
 the test split (Pearson r): ``study`` for the echo studies, ``ecg`` for the ECGs (an
-ECG's phenotype is the mean over its paired studies, as retrieval takes it). For the
+ECG's labels as the evaluation takes them, ``downstream.ecg_labels``). For the
 studies the same probe also runs 5-fold within the training split (``study_train_cv``):
 a study side that reads a phenotype well there and badly on the test studies has fit
 its training studies rather than learnt what their views show.
@@ -28,7 +28,11 @@ from figures import parse_args, write_figures
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import cross_val_predict
 
-PHENOTYPES = ("lvef", "lvedv", "lvesv", "lvsv", "shd")
+from echo2ecg.evaluate.downstream import ecg_labels
+from echo2ecg.evaluate.feature_files import load_features
+from echo2ecg.train.pairs import read_id_table
+from echo2ecg.vocabulary import PHENOTYPES
+
 ALPHAS = np.logspace(-3, 3, 13)
 
 
@@ -66,15 +70,14 @@ def probe_within_train(vectors: np.ndarray, table: pd.DataFrame) -> dict[str, fl
     return result
 
 
-def variant_probes(results: Path, variant: str, pairs: pd.DataFrame) -> dict:
-    """The three probes of one variant: study, study_train_cv and ecg."""
-    features = np.load(results / "features" / variant / "internal.npz")
-    studies = pairs.groupby("study").agg(
-        split=("split", "first"), **{name: (name, "first") for name in PHENOTYPES}
-    )
-    ecgs = pairs.groupby("ecg").agg(
-        split=("split", "first"), **{name: (name, "mean") for name in PHENOTYPES}
-    )
+def label_tables(pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per study, per ECG) split and phenotypes, indexed by pseudonym."""
+    studies = pairs.drop_duplicates("study").set_index("study")[["split", *PHENOTYPES]]
+    return studies, ecg_labels(pairs)
+
+
+def variant_probes(features: dict, studies: pd.DataFrame, ecgs: pd.DataFrame) -> dict:
+    """The three probes of one variant's features: study, study_train_cv and ecg."""
     out = {}
     for side, ids, vectors, table in (
         ("study", features["study"], features["study_joint"], studies),
@@ -132,10 +135,15 @@ def main() -> None:
         if args.smoke:
             results = Path(scratch)
             write_smoke_results(results)
-        pairs = pd.read_csv(results / "pairs" / "internal" / "pairs.csv")
-        pairs = pairs[pairs["ecg_source"] == "ecg_files"]
+        pairs = read_id_table(results / "pairs" / "internal" / "pairs.csv")
+        studies, ecgs = label_tables(pairs[pairs["ecg_source"] == "ecg_files"])
         variants = args.variants or sorted(p.name for p in (results / "features").iterdir())
-        result = {v: variant_probes(results, v, pairs) for v in variants}
+        result = {
+            v: variant_probes(
+                load_features(results / "features" / v / "internal.npz"), studies, ecgs
+            )
+            for v in variants
+        }
     print(json.dumps(result, indent=2))
     if args.smoke:
         toy = result["toy"]
