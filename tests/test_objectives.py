@@ -260,12 +260,14 @@ def test_shift_alignment_loss_is_the_bce_of_synced_against_shifted():
     shifted = torch.tensor([[-1.0, 0.0]])  # logit −1
     echo = torch.tensor([[0.0, 1.0]])
     expected = -0.5 * (math.log(1 / (1 + math.exp(-1))) + math.log(1 - 1 / (1 + math.exp(1))))
-    assert float(shift_alignment_loss(classifier, synced, shifted, echo)) == pytest.approx(
-        expected, rel=1e-6
-    )
+
+    def loss(*args):
+        return shift_alignment_loss(classifier, *args).item()
+
+    assert loss(synced, shifted, echo) == pytest.approx(expected, rel=1e-6)
     # the swapped roles cost more: the loss tells synced from shifted
-    assert float(shift_alignment_loss(classifier, shifted, synced, echo)) > expected + 1
-    assert float(shift_alignment_loss(classifier, synced[:0], shifted[:0], echo[:0])) == 0.0
+    assert loss(shifted, synced, echo) > expected + 1
+    assert loss(synced[:0], shifted[:0], echo[:0]) == 0.0
 
 
 def trace_pairs(lengths: list[int], synchronised: list[bool], record: int = 400) -> PairData:
@@ -325,7 +327,7 @@ def test_hierarchical_loss_uses_every_level_and_the_shift_term_only_on_trace_row
         batch = PairBatches(
             data, 4, N_SAMPLES, 8, train=False, shift_samples=settings.shift_samples
         )[0]
-        return float(batch_loss(model, batch, settings, False, device)), batch
+        return batch_loss(model, batch, settings, False, device).item(), batch
 
     full, batch = loss_with()
     assert int(batch.synchronised.sum()) == 2
