@@ -4,12 +4,12 @@ several training seeds on a finished run's caches.
 The demo's findings come from one training run per variant (``train.seed``). With a few
 dozen training studies the run itself moves a variant's retrieval mean ranks as much as
 the difference between two variants does. This benchmark reads a finished run folder
-(its ``config.yaml`` and ``results/``: the internal cohort's pairs, ECG shards, echo
-ledgers and view-embedding shards), retrains each named variant once per seed with the
-run's settings and only ``train.seed`` changed, and scores ECG → study retrieval on the
-test split (the pipeline's ``retrieval_table``; mean rank, lower is better). Per seed and
-on the mean over seeds it counts the phenotypes on which ``--model`` ranks ahead of
-``--versus``.
+(its ``config.yaml`` and ``results/``: the pairs, ECG shards, echo ledgers and
+view-embedding shards of ``pairing.train_cohort``), retrains each named variant once
+per seed with the run's settings and only ``train.seed`` changed, and scores ECG → study
+retrieval on the test split (the pipeline's ``retrieval_table``; mean rank, lower is
+better). Per seed and on the mean over seeds it counts the phenotypes on which
+``--model`` ranks ahead of ``--versus``.
 
     .venv/bin/python bench/training_seeds.py --run . --seeds 42 1 2 3 \
         --json bench/out/training_seeds.json
@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_stores(run: Path, config: dict) -> dict[str, dict[str, str]]:
-    """The internal cohort's stores of a run folder, shard label → path, in the
-    pipeline's results layout."""
+    """The training cohort's stores of a run folder, shard label → path, in the
+    pipeline's results layout (rules/common.smk, ``SHARD_DIRS``)."""
     cohort = config["cohorts"][config["pairing"]["train_cohort"]]
     name = config["pairing"]["train_cohort"]
     results = run / "results"
