@@ -6,13 +6,17 @@ dozen training studies the run itself moves a variant's retrieval mean ranks as 
 the difference between two variants does. This benchmark reads a finished run folder
 (its ``config.yaml`` and ``results/``: the pairs, ECG shards, echo ledgers and
 view-embedding shards of ``pairing.train_cohort``), retrains each named variant once
-per seed with the run's settings and only ``train.seed`` changed, and scores ECG → study
+per seed with the run's settings and only ``train.seed`` changed (and what ``--set``
+changes: a control, such as the single-view baseline at multi-view's number of steps),
+and scores ECG → study
 retrieval on the test split (the pipeline's ``retrieval_table``; mean rank, lower is
 better). Per seed and on the mean over seeds it counts the phenotypes on which
 ``--model`` ranks ahead of ``--versus``.
 
     .venv/bin/python bench/training_seeds.py --run . --seeds 42 1 2 3 \
         --json bench/out/training_seeds.json
+    .venv/bin/python bench/training_seeds.py --run . --seeds 42 1 2 --variants single_view \
+        --set train.single_view_sampling=one_per_study
     .venv/bin/python bench/training_seeds.py --smoke   # a tiny run folder, 2 epochs
 """
 
@@ -145,6 +149,24 @@ def compare(ranks: pd.DataFrame, model: str, versus: str) -> dict:
     }
 
 
+def with_settings(config: dict, settings: list[str]) -> dict:
+    """``config`` with each ``SECTION.KEY=VALUE`` applied (the value read as YAML); an
+    unknown section or key is an error, so that a typo cannot pass for a control run."""
+    config = {
+        section: dict(values) if isinstance(values, dict) else values
+        for section, values in config.items()
+    }
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--set {setting!r}: expected SECTION.KEY=VALUE")
+        if key not in config.get(section, {}):
+            raise SystemExit(f"--set {setting!r}: the run's config has no {section}.{key}")
+        config[section][key] = yaml.safe_load(value)
+    return config
+
+
 def write_smoke_run(run: Path) -> dict:
     """A run folder of 24 patients, one study of 2 or 3 random views and 2 ECGs each;
     returns its config (the repository's, at 2 epochs, one shard a stage)."""
@@ -211,6 +233,13 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2, 3])
     parser.add_argument("--model", default="echo2ecg")
     parser.add_argument("--versus", default="single_view")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="config values changed before retraining (YAML values), e.g. train.epochs=20",
+    )
     parser.add_argument("--json", type=Path)
     args = parse_args(parser, {})
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -224,6 +253,7 @@ def main() -> None:
         else:
             run, seeds, variants = args.run, args.seeds, args.variants
             config = yaml.safe_load((run / "config.yaml").read_text())
+        config = with_settings(config, args.set)
         ranks = seed_ranks(run, config, variants, sorted(set(seeds)), scratch / "m")
         if args.smoke:  # the same seed twice must train the same model
             again = seed_ranks(run, config, variants[:1], [0], scratch / "again")
@@ -232,12 +262,17 @@ def main() -> None:
             assert set(ranks["phenotype"]) == set(RETRIEVAL_PHENOTYPES)
     result = {
         "run": str(args.run) if not args.smoke else "smoke",
+        "set": args.set,
         "ranks": ranks.round(3).to_dict(orient="records"),
-        **compare(ranks, args.model, args.versus),
     }
+    # a control run may retrain one variant alone, to set beside another run's figures
+    compared = {args.model, args.versus} <= set(ranks["variant"])
+    if compared:
+        result.update(compare(ranks, args.model, args.versus))
     wide = ranks.pivot_table(index=["variant", "seed"], columns="phenotype", values="mean_rank")
     print(wide[list(RETRIEVAL_PHENOTYPES)].round(3))
-    print({k: result[k] for k in ("ahead_per_seed", "ahead_on_mean", "mean_rank_over_seeds")})
+    if compared:
+        print({k: result[k] for k in ("ahead_per_seed", "ahead_on_mean", "mean_rank_over_seeds")})
     write_figures(result, args.json)
 
 

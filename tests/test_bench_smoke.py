@@ -24,7 +24,7 @@ SCRIPTS = [
     pytest.param("bench_dryrun", [], 180, id="bench_dryrun"),
     pytest.param("demo_seeds", [], 180, id="demo_seeds"),
     pytest.param("joint_space_probe", [], 120, id="joint_space_probe"),
-    pytest.param("training_seeds", [], 180, id="training_seeds"),
+    pytest.param("training_seeds", ["--set", "train.lr=0.002"], 180, id="training_seeds"),
     # the runner's own plumbing; the benchmarks it runs have their tests here
     pytest.param("run_all", ["--only", "bench_bootstrap", "bench_ecg_prep"], 180, id="run_all"),
     pytest.param("bench_echo_extract", [], 300, id="bench_echo_extract", marks=pytest.mark.slow),
@@ -54,3 +54,23 @@ def test_smoke_run(script, extra, timeout):
         f"{script} --smoke exited with {done.returncode}:\n"
         f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     )
+
+
+def test_training_seeds_refuses_a_setting_the_config_lacks():
+    # a mistyped control must not retrain under the run's own settings and pass for one
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "training_seeds.py"),
+            "--smoke",
+            "--set",
+            "train.single_view_sampleing=one_per_study",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "no train.single_view_sampleing" in done.stderr
