@@ -5,12 +5,16 @@ placement, speckle and cardiac phase), runs the pipeline's clip recipe and the r
 MViTv2-S (init seed 0, as the demo embeds), and reports per view type the shares of
 embedding variance explained by the phenotype, the patient's other anatomy and clip
 nuisance, and cross-validated ridge probes of each phenotype (``echo2ecg.synth.audit``).
-Also the mean cosine between clips and the share of variance that view type explains.
+Also the mean cosine between clips and the share of variance that view type explains,
+and, when both apical views are rendered, the probes on the mean of a patient's two
+planes (render r of A4C with render r of A2C, as one study holds them): what the two
+planes show together beyond either alone.
 Embeds in bf16 where the CPU computes it natively, as the pipeline does (about 1.3 s per
 clip on 2 Zen 4 cores).
 
     .venv/bin/python bench/demo_world.py --patients 24 --json bench/out/demo_world.json
-    .venv/bin/python bench/demo_world.py --smoke   # A4C, 3 patients x 2 renders, LVEF only
+    .venv/bin/python bench/demo_world.py --patients 60 --renders 1 --views A4C A2C
+    .venv/bin/python bench/demo_world.py --smoke   # A4C, A2C, 3 patients x 2 renders, LVEF only
 """
 
 from __future__ import annotations
@@ -29,13 +33,13 @@ from echo2ecg.embed.views import embed_clips
 from echo2ecg.models import build_echo_encoder
 from echo2ecg.synth.audit import ridge_probe_r, variance_shares
 from echo2ecg.synth.ecg_signals import sample_traits
-from echo2ecg.synth.echo_views import VIEWS, render_clip, sample_anatomy
+from echo2ecg.synth.echo_views import APICAL_VIEWS, VIEWS, render_clip, sample_anatomy
 from echo2ecg.synth.phenotypes import sample_patient
 
 PHENOTYPES = ("lvedv", "lvesv", "lvef", "shd")
 # The fewest clips the read-outs accept, 6 (about 20 s of embedding on one core): with one
 # phenotype the phenotype share needs 3 patients, the nuisance share two renders of each.
-SMOKE = {"patients": 3, "renders": 2, "views": ["A4C"], "phenotypes": ["lvef"]}
+SMOKE = {"patients": 3, "renders": 2, "views": list(APICAL_VIEWS), "phenotypes": ["lvef"]}
 
 
 def main() -> None:
@@ -121,11 +125,18 @@ def main() -> None:
         "views": {},
     }
     for view, e in embeddings.items():
-        shares = variance_shares(e, targets)
+        # the nuisance share is between renders of one patient: none with a single render
+        shares = variance_shares(e, targets) if args.renders > 1 else {}
         probes = ridge_probe_r(e, targets)
         result["views"][view] = {
             **{k: round(x, 3) for k, x in shares.items()},
             **{f"r_{name}": round(float(x), 3) for name, x in zip(args.phenotypes, probes)},
+        }
+    if all(view in embeddings for view in APICAL_VIEWS):
+        planes = np.mean([embeddings[view] for view in APICAL_VIEWS], axis=0)
+        result["apical_planes_together"] = {
+            f"r_{name}": round(float(x), 3)
+            for name, x in zip(args.phenotypes, ridge_probe_r(planes, targets))
         }
     print(json.dumps(result, indent=2))
     write_figures(result, args.json)
