@@ -37,8 +37,9 @@ from echo2ecg.synth.echo_views import APICAL_VIEWS, VIEWS, render_clip, sample_a
 from echo2ecg.synth.phenotypes import sample_patient
 
 PHENOTYPES = ("lvedv", "lvesv", "lvef", "shd")
-# The fewest clips the read-outs accept, 6 (about 20 s of embedding on one core): with one
-# phenotype the phenotype share needs 3 patients, the nuisance share two renders of each.
+# The fewest clips the read-outs accept, 6 a view: with one phenotype the phenotype share
+# needs 3 patients, the nuisance share two renders of each; both apical views, so that the
+# two-plane read-out runs too (12 clips, about 40 s of embedding on one core with bf16).
 SMOKE = {"patients": 3, "renders": 2, "views": list(APICAL_VIEWS), "phenotypes": ["lvef"]}
 
 
