@@ -8,13 +8,18 @@ nuisance, and cross-validated ridge probes of each phenotype (``echo2ecg.synth.a
 Also the mean cosine between clips and the share of variance that view type explains,
 and, when both apical views are rendered, the probes on the mean of a patient's two
 planes (render r of A4C with render r of A2C, as one study holds them): what the two
-planes show together beyond either alone.
+planes show together beyond either alone. With ``--poor-window`` each apical view is
+also rendered once per patient through a poor acoustic window: the probes read the
+other heart such a clip draws (``r_drawn_*``), the patient's own (``r_own_*``), and the
+patient's own from the mean of a good and a poor clip (``r_with_good_*``), what a mean of
+views loses to a poor plane.
 Embeds in bf16 where the CPU computes it natively, as the pipeline does (about 1.3 s per
 clip on 2 Zen 4 cores).
 
     .venv/bin/python bench/demo_world.py --patients 24 --json bench/out/demo_world.json
     .venv/bin/python bench/demo_world.py --patients 60 --renders 1 --views A4C A2C
-    .venv/bin/python bench/demo_world.py --smoke   # A4C, A2C, 3 patients x 2 renders, LVEF only
+    .venv/bin/python bench/demo_world.py --patients 40 --renders 1 --views A4C --poor-window
+    .venv/bin/python bench/demo_world.py --smoke   # A4C, A2C, 3 patients, poor windows, LVEF
 """
 
 from __future__ import annotations
@@ -39,8 +44,48 @@ from echo2ecg.synth.phenotypes import sample_patient
 PHENOTYPES = ("lvedv", "lvesv", "lvef", "shd")
 # The fewest clips the read-outs accept, 6 a view: with one phenotype the phenotype share
 # needs 3 patients, the nuisance share two renders of each; both apical views, so that the
-# two-plane read-out runs too (12 clips, about 40 s of embedding on one core with bf16).
-SMOKE = {"patients": 3, "renders": 2, "views": list(APICAL_VIEWS), "phenotypes": ["lvef"]}
+# two-plane and poor-window read-outs run too (18 clips, about 1 minute on one core with
+# bf16).
+SMOKE = {
+    "patients": 3,
+    "renders": 2,
+    "views": list(APICAL_VIEWS),
+    "phenotypes": ["lvef"],
+    "poor_window": True,
+}
+
+
+def embed_view(encoder, patients, view: str, v: int, renders: int, poor_window: bool):
+    """Each patient's ``view`` rendered ``renders`` times and embedded → ((P, renders, 512),
+    (P, renders) the phenotype each clip's heart is drawn with). Poor-window clips draw
+    from a stream of their own, so good clips are the same with or without them."""
+    rendered = [
+        render_clip(
+            phenotype,
+            anatomy,
+            traits,
+            view,
+            np.random.default_rng([v, i, r, 1] if poor_window else [v, i, r]),
+            n_frames=34,
+            rows=300,
+            cols=400,
+            fps=30.0,
+            heart_rate_bpm=72.0,
+            hospital="Audit",
+            poor_window=poor_window,
+        )
+        for i, (phenotype, anatomy, traits) in enumerate(patients)
+        for r in range(renders)
+    ]
+    clips = [clip_from_frames(clip.frames) for clip in rendered]
+    out = np.concatenate(
+        [
+            embed_clips(encoder, np.stack(clips[i : i + 4]), precision="auto")
+            for i in range(0, len(clips), 4)
+        ]
+    )
+    shown = np.array([clip.shown for clip in rendered], dtype=object)
+    return out.reshape(len(patients), renders, -1), shown.reshape(len(patients), renders)
 
 
 def main() -> None:
@@ -61,6 +106,11 @@ def main() -> None:
         default=list(PHENOTYPES),
         help="phenotypes to read out (default: all)",
     )
+    parser.add_argument(
+        "--poor-window",
+        action="store_true",
+        help="also render each apical view once per patient through a poor acoustic window",
+    )
     parser.add_argument("--json", type=Path)
     args = parse_args(parser, SMOKE)
     warnings.filterwarnings("ignore", message="echo encoder: no EchoPrime weights")
@@ -75,36 +125,14 @@ def main() -> None:
     )
     encoder = build_echo_encoder(None, init_seed=0)
     started = time.perf_counter()
-    embeddings = {}
+    embeddings, poor = {}, {}
     for view in args.views:
         v = VIEWS.index(view)  # render seeds follow the view, whichever views are asked for
-        clips = [
-            clip_from_frames(
-                render_clip(
-                    phenotype,
-                    anatomy,
-                    traits,
-                    view,
-                    np.random.default_rng([v, i, r]),
-                    n_frames=34,
-                    rows=300,
-                    cols=400,
-                    fps=30.0,
-                    heart_rate_bpm=72.0,
-                    hospital="Audit",
-                ).frames
-            )
-            for i, (phenotype, anatomy, traits) in enumerate(patients)
-            for r in range(args.renders)
-        ]
-        out = np.concatenate(
-            [
-                embed_clips(encoder, np.stack(clips[i : i + 4]), precision="auto")
-                for i in range(0, len(clips), 4)
-            ]
-        )
-        embeddings[view] = out.reshape(args.patients, args.renders, -1)
-        print(f"{view}: {len(clips)} clips, {time.perf_counter() - started:.0f} s", flush=True)
+        embeddings[view], _ = embed_view(encoder, patients, view, v, args.renders, False)
+        print(f"{view}: {time.perf_counter() - started:.0f} s", flush=True)
+        if args.poor_window and view in APICAL_VIEWS:
+            poor[view] = embed_view(encoder, patients, view, v, 1, True)
+            print(f"{view}, poor window: {time.perf_counter() - started:.0f} s", flush=True)
 
     everything = np.concatenate([e.reshape(-1, e.shape[-1]) for e in embeddings.values()])
     unit = everything / np.linalg.norm(everything, axis=1, keepdims=True)
@@ -138,6 +166,26 @@ def main() -> None:
         result["apical_planes_together"] = {
             f"r_{name}": round(float(x), 3)
             for name, x in zip(args.phenotypes, ridge_probe_r(planes, targets))
+        }
+    for view, (embedded, shown) in poor.items():
+        # what the encoder keeps of the other heart a poor window draws, and what a mean of
+        # a good and a poor clip of the patient still reads of the patient's own
+        drawn = np.array([[getattr(p, name) for name in args.phenotypes] for p in shown[:, 0]])
+        both = (embeddings[view][:, :1] + embedded) / 2
+        result["poor_window"] = result.get("poor_window", {})
+        result["poor_window"][view] = {
+            **{
+                f"r_drawn_{name}": round(float(x), 3)
+                for name, x in zip(args.phenotypes, ridge_probe_r(embedded, drawn))
+            },
+            **{
+                f"r_own_{name}": round(float(x), 3)
+                for name, x in zip(args.phenotypes, ridge_probe_r(embedded, targets))
+            },
+            **{
+                f"r_with_good_{name}": round(float(x), 3)
+                for name, x in zip(args.phenotypes, ridge_probe_r(both, targets))
+            },
         }
     print(json.dumps(result, indent=2))
     write_figures(result, args.json)

@@ -351,6 +351,10 @@ def test_a_poor_window_shows_nothing_of_the_hearts_lv_and_looks_it(view):
     assert poor_window_pixels(small, view).mean() < 0.9 * sector_pixels(small, view).mean()
     with pytest.raises(ValueError, match="apical"):
         poor_window_pixels(small, "PLAX")
+    # the clip says which heart it drew: the patient's, or another's through the poor window
+    assert render(small, view, 3, n_frames=6).shown == small
+    shown = render(small, view, 3, n_frames=6, poor_window=True).shown
+    assert shown != small and shown == render(large, view, 3, n_frames=6, poor_window=True).shown
 
 
 def test_the_rib_shadow_darkens_a_wedge_of_the_left_of_the_fan_only():

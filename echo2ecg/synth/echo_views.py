@@ -121,7 +121,8 @@ class EcgStrip:
 class RenderedClip:
     """``frames`` uint8 (F, rows, cols, 3) RGB and the scan ``sector`` they show; the ECG
     ``strip`` and its ground truth: lead II ``trace_mv`` (mV) at times ``trace_t`` (s), the
-    frames shown at ``frame_times`` (s) on the same clock."""
+    frames shown at ``frame_times`` (s) on the same clock; ``shown``, the phenotype the
+    clip's heart is drawn with (the patient's, or through a poor window another's)."""
 
     frames: np.ndarray
     sector: ScanSector
@@ -129,6 +130,7 @@ class RenderedClip:
     trace_t: np.ndarray
     trace_mv: np.ndarray
     frame_times: np.ndarray
+    shown: Phenotype
 
 
 class _Canvas:
@@ -750,4 +752,4 @@ def render_clip(
     trace_t = np.arange(times[0] - ECG_SWEEP_S - 0.1, times[-1] + 0.1, 1.0 / 250.0)
     trace_mv = lead_ii_trace(phenotype, traits, r_peaks, trace_t)
     draw_ecg_sweep(frames, times, trace_t, trace_mv, strip)
-    return RenderedClip(frames, sector, strip, trace_t, trace_mv, times)
+    return RenderedClip(frames, sector, strip, trace_t, trace_mv, times, shown)
