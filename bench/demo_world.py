@@ -55,10 +55,12 @@ SMOKE = {
 }
 
 
-def embed_view(encoder, patients, view: str, v: int, renders: int, poor_window: bool):
+def embed_view(encoder, patients, view: str, renders: int, poor_window: bool):
     """Each patient's ``view`` rendered ``renders`` times and embedded → ((P, renders, 512),
-    (P, renders) the phenotype each clip's heart is drawn with). Poor-window clips draw
-    from a stream of their own, so good clips are the same with or without them."""
+    (P, renders) the phenotype each clip's heart is drawn with). Render seeds follow the
+    view, whichever views are asked for; poor-window clips draw from a stream of their
+    own, so good clips are the same with or without them."""
+    v = VIEWS.index(view)
     rendered = [
         render_clip(
             phenotype,
@@ -86,6 +88,19 @@ def embed_view(encoder, patients, view: str, v: int, renders: int, poor_window: 
     )
     shown = np.array([clip.shown for clip in rendered], dtype=object)
     return out.reshape(len(patients), renders, -1), shown.reshape(len(patients), renders)
+
+
+def phenotype_table(phenotypes, names) -> np.ndarray:
+    """(N, K) float: the named fields of each phenotype."""
+    return np.array([[getattr(p, name) for name in names] for p in phenotypes], float)
+
+
+def probes(prefix: str, embeddings: np.ndarray, targets: np.ndarray, names) -> dict:
+    """``{prefix + name: r}``, the cross-validated ridge probe of each target."""
+    return {
+        f"{prefix}{name}": round(float(r), 3)
+        for name, r in zip(names, ridge_probe_r(embeddings, targets))
+    }
 
 
 def main() -> None:
@@ -120,18 +135,15 @@ def main() -> None:
         (sample_patient(rng, (1 / 3, 1 / 3, 1 / 3), 0.35), sample_anatomy(rng), sample_traits(rng))
         for _ in range(args.patients)
     ]
-    targets = np.array(
-        [[getattr(p, name) for name in args.phenotypes] for p, _, _ in patients], float
-    )
+    targets = phenotype_table([p for p, _, _ in patients], args.phenotypes)
     encoder = build_echo_encoder(None, init_seed=0)
     started = time.perf_counter()
     embeddings, poor = {}, {}
     for view in args.views:
-        v = VIEWS.index(view)  # render seeds follow the view, whichever views are asked for
-        embeddings[view], _ = embed_view(encoder, patients, view, v, args.renders, False)
+        embeddings[view], _ = embed_view(encoder, patients, view, args.renders, False)
         print(f"{view}: {time.perf_counter() - started:.0f} s", flush=True)
         if args.poor_window and view in APICAL_VIEWS:
-            poor[view] = embed_view(encoder, patients, view, v, 1, True)
+            poor[view] = embed_view(encoder, patients, view, 1, True)
             print(f"{view}, poor window: {time.perf_counter() - started:.0f} s", flush=True)
 
     everything = np.concatenate([e.reshape(-1, e.shape[-1]) for e in embeddings.values()])
@@ -156,36 +168,22 @@ def main() -> None:
     for view, e in embeddings.items():
         # the nuisance share is between renders of one patient: none with a single render
         shares = variance_shares(e, targets) if args.renders > 1 else {}
-        probes = ridge_probe_r(e, targets)
         result["views"][view] = {
             **{k: round(x, 3) for k, x in shares.items()},
-            **{f"r_{name}": round(float(x), 3) for name, x in zip(args.phenotypes, probes)},
+            **probes("r_", e, targets, args.phenotypes),
         }
     if all(view in embeddings for view in APICAL_VIEWS):
         planes = np.mean([embeddings[view] for view in APICAL_VIEWS], axis=0)
-        result["apical_planes_together"] = {
-            f"r_{name}": round(float(x), 3)
-            for name, x in zip(args.phenotypes, ridge_probe_r(planes, targets))
-        }
+        result["apical_planes_together"] = probes("r_", planes, targets, args.phenotypes)
     for view, (embedded, shown) in poor.items():
         # what the encoder keeps of the other heart a poor window draws, and what a mean of
         # a good and a poor clip of the patient still reads of the patient's own
-        drawn = np.array([[getattr(p, name) for name in args.phenotypes] for p in shown[:, 0]])
+        drawn = phenotype_table(shown[:, 0], args.phenotypes)
         both = (embeddings[view][:, :1] + embedded) / 2
-        result["poor_window"] = result.get("poor_window", {})
-        result["poor_window"][view] = {
-            **{
-                f"r_drawn_{name}": round(float(x), 3)
-                for name, x in zip(args.phenotypes, ridge_probe_r(embedded, drawn))
-            },
-            **{
-                f"r_own_{name}": round(float(x), 3)
-                for name, x in zip(args.phenotypes, ridge_probe_r(embedded, targets))
-            },
-            **{
-                f"r_with_good_{name}": round(float(x), 3)
-                for name, x in zip(args.phenotypes, ridge_probe_r(both, targets))
-            },
+        result.setdefault("poor_window", {})[view] = {
+            **probes("r_drawn_", embedded, drawn, args.phenotypes),
+            **probes("r_own_", embedded, targets, args.phenotypes),
+            **probes("r_with_good_", both, targets, args.phenotypes),
         }
     print(json.dumps(result, indent=2))
     write_figures(result, args.json)

@@ -9,8 +9,8 @@ view-embedding shards of ``pairing.train_cohort``), retrains each named variant 
 per seed with the run's settings and only ``train.seed`` changed (and what ``--set``
 changes: a control, such as the single-view baseline at multi-view's number of steps),
 and scores ECG → study retrieval on the test split (the pipeline's ``retrieval_table``;
-mean rank, lower is better). Per seed and on the mean over seeds it counts the phenotypes on which
-``--model`` ranks ahead of ``--versus``.
+mean rank, lower is better). Per seed and on the mean over seeds it counts the
+phenotypes on which ``--model`` ranks ahead of ``--versus``.
 
     .venv/bin/python bench/training_seeds.py --run . --seeds 42 1 2 3 \
         --json bench/out/training_seeds.json
