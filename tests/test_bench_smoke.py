@@ -24,6 +24,9 @@ SCRIPTS = [
     pytest.param("bench_dryrun", [], 180, id="bench_dryrun"),
     pytest.param("demo_seeds", [], 180, id="demo_seeds"),
     pytest.param("joint_space_probe", [], 120, id="joint_space_probe"),
+    pytest.param(
+        "poor_planes", ["--variants", "single_view", "echo2ecg", "cls_pool"], 120, id="poor_planes"
+    ),
     pytest.param("training_seeds", ["--set", "train.lr=0.002"], 180, id="training_seeds"),
     # the runner's own plumbing; the benchmarks it runs have their tests here
     pytest.param("run_all", ["--only", "bench_bootstrap", "bench_ecg_prep"], 180, id="run_all"),
