@@ -12,13 +12,12 @@ that hold both apical views:
   clips from good ones in the raw view embeddings;
 - ``probe``: per space (``raw``, the view embeddings standardised as the variants
   standardise them, by the training views' statistics; then each variant's per-view
-  linear map of them:
-  ``single_view``'s ``echo_proj``, a pool's ``view_proj``), a ridge regression fit on
-  good apical clips of four folds of studies and read on the fifth fold's studies with
-  a poor plane, on their good plane alone (``good_plane``) and on the mean of their apical
-  clips (``apical_mean``): Pearson r per phenotype. The gap between the two is what a
-  mean of views pays for the poor plane in that space; a map trained to ignore poor
-  planes narrows it;
+  linear map of them: ``single_view``'s ``echo_proj``, a pool's ``view_proj``), a ridge
+  regression fit on good apical clips of four folds of studies and read on the fifth
+  fold's studies with a poor plane: from their good apical clips (``good_clips``, the
+  probe's mean over them) and from the mean of all their apical clips (``apical_mean``),
+  Pearson r per phenotype. The gap between the two is what a mean of views pays for the
+  poor plane in that space; a map trained to ignore poor planes narrows it;
 - ``attention_weight``: for attention and CLS pools, the mean weight the trained pool
   gives a study's poor plane and its other views.
 
@@ -110,8 +109,8 @@ def detect_auroc(clips: pd.DataFrame, vectors: np.ndarray) -> float:
 
 
 def mean_cost(clips: pd.DataFrame, vectors: np.ndarray, folds: int = 5) -> dict:
-    """Per phenotype, r of a good-clip ridge probe on held-out poor studies' good plane
-    and on the mean of their apical clips (see the module docstring)."""
+    """Per phenotype, r of a good-clip ridge probe on held-out poor studies' good apical
+    clips and on the mean of all their apical clips (see the module docstring)."""
     studies = np.array(sorted(clips["study"].unique()))
     order = np.random.default_rng(0).permutation(len(studies))
     fold_of = dict(zip(studies[order], np.arange(len(studies)) % folds))
@@ -121,17 +120,17 @@ def mean_cost(clips: pd.DataFrame, vectors: np.ndarray, folds: int = 5) -> dict:
     held_out = clips[apical & clips["study_poor"].to_numpy()]
     result = {}
     for name in PROBED:
-        truth, good_plane, apical_mean = [], [], []
+        truth, good_clips, apical_mean = [], [], []
         for k in range(folds):
             fit = apical & ~poor & (fold != k)
             probe = RidgeCV(alphas=ALPHAS).fit(vectors[fit], clips[name][fit])
             for _, rows in held_out[fold[held_out.index] == k].groupby("study"):
                 truth.append(rows[name].iloc[0])
                 good = rows.index[~rows["poor"]]
-                good_plane.append(probe.predict(vectors[good]).mean())
+                good_clips.append(probe.predict(vectors[good]).mean())
                 apical_mean.append(probe.predict(vectors[rows.index].mean(0, keepdims=True))[0])
         result[name] = {
-            "good_plane": round(float(np.corrcoef(good_plane, truth)[0, 1]), 3),
+            "good_clips": round(float(np.corrcoef(good_clips, truth)[0, 1]), 3),
             "apical_mean": round(float(np.corrcoef(apical_mean, truth)[0, 1]), 3),
         }
     result["n_poor_studies"] = int(held_out["study"].nunique())
@@ -245,7 +244,7 @@ def main() -> None:
     if args.smoke:  # the planted cue is found, and a plain mean pays for the other heart
         assert result["detect_auroc"] > 0.95, result
         raw_lvedv = result["probe"]["raw"]["lvedv"]
-        assert raw_lvedv["good_plane"] > 0.9 > 0.8 > raw_lvedv["apical_mean"], raw_lvedv
+        assert raw_lvedv["good_clips"] > 0.9 > 0.8 > raw_lvedv["apical_mean"], raw_lvedv
         weights = result["attention_weight"]["echo2ecg"]
         assert 0 < weights["poor_plane"] < 1 and 0 < weights["other_views"] < 1, weights
     write_figures(result, args.json)
