@@ -95,7 +95,7 @@ def with_both_planes(clips: pd.DataFrame) -> pd.DataFrame:
 
 def detect_auroc(clips: pd.DataFrame, vectors: np.ndarray) -> float:
     """Cross-validated AUROC of telling poor apical clips from good ones (folds by study)."""
-    apical = (clips["type"].isin(APICAL_VIEWS)).to_numpy()
+    apical = clips["type"].isin(APICAL_VIEWS).to_numpy()
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     score = cross_val_predict(
         model,
@@ -172,21 +172,19 @@ def attention_weights(model: Echo2ECG, clips: pd.DataFrame, standardised: torch.
 
 def poor_plane_costs(clips: pd.DataFrame, raw: np.ndarray, models: dict[str, Echo2ECG]) -> dict:
     """Every measurement of the module docstring; ``clips`` from :func:`with_both_planes`."""
-    reference = next(iter(models.values())) if models else None
+    raw = torch.from_numpy(np.asarray(raw, dtype=np.float32))
+    standardised = {v: (raw - m.view_mean) / m.view_scale for v, m in models.items()}
     result = {
         "n_studies": int(clips["study"].nunique()),
-        "detect_auroc": detect_auroc(clips, raw),
-        "probe": {},
+        "detect_auroc": detect_auroc(clips, raw.numpy()),
+        # every variant standardises by the same training views: any one stands for all
+        "probe": {"raw": mean_cost(clips, next(iter(standardised.values()), raw).numpy())},
         "attention_weight": {},
     }
-    for name, model in [("raw", reference), *models.items()]:
-        views = torch.from_numpy(np.asarray(raw, dtype=np.float32))
-        if model is not None:
-            views = (views - model.view_mean) / model.view_scale
-        vectors = views.numpy() if name == "raw" else per_view_map(model, views)
-        result["probe"][name] = mean_cost(clips, vectors)
-        if name != "raw":
-            result["attention_weight"][name] = attention_weights(model, clips, views)
+    for variant, model in models.items():
+        views = standardised[variant]
+        result["probe"][variant] = mean_cost(clips, per_view_map(model, views))
+        result["attention_weight"][variant] = attention_weights(model, clips, views)
     return result
 
 
