@@ -149,18 +149,14 @@ def attention_weights(model: Echo2ECG, clips: pd.DataFrame, standardised: torch.
     """(poor plane, other views) mean weights of an attention or CLS pool over the
     studies with a poor plane; None for pools without attention."""
     pool = model.view_pool
-    if not hasattr(pool, "attention"):
+    if not hasattr(pool, "view_weights"):
         return None
     on_poor, on_others = [], []
     for _, rows in clips[clips["study_poor"]].groupby("study"):
-        views = standardised[rows.index.to_numpy()][None]
-        mask = torch.ones(views.shape[:2], dtype=torch.bool)
+        views = standardised[rows.index.tolist()][None]
         with torch.no_grad():
-            projected = pool.project(views, mask)
-            query = getattr(pool, "cls_token", None)
-            query = projected.mean(1, keepdim=True) if query is None else query
-            _, weights = pool.attention(query, projected, projected, need_weights=True)
-        weights = weights[0, 0].numpy()
+            weights = pool.view_weights(views, torch.ones(views.shape[:2], dtype=torch.bool))
+        weights = weights[0].numpy()
         flags = rows["poor"].to_numpy()
         on_poor.append(weights[flags].mean())
         on_others.append(weights[~flags].mean())

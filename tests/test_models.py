@@ -298,6 +298,29 @@ def test_padded_views_change_nothing(pool_class):
     assert pooled.shape == (3, 16 if pool_class is ViewMean else 32)
 
 
+@pytest.mark.parametrize("pool_class", [ViewAttentionPool, ViewClsPool])
+def test_view_weights_are_the_weights_the_pool_attends_with(pool_class):
+    torch.manual_seed(2)
+    pool = pool_class(in_dim=16, dim=32, num_heads=1).eval()
+    views = torch.randn(2, 4, 16)
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    with torch.no_grad():
+        weights = pool.view_weights(views, mask)
+        # one head: the attended vector is out_proj of the weighted sum of the value rows
+        projected = pool.project(views, mask)
+        values = torch.nn.functional.linear(
+            projected, pool.attention.in_proj_weight[64:], pool.attention.in_proj_bias[64:]
+        )
+        by_weights = pool.attention.out_proj(torch.einsum("bv,bvd->bd", weights, values))
+        query = pool.query(projected, mask)
+        attended = pool.attention(query, projected, projected, key_padding_mask=~mask)[0]
+    assert weights.shape == (2, 4) and weights[0, 3] == 0
+    assert torch.allclose(weights.sum(1), torch.ones(2))
+    assert torch.allclose(by_weights, attended.squeeze(1), atol=1e-6)
+    if pool_class is ViewAttentionPool:
+        assert torch.allclose(pool(views, mask), by_weights, atol=1e-6)
+
+
 def test_cls_pool_is_the_references_transformer_step():
     pool = ViewClsPool(in_dim=16, dim=32, num_heads=4).eval()
     assert pool.attention.dropout == 0.1 and isinstance(pool.ffn[-1], torch.nn.Dropout)

@@ -38,6 +38,20 @@ class _ViewPool(nn.Module):
         return self.view_proj(views.masked_fill(~mask.unsqueeze(-1), 0.0))
 
 
+def _attention_weights(pool: nn.Module, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The head-averaged attention weights of ``pool``'s query over its projected views."""
+    projected = pool.project(views, mask)
+    _, weights = pool.attention(
+        pool.query(projected, mask),
+        projected,
+        projected,
+        key_padding_mask=~mask,
+        need_weights=True,
+        average_attn_weights=True,
+    )
+    return weights.squeeze(1)
+
+
 class ViewMeanPool(_ViewPool):
     """Mean of the projected valid views → (B, dim)."""
 
@@ -59,13 +73,25 @@ class ViewAttentionPool(_ViewPool):
         super().__init__(in_dim, dim)
         self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
 
+    def query(self, projected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, V, dim) projected views → (B, 1, dim) the query that attends over them."""
+        return masked_mean(projected, mask).unsqueeze(1)
+
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         projected = self.project(views, mask)
-        query = masked_mean(projected, mask).unsqueeze(1)
         attended, _ = self.attention(
-            query, projected, projected, key_padding_mask=~mask, need_weights=False
+            self.query(projected, mask),
+            projected,
+            projected,
+            key_padding_mask=~mask,
+            need_weights=False,
         )
         return attended.squeeze(1)
+
+    def view_weights(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, V) the weight the pool gives each view, averaged over heads; padded views
+        0, each row sums to 1."""
+        return _attention_weights(self, views, mask)
 
 
 class ViewClsPool(_ViewPool):
@@ -98,15 +124,24 @@ class ViewClsPool(_ViewPool):
         )
         self.norm2 = nn.LayerNorm(dim)
 
+    def query(self, projected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, V, dim) projected views → (B, 1, dim) the class query, the same for all."""
+        return self.cls_token.expand(projected.shape[0], -1, -1)
+
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         projected = self.project(views, mask)
-        query = self.cls_token.expand(projected.shape[0], -1, -1)
+        query = self.query(projected, mask)
         attended, _ = self.attention(
             query, projected, projected, key_padding_mask=~mask, need_weights=False
         )
         token = self.norm1(query + attended)
         token = self.norm2(token + self.ffn(token))
         return token.squeeze(1)
+
+    def view_weights(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, V) the weight the class query gives each view, averaged over heads; padded
+        views 0, each row sums to 1 (in eval mode: in training they carry the dropout)."""
+        return _attention_weights(self, views, mask)
 
 
 class ViewMean(nn.Module):
