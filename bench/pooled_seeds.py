@@ -70,6 +70,8 @@ def retrieval_gains(
     """Per phenotype and ``all``: pooled mean-rank gain and P@1 difference of ``model``
     over ``versus`` with stratified paired CIs (see the module docstring)."""
     ours = _rows_of(queries, model)
+    if ours.empty:
+        raise SystemExit(f"no retrieval queries of {model} in these runs")
     if versus == RANDOM:
         rank_other, top_other = ours["random_rank"], ours["random_top_hit"]
     else:
@@ -120,7 +122,7 @@ def lvef_differences(
         for run, part in frame.groupby("run"):
             ours = part[part["model"] == model].sort_values("ecg")
             theirs = part[part["model"] == versus].sort_values("ecg")
-            if not ours["ecg"].to_numpy().tolist() == theirs["ecg"].to_numpy().tolist():
+            if ours.empty or ours["ecg"].tolist() != theirs["ecg"].tolist():
                 raise SystemExit(f"{model} and {versus} were not scored on the same ECGs")
             labels = ours["label"].to_numpy(int)
             columns = [c for c in ours.columns if c.startswith("score_")]
