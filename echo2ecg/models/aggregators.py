@@ -38,20 +38,6 @@ class _ViewPool(nn.Module):
         return self.view_proj(views.masked_fill(~mask.unsqueeze(-1), 0.0))
 
 
-def _attention_weights(pool: nn.Module, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The head-averaged attention weights of ``pool``'s query over its projected views."""
-    projected = pool.project(views, mask)
-    _, weights = pool.attention(
-        pool.query(projected, mask),
-        projected,
-        projected,
-        key_padding_mask=~mask,
-        need_weights=True,
-        average_attn_weights=True,
-    )
-    return weights.squeeze(1)
-
-
 class ViewMeanPool(_ViewPool):
     """Mean of the projected valid views → (B, dim)."""
 
@@ -62,7 +48,31 @@ class ViewMeanPool(_ViewPool):
         return masked_mean(self.project(views, mask), mask)
 
 
-class ViewAttentionPool(_ViewPool):
+class _QueryPool(_ViewPool):
+    """Shared by the attention and CLS pools: one query per study (``query``) attends over
+    the projected valid views through ``self.attention`` (an nn.MultiheadAttention)."""
+
+    def query(self, projected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, V, dim) projected views → (B, 1, dim) the query that attends over them."""
+        raise NotImplementedError
+
+    def attend(self, views: torch.Tensor, mask: torch.Tensor, need_weights: bool = False):
+        """(B, V, in_dim), (B, V) → (query (B, 1, dim), attended (B, 1, dim), the
+        head-averaged weights (B, 1, V) or None without ``need_weights``)."""
+        projected = self.project(views, mask)
+        query = self.query(projected, mask)
+        attended, weights = self.attention(
+            query, projected, projected, key_padding_mask=~mask, need_weights=need_weights
+        )
+        return query, attended, weights
+
+    def view_weights(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, V) the weight the query gives each view, averaged over heads; padded views
+        0, each row sums to 1 (in eval mode: in training they carry attention dropout)."""
+        return self.attend(views, mask, need_weights=True)[2].squeeze(1)
+
+
+class ViewAttentionPool(_QueryPool):
     """Attention pooling: the mean of the valid projected views queries all of them.
 
     query = masked mean (B, 1, dim); keys = values = projected views with a key-padding mask;
@@ -74,27 +84,13 @@ class ViewAttentionPool(_ViewPool):
         self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
 
     def query(self, projected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, V, dim) projected views → (B, 1, dim) the query that attends over them."""
         return masked_mean(projected, mask).unsqueeze(1)
 
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        projected = self.project(views, mask)
-        attended, _ = self.attention(
-            self.query(projected, mask),
-            projected,
-            projected,
-            key_padding_mask=~mask,
-            need_weights=False,
-        )
-        return attended.squeeze(1)
-
-    def view_weights(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, V) the weight the pool gives each view, averaged over heads; padded views
-        0, each row sums to 1."""
-        return _attention_weights(self, views, mask)
+        return self.attend(views, mask)[1].squeeze(1)
 
 
-class ViewClsPool(_ViewPool):
+class ViewClsPool(_QueryPool):
     """CLS pooling as the reference builds it: a learned (1, 1, dim) class query attends
     over the projected valid views, then a post-norm transformer step:
 
@@ -125,23 +121,13 @@ class ViewClsPool(_ViewPool):
         self.norm2 = nn.LayerNorm(dim)
 
     def query(self, projected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, V, dim) projected views → (B, 1, dim) the class query, the same for all."""
-        return self.cls_token.expand(projected.shape[0], -1, -1)
+        return self.cls_token.expand(projected.shape[0], -1, -1)  # the same for every study
 
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        projected = self.project(views, mask)
-        query = self.query(projected, mask)
-        attended, _ = self.attention(
-            query, projected, projected, key_padding_mask=~mask, need_weights=False
-        )
+        query, attended, _ = self.attend(views, mask)
         token = self.norm1(query + attended)
         token = self.norm2(token + self.ffn(token))
         return token.squeeze(1)
-
-    def view_weights(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, V) the weight the class query gives each view, averaged over heads; padded
-        views 0, each row sums to 1 (in eval mode: in training they carry the dropout)."""
-        return _attention_weights(self, views, mask)
 
 
 class ViewMean(nn.Module):
