@@ -350,6 +350,25 @@ def test_single_view_baseline_has_no_view_layer():
         )
 
 
+def test_mean_pool_reads_a_study_as_one_affine_map_of_its_mean_view():
+    # as the single-view baseline does at evaluation (above): the ablation between the two
+    # compares how they are trained, not what a study can tell them
+    torch.manual_seed(3)
+    model = Echo2ECG(ECGEncoder(), pooling="mean", study_dim=32).eval()
+    model.fit_view_standardization(torch.randn(50, 512) * 3 + 1)
+    views = torch.randn(2, 4, 512)
+    mask = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    with torch.no_grad():
+        proj = model.view_pool.view_proj
+        weight = model.echo_proj.weight @ proj.weight  # (512, 512)
+        bias = model.echo_proj(proj.bias)
+        mean_view = torch.stack([views[0, :2].mean(0), views[1].mean(0)])
+        standardised = (mean_view - model.view_mean) / model.view_scale
+        assert torch.allclose(
+            model.encode_study(views, mask), standardised @ weight.T + bias, atol=1e-5
+        )
+
+
 def test_parameter_counts_of_every_pooling():
     counts = {
         pooling: count_parameters(Echo2ECG(ECGEncoder(), pooling=pooling)) for pooling in POOLINGS
