@@ -161,7 +161,7 @@ def pooled(runs: list[Path], model: str, versus: list[str], n_resamples: int, se
     }
 
 
-def _plant(folder: Path, run: int, rng: np.random.Generator) -> None:
+def _plant(folder: Path, rng: np.random.Generator) -> None:
     """Evidence of one planted run: ``good`` ranks every query's match one place above
     ``level``, and scores LVEF perfectly where ``level`` scores at random."""
     evidence = folder / "results" / "evidence"
@@ -209,8 +209,8 @@ def smoke() -> dict:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         runs = [Path(folder) / f"run{i}" for i in range(3)]
-        for i, run in enumerate(runs):
-            _plant(run, i, rng)
+        for run in runs:
+            _plant(run, rng)
         result = pooled(runs, "good", ["level", RANDOM], 200, 0)
     by = {(r["versus"], r["phenotype"]): r for r in result["retrieval"]}
     assert by["level", "all"]["rank_gain"] == 1.0 and by["level", "all"]["rank_gain_ci"] == [
