@@ -19,6 +19,19 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def valid_views(views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, V, D) views with the padded ones zeroed, after checking that ``mask`` is a
+    (B, V) bool with at least one valid view per study."""
+    if mask.shape != views.shape[:2] or mask.dtype != torch.bool:
+        raise ValueError(
+            f"mask must be bool of shape {tuple(views.shape[:2])}, "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
+    if not bool(mask.any(dim=1).all()):
+        raise ValueError("every study needs at least one valid view")
+    return views.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+
 class _ViewPool(nn.Module):
     """Shared part: check the mask, zero padded views, project each view."""
 
@@ -28,14 +41,7 @@ class _ViewPool(nn.Module):
 
     def project(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, V, in_dim), (B, V) → (B, V, dim) projected views, padded ones from zeros."""
-        if mask.shape != views.shape[:2] or mask.dtype != torch.bool:
-            raise ValueError(
-                f"mask must be bool of shape {tuple(views.shape[:2])}, "
-                f"got {mask.dtype} {tuple(mask.shape)}"
-            )
-        if not bool(mask.any(dim=1).all()):
-            raise ValueError("every study needs at least one valid view")
-        return self.view_proj(views.masked_fill(~mask.unsqueeze(-1), 0.0))
+        return self.view_proj(valid_views(views, mask))
 
 
 class ViewMeanPool(_ViewPool):
@@ -136,11 +142,4 @@ class ViewMean(nn.Module):
     sees one view per sample (V = 1: the view itself)."""
 
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if mask.shape != views.shape[:2] or mask.dtype != torch.bool:
-            raise ValueError(
-                f"mask must be bool of shape {tuple(views.shape[:2])}, "
-                f"got {mask.dtype} {tuple(mask.shape)}"
-            )
-        if not bool(mask.any(dim=1).all()):
-            raise ValueError("every study needs at least one valid view")
-        return masked_mean(views.masked_fill(~mask.unsqueeze(-1), 0.0), mask)
+        return masked_mean(valid_views(views, mask), mask)
