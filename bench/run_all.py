@@ -4,9 +4,9 @@
     .venv/bin/python bench/run_all.py --smoke   # each at its smoke size; no JSON unless --out
 
 The demo benchmarks (demo_seeds.py, demo_world.py) run the whole pipeline or embed
-hundreds of clips, and joint_space_probe.py, poor_planes.py, pooled_seeds.py and
-training_seeds.py read (or retrain on) finished runs' results, so they are left to be run
-by hand.
+hundreds of clips, and joint_space_probe.py, marked_planes.py, poor_planes.py,
+pooled_seeds.py and training_seeds.py read (or retrain on) finished runs' results, so
+they are left to be run by hand.
 """
 
 import argparse
