@@ -23,6 +23,8 @@ that hold both apical views:
 
     .venv/bin/python bench/poor_planes.py --run <run folder> \
         --variants single_view echo2ecg mean_pool --json bench/out/poor_planes.json
+    .venv/bin/python bench/poor_planes.py --run <run folder> --models <folder> \
+        --variants echo2ecg@42   # a model bench/training_seeds.py --keep retrained
     .venv/bin/python bench/poor_planes.py --smoke   # planted embeddings, untrained models
 """
 
@@ -211,6 +213,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("."), help="a finished demo run folder")
     parser.add_argument("--variants", nargs="+", default=["single_view", "echo2ecg"])
+    parser.add_argument(
+        "--models",
+        type=Path,
+        help="where each variant's <variant>/last.pt lies (default: the run's results/models)",
+    )
     parser.add_argument("--json", type=Path)
     args = parse_args(parser, {})
     torch.set_num_threads(1)
@@ -228,10 +235,8 @@ def main() -> None:
     else:
         config = yaml.safe_load((args.run / "config.yaml").read_text())
         clips, raw = demo_clips(args.run, config)
-        models = {
-            v: load_variant(args.run / "results" / "models" / v / "last.pt")[0]
-            for v in args.variants
-        }
+        folder = args.models if args.models is not None else args.run / "results" / "models"
+        models = {v: load_variant(folder / v / "last.pt")[0] for v in args.variants}
     clips, raw = with_both_planes(clips, raw)
     result = {
         "run": "smoke" if args.smoke else str(args.run),

@@ -16,7 +16,11 @@ phenotypes on which ``--model`` ranks ahead of ``--versus``.
         --json bench/out/training_seeds.json
     .venv/bin/python bench/training_seeds.py --run . --seeds 42 1 2 --variants single_view \
         --set train.single_view_sampling=one_per_study
+    .venv/bin/python bench/training_seeds.py --run . --seeds 42 --keep <folder>
     .venv/bin/python bench/training_seeds.py --smoke   # a tiny run folder, 2 epochs
+
+With ``--keep`` each retrained model stays in ``<folder>/<variant>@<seed>/last.pt``
+(``bench/poor_planes.py --models <folder> --variants echo2ecg@42`` reads it).
 """
 
 from __future__ import annotations
@@ -239,6 +243,7 @@ def main() -> None:
         metavar="SECTION.KEY=VALUE",
         help="config values changed before retraining (YAML values), e.g. train.epochs=20",
     )
+    parser.add_argument("--keep", type=Path, help="keep the retrained models in this folder")
     parser.add_argument("--json", type=Path)
     args = parse_args(parser, {})
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -253,7 +258,8 @@ def main() -> None:
             run, seeds, variants = args.run, args.seeds, args.variants
             config = yaml.safe_load((run / "config.yaml").read_text())
         config = with_settings(config, args.set)
-        ranks = seed_ranks(run, config, variants, sorted(set(seeds)), scratch / "m")
+        models = args.keep if args.keep is not None else scratch / "m"
+        ranks = seed_ranks(run, config, variants, sorted(set(seeds)), models)
         if args.smoke:  # the same seed twice must train the same model
             again = seed_ranks(run, config, variants[:1], [0], scratch / "again")
             first = ranks[(ranks["variant"] == variants[0]) & (ranks["seed"] == 0)]
