@@ -97,13 +97,14 @@ def study_splits(run: Path, config: dict) -> pd.Series:
 def smoke_clips(run: Path, config: dict) -> tuple[pd.DataFrame, np.ndarray]:
     """The smoke run folder's views as clips: A4C, A2C, then PLAX in each study, the
     second apical plane poor in every other study."""
-    ok = read_shard_ledgers(run_stores(run, config)["ledgers"])
-    clips = ok[["study", "view"]].copy() if "view" in ok else ok[["study"]].copy()
+    stores = run_stores(run, config)
+    ledger = read_shard_ledgers(stores["ledgers"])
+    ok = ledger[ledger["status"] == "ok"].reset_index(drop=True)
+    clips = ok[["study"]].copy()
     order = clips.groupby("study").cumcount().to_numpy()
     clips["type"] = np.array(["A4C", "A2C", "PLAX"])[order]
     number = clips["study"].str[1:].astype(int).to_numpy()
     clips["poor"] = (order == 1) & (number % 2 == 0)
-    stores = run_stores(run, config)
     return clips, read_rows(stores["embeddings"], "embeddings", ok["shard"], ok["row"])
 
 
