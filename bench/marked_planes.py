@@ -9,10 +9,14 @@ with a good clip of the same view type from another study of the same split (ano
 heart, along exactly the directions a good plane shows one), plus ``--mark`` times the
 typical length of a centred view embedding along one fixed random direction. A mean of
 views can no longer separate the two hearts; an attention pool can, by the mark. With
-``--mark 0`` nothing tells them apart (the control). ECGs, pairs and splits are the run's
-(linked, not copied). Retrain and score the copy with ``bench/training_seeds.py``:
+``--mark 0`` nothing tells them apart (the control). With ``--leave-out`` the copy keeps
+the embeddings and instead marks each poor plane ``left_out`` in the echo ledgers, so
+that every variant trains and tests without it: what a pool that gated perfectly would
+see. ECGs, pairs and splits are the run's (linked, not copied). Retrain and score the
+copy with ``bench/training_seeds.py``:
 
     .venv/bin/python bench/marked_planes.py --run <demo run> --out <copy> --mark 1
+    .venv/bin/python bench/marked_planes.py --run <demo run> --out <copy> --leave-out
     .venv/bin/python bench/training_seeds.py --run <copy> --seeds 42 1 2 3
     .venv/bin/python bench/marked_planes.py --smoke   # a planted run folder
 """
@@ -86,6 +90,40 @@ def write_marked_run(run: Path, out: Path, config: dict, ok: pd.DataFrame, marke
             array[int(row)] = marked[position]
 
 
+def write_run_without(run: Path, out: Path, config: dict, left_out: set[str]) -> int:
+    """A run folder at ``out``: ``config``, the run's pairs, embeddings and the rest of its
+    data linked, and the training cohort's echo ledgers copied with the views in ``left_out``
+    (their ``source`` pseudonyms) set to status ``left_out``; returns how many rows that
+    set."""
+    results, source = out / "results", run / "results"
+    cohort = Path("data") / config["pairing"]["train_cohort"]
+    (results / cohort / "echo").mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def link(path: Path) -> None:
+        if not (results / path).exists():
+            (results / path).symlink_to((source / path).resolve())
+
+    link(Path("pairs"))
+    link(Path("embeddings"))
+    for folder, skip in ((Path("data"), cohort.name), (cohort, "echo")):
+        for entry in (source / folder).iterdir():
+            if entry.name != skip:
+                link(folder / entry.name)
+    changed = 0
+    for shard in sorted((source / cohort / "echo").glob("shard_*")):
+        (results / cohort / "echo" / shard.name).mkdir(exist_ok=True)
+        for entry in shard.iterdir():
+            if entry.name != "ledger.csv":
+                link(cohort / "echo" / shard.name / entry.name)
+        ledger = pd.read_csv(shard / "ledger.csv", dtype=str, keep_default_na=False)
+        hit = ledger["source"].isin(left_out)
+        ledger.loc[hit, "status"] = "left_out"
+        changed += int(hit.sum())
+        ledger.to_csv(results / cohort / "echo" / shard.name / "ledger.csv", index=False)
+    return changed
+
+
 def study_splits(run: Path, config: dict) -> pd.Series:
     """Study → split of the run's training cohort."""
     pairs = read_id_table(
@@ -114,6 +152,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="the marked copy to write")
     parser.add_argument("--mark", type=float, default=1.0, help="in RMS centred-view norms")
     parser.add_argument("--seed", type=int, default=0, help="donors and the mark's direction")
+    parser.add_argument(
+        "--leave-out", action="store_true", help="leave the poor planes out instead of marking"
+    )
     args = parse_args(parser, {})
     with tempfile.TemporaryDirectory() as scratch:
         if args.smoke:
@@ -129,10 +170,19 @@ def main() -> None:
         ledger = read_shard_ledgers(run_stores(run, config)["ledgers"])
         ok = ledger[ledger["status"] == "ok"].reset_index(drop=True)
         clips["split"] = clips["study"].map(study_splits(run, config))
-        marked, donors = mark_poor_planes(clips, raw, args.mark, np.random.default_rng(args.seed))
-        write_marked_run(run, out, config, ok, marked)
         poor = clips["poor"].to_numpy(bool)
         apical = int(clips["type"].isin(APICAL_VIEWS).sum())
+        if args.leave_out:
+            changed = write_run_without(run, out, config, set(ok["source"][poor]))
+            print(f"{changed} poor planes of {apical} apical clips left out → {out}")
+            if args.smoke:  # the copy's ledgers lose exactly the poor planes
+                copy = read_shard_ledgers(run_stores(out, config)["ledgers"])
+                assert changed == int(poor.sum()) > 0
+                kept = copy[copy["status"] == "ok"].reset_index(drop=True)
+                assert kept["source"].tolist() == ok["source"][~poor].tolist()
+            return
+        marked, donors = mark_poor_planes(clips, raw, args.mark, np.random.default_rng(args.seed))
+        write_marked_run(run, out, config, ok, marked)
         print(
             f"{int(poor.sum())} poor planes of {apical} apical clips marked ({args.mark}) → {out}"
         )

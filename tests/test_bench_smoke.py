@@ -30,6 +30,7 @@ SCRIPTS = [
         "poor_planes", ["--variants", "single_view", "echo2ecg", "cls_pool"], 120, id="poor_planes"
     ),
     pytest.param("marked_planes", [], 60, id="marked_planes"),
+    pytest.param("marked_planes", ["--leave-out"], 60, id="marked_planes_leave_out"),
     pytest.param("pooled_seeds", [], 60, id="pooled_seeds"),
     pytest.param("training_seeds", ["--set", "train.lr=0.002"], 180, id="training_seeds"),
     # the runner's own plumbing; the benchmarks it runs have their tests here
