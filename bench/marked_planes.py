@@ -34,11 +34,10 @@ import yaml
 import zarr
 from figures import parse_args
 from poor_planes import demo_clips
-from training_seeds import run_stores, write_smoke_run
+from training_seeds import run_pairs, run_stores, write_smoke_run
 
 from echo2ecg.data.ledger import read_shard_ledgers
 from echo2ecg.synth.echo_views import APICAL_VIEWS
-from echo2ecg.train.pairs import read_id_table
 from echo2ecg.train.pretrain import read_rows
 
 
@@ -71,16 +70,27 @@ def mark_poor_planes(
     return marked, donors
 
 
+def _start_copy(out: Path, config: dict) -> None:
+    """``out``'s results folder, and ``config`` (the run's) as its config.yaml."""
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _link(run: Path, out: Path, path: Path | str) -> None:
+    """``out``'s results/``path`` as a link to ``run``'s, unless it is there already."""
+    target = out / "results" / path
+    if not target.exists():
+        target.symlink_to((run / "results" / path).resolve())
+
+
 def write_marked_run(run: Path, out: Path, config: dict, ok: pd.DataFrame, marked: np.ndarray):
     """A run folder at ``out``: ``config`` (the run's), its ``data`` and ``pairs`` linked, and its
     view-embedding shards copied with the rows of ``ok`` (the ledger's embedded views, in
     the order of ``marked``) set to ``marked``."""
     results = out / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    for part in ("data", "pairs"):
-        if not (results / part).exists():
-            (results / part).symlink_to((run / "results" / part).resolve())
+    _start_copy(out, config)
+    _link(run, out, "data")
+    _link(run, out, "pairs")
     shutil.rmtree(results / "embeddings", ignore_errors=True)
     shutil.copytree(run / "results" / "embeddings", results / "embeddings")
     stores = run_stores(out, config)["embeddings"]
@@ -97,25 +107,20 @@ def write_run_without(run: Path, out: Path, config: dict, left_out: set[str]) ->
     set."""
     results, source = out / "results", run / "results"
     cohort = Path("data") / config["pairing"]["train_cohort"]
+    _start_copy(out, config)
     (results / cohort / "echo").mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-    def link(path: Path) -> None:
-        if not (results / path).exists():
-            (results / path).symlink_to((source / path).resolve())
-
-    link(Path("pairs"))
-    link(Path("embeddings"))
+    _link(run, out, "pairs")
+    _link(run, out, "embeddings")
     for folder, skip in ((Path("data"), cohort.name), (cohort, "echo")):
         for entry in (source / folder).iterdir():
             if entry.name != skip:
-                link(folder / entry.name)
+                _link(run, out, folder / entry.name)
     changed = 0
     for shard in sorted((source / cohort / "echo").glob("shard_*")):
         (results / cohort / "echo" / shard.name).mkdir(exist_ok=True)
         for entry in shard.iterdir():
             if entry.name != "ledger.csv":
-                link(cohort / "echo" / shard.name / entry.name)
+                _link(run, out, cohort / "echo" / shard.name / entry.name)
         ledger = pd.read_csv(shard / "ledger.csv", dtype=str, keep_default_na=False)
         hit = ledger["source"].isin(left_out)
         ledger.loc[hit, "status"] = "left_out"
@@ -126,10 +131,7 @@ def write_run_without(run: Path, out: Path, config: dict, left_out: set[str]) ->
 
 def study_splits(run: Path, config: dict) -> pd.Series:
     """Study → split of the run's training cohort."""
-    pairs = read_id_table(
-        run / "results" / "pairs" / config["pairing"]["train_cohort"] / "pairs.csv"
-    )
-    return pairs.drop_duplicates("study").set_index("study")["split"]
+    return run_pairs(run, config).drop_duplicates("study").set_index("study")["split"]
 
 
 def smoke_clips(run: Path, config: dict) -> tuple[pd.DataFrame, np.ndarray]:

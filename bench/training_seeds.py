@@ -76,15 +76,20 @@ def run_stores(run: Path, config: dict) -> dict[str, dict[str, str]]:
     }
 
 
+def run_pairs(run: Path, config: dict) -> pd.DataFrame:
+    """The pairs table of a run folder's training cohort (``pairing.train_cohort``)."""
+    return read_id_table(
+        run / "results" / "pairs" / config["pairing"]["train_cohort"] / "pairs.csv"
+    )
+
+
 def seed_ranks(
     run: Path, config: dict, variants: list[str], seeds: list[int], scratch: Path
 ) -> pd.DataFrame:
     """Retrain each variant under each seed; → one row per (variant, seed, phenotype)
     with ``mean_rank``, ``p_at_1`` and the run's training seconds ``train_s``."""
     stores = run_stores(run, config)
-    pairs = read_id_table(
-        run / "results" / "pairs" / config["pairing"]["train_cohort"] / "pairs.csv"
-    )
+    pairs = run_pairs(run, config)
     ledger = read_shard_ledgers(stores["ledgers"])
     max_views = config["train"]["max_views"]
     data = {
