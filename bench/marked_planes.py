@@ -83,10 +83,10 @@ def _link(run: Path, out: Path, path: Path | str) -> None:
         target.symlink_to((run / "results" / path).resolve())
 
 
-def write_marked_run(run: Path, out: Path, config: dict, ok: pd.DataFrame, marked: np.ndarray):
+def write_marked_run(run: Path, out: Path, config: dict, clips: pd.DataFrame, marked: np.ndarray):
     """A run folder at ``out``: ``config`` (the run's), its ``data`` and ``pairs`` linked, and its
-    view-embedding shards copied with the rows of ``ok`` (the ledger's embedded views, in
-    the order of ``marked``) set to ``marked``."""
+    view-embedding shards copied with the rows of ``clips`` (the ledger's embedded views,
+    their ``shard`` and ``row``, in the order of ``marked``) set to ``marked``."""
     results = out / "results"
     _start_copy(out, config)
     _link(run, out, "data")
@@ -94,7 +94,7 @@ def write_marked_run(run: Path, out: Path, config: dict, ok: pd.DataFrame, marke
     shutil.rmtree(results / "embeddings", ignore_errors=True)
     shutil.copytree(run / "results" / "embeddings", results / "embeddings")
     stores = run_stores(out, config)["embeddings"]
-    for shard, rows in ok.groupby("shard"):
+    for shard, rows in clips.groupby("shard"):
         array = zarr.open_group(stores[shard], mode="r+")["embeddings"]
         for position, row in zip(rows.index, rows["row"]):
             array[int(row)] = marked[position]
@@ -135,12 +135,13 @@ def study_splits(run: Path, config: dict) -> pd.Series:
 
 
 def smoke_clips(run: Path, config: dict) -> tuple[pd.DataFrame, np.ndarray]:
-    """The smoke run folder's views as clips: A4C, A2C, then PLAX in each study, the
-    second apical plane poor in every other study."""
+    """The smoke run folder's views as clips (with the ledger's ``shard``, ``row`` and
+    ``source``): A4C, A2C, then PLAX in each study, the second apical plane poor in every
+    other study."""
     stores = run_stores(run, config)
     ledger = read_shard_ledgers(stores["ledgers"])
     ok = ledger[ledger["status"] == "ok"].reset_index(drop=True)
-    clips = ok[["study"]].copy()
+    clips = ok[["study", "shard", "row", "source"]].copy()
     order = clips.groupby("study").cumcount().to_numpy()
     clips["type"] = np.array(["A4C", "A2C", "PLAX"])[order]
     number = clips["study"].str[1:].astype(int).to_numpy()
@@ -169,28 +170,26 @@ def main() -> None:
             run, out = args.run, args.out
             config = yaml.safe_load((run / "config.yaml").read_text())
             clips, raw = demo_clips(run, config)
-        ledger = read_shard_ledgers(run_stores(run, config)["ledgers"])
-        ok = ledger[ledger["status"] == "ok"].reset_index(drop=True)
         clips["split"] = clips["study"].map(study_splits(run, config))
         poor = clips["poor"].to_numpy(bool)
         apical = int(clips["type"].isin(APICAL_VIEWS).sum())
         if args.leave_out:
-            changed = write_run_without(run, out, config, set(ok["source"][poor]))
+            changed = write_run_without(run, out, config, set(clips["source"][poor]))
             print(f"{changed} poor planes of {apical} apical clips left out → {out}")
             if args.smoke:  # the copy's ledgers lose exactly the poor planes
                 copy = read_shard_ledgers(run_stores(out, config)["ledgers"])
                 assert changed == int(poor.sum()) > 0
                 kept = copy[copy["status"] == "ok"].reset_index(drop=True)
-                assert kept["source"].tolist() == ok["source"][~poor].tolist()
+                assert kept["source"].tolist() == clips["source"][~poor].tolist()
             return
         marked, donors = mark_poor_planes(clips, raw, args.mark, np.random.default_rng(args.seed))
-        write_marked_run(run, out, config, ok, marked)
+        write_marked_run(run, out, config, clips, marked)
         print(
             f"{int(poor.sum())} poor planes of {apical} apical clips marked ({args.mark}) → {out}"
         )
         if args.smoke:  # the copy holds exactly the marked rows; the run is untouched
             stores = run_stores(out, config)["embeddings"]
-            written = read_rows(stores, "embeddings", ok["shard"], ok["row"])
+            written = read_rows(stores, "embeddings", clips["shard"], clips["row"])
             assert np.array_equal(written, marked)
             assert np.array_equal(written[~poor], raw[~poor])
             donor = clips.iloc[donors[poor]]
@@ -200,7 +199,8 @@ def main() -> None:
             shift = written[poor] - raw[donors[poor]]
             assert np.allclose(shift, shift[0], atol=1e-5) and np.linalg.norm(shift[0]) > 0
             original = run_stores(run, config)["embeddings"]
-            assert np.array_equal(read_rows(original, "embeddings", ok["shard"], ok["row"]), raw)
+            rows = read_rows(original, "embeddings", clips["shard"], clips["row"])
+            assert np.array_equal(rows, raw)
 
 
 if __name__ == "__main__":

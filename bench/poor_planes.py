@@ -59,8 +59,9 @@ ALPHAS = np.logspace(-1, 6, 15)
 
 
 def demo_clips(run: Path, config: dict) -> tuple[pd.DataFrame, np.ndarray]:
-    """The training cohort's embedded views (one row each: ``study``, ``type``, ``poor``
-    and the study's phenotypes) and their (N, 512) raw embeddings, from the demo plan."""
+    """The training cohort's embedded views (one row each: ``study``, ``type``, ``poor``,
+    the study's phenotypes, and the ledger's ``shard``, ``row`` and ``source``) and their
+    (N, 512) raw embeddings, from the demo plan."""
     stores = run_stores(run, config)
     ledger = read_shard_ledgers(stores["ledgers"])
     ok = ledger[ledger["status"] == "ok"].reset_index(drop=True)
@@ -78,7 +79,9 @@ def demo_clips(run: Path, config: dict) -> tuple[pd.DataFrame, np.ndarray]:
         for view in study.views
         if view.kind == "view"
     )
-    clips = ok[["study", "view"]].merge(plan, on="view", how="left", validate="one_to_one")
+    clips = ok[["study", "view", "shard", "row", "source"]].merge(
+        plan, on="view", how="left", validate="one_to_one"
+    )
     if clips["type"].isna().any():
         raise SystemExit(
             f"{int(clips['type'].isna().sum())} embedded views are not in the demo plan of "
